@@ -1,0 +1,19 @@
+//! OS access for pyrometer: a process's memory map, its binaries' symbols,
+//! remote memory reads, threads and their scheduler state, children.
+//!
+//! This crate knows nothing about Python.
+#![deny(missing_docs)]
+
+mod elf;
+mod error;
+mod maps;
+mod memory;
+mod process;
+mod ptrace;
+
+pub use elf::{Binary, Section};
+pub use error::{MemoryError, ProcessError};
+pub use maps::{parse_maps, MapEntry};
+pub use memory::{ImageMemory, Memory};
+pub use process::{stat_fields, Process, SchedState, ThreadStatReader};
+pub use ptrace::StoppedThreads;
