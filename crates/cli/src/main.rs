@@ -1,1 +1,35 @@
-fn main() {}
+//! `pyrometer`: the command line. Parses flags into typed configs, wires the
+//! layers together, prints status and errors. Exit codes are in [`exit`].
+
+mod args;
+mod attach;
+mod dump;
+mod exit;
+mod output;
+mod record;
+
+use clap::Parser;
+
+fn main() {
+    // A closed stdout (`pyrometer dump | head`) must not panic.
+    // SAFETY: restoring the default SIGPIPE disposition before any I/O.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = args::Cli::parse();
+    let result = match cli.command {
+        args::Command::Dump(a) => dump::run(a),
+        args::Command::Record(a) => record::run(a),
+    };
+    if let Err(err) = result {
+        let code = exit::code_for(&err);
+        eprintln!("pyrometer: error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        if let Some(hint) = exit::hint_for(&err) {
+            eprintln!("{hint}");
+        }
+        std::process::exit(code);
+    }
+}

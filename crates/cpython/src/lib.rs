@@ -1,4 +1,19 @@
-//! The CPython interpreter model of pyrometer.
+//! The CPython interpreter model of pyrometer: finding the interpreter in a
+//! process, per-version layouts, walking threads and frames, decoding line
+//! tables and reading objects. Generic over a memory source
+//! ([`pyrometer_process::Memory`]) so live processes and synthetic images are
+//! read by the same code. Knows nothing about time or output formats.
 #![deny(missing_docs)]
 
+pub mod debug_offsets;
+pub mod discover;
+mod error;
 pub mod layout;
+pub mod linetable;
+pub mod objects;
+pub mod stack;
+
+pub use discover::{locate, Interpreter};
+pub use error::CpythonError;
+pub use layout::{Layout, Version};
+pub use stack::{CodeInfo, Frame, StackReader, ThreadStack};

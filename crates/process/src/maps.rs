@@ -67,7 +67,10 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].start, 0x400000);
         assert!(m[0].exec && !m[0].write);
-        assert_eq!(m[0].path.as_deref(), Some(std::path::Path::new("/usr/bin/python3.11")));
+        assert_eq!(
+            m[0].path.as_deref(),
+            Some(std::path::Path::new("/usr/bin/python3.11"))
+        );
         assert_eq!(m[1].path, None);
     }
 }

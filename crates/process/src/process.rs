@@ -157,7 +157,10 @@ impl Process {
             if let Ok(text) =
                 std::fs::read_to_string(format!("/proc/{}/task/{}/children", self.pid, tid))
             {
-                out.extend(text.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|s| s.parse::<i32>().ok()),
+                );
             }
         }
         out.sort_unstable();

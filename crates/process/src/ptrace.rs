@@ -16,9 +16,7 @@ impl StoppedThreads {
         let mut held = StoppedThreads { tids: Vec::new() };
         for &tid in tids {
             // SAFETY: plain ptrace requests on a thread id; no memory is passed.
-            let r = unsafe {
-                libc::ptrace(libc::PTRACE_SEIZE, tid, 0usize, 0usize)
-            };
+            let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, 0usize, 0usize) };
             if r != 0 {
                 let err = std::io::Error::last_os_error();
                 if err.raw_os_error() == Some(libc::ESRCH) {

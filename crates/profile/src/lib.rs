@@ -1,1 +1,352 @@
+//! The aggregated profile every output reads: interned strings, frames and
+//! stacks; sample counts keyed by (stack, thread, state). Memory stays
+//! bounded however long the run: samples are aggregated, never stored one
+//! by one.
+#![deny(missing_docs)]
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pyrometer_sampler::{Sample, ThreadState};
+
+/// Index of an interned string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StrId(pub u32);
+/// Index of an interned frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FrameId(pub u32);
+/// Index of an interned stack (a node of the call tree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StackId(pub u32);
+/// Index of an interned thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadKey(pub u32);
+
+/// A frame: a function at a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameInfo {
+    /// Function name.
+    pub name: StrId,
+    /// File name as the code object has it.
+    pub filename: StrId,
+    /// Current line (0: unknown).
+    pub line: i32,
+    /// First line of the function.
+    pub first_line: i32,
+}
+
+/// A stack node: a frame under a parent stack (root first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StackNode {
+    /// The caller's stack, `None` at the root.
+    pub parent: Option<StackId>,
+    /// The frame.
+    pub frame: FrameId,
+}
+
+/// A thread of a process.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ThreadInfo {
+    /// Process id.
+    pub pid: i32,
+    /// `threading.get_ident()`.
+    pub thread_id: u64,
+    /// OS thread id.
+    pub native_id: Option<i32>,
+    /// Name from `threading`.
+    pub name: Option<String>,
+}
+
+impl ThreadInfo {
+    /// `NAME (TID)` as shown in outputs.
+    pub fn label(&self) -> String {
+        let id = match self.native_id {
+            Some(t) => t.to_string(),
+            None => format!("{:#x}", self.thread_id),
+        };
+        match &self.name {
+            Some(n) => format!("{n} ({id})"),
+            None => format!("thread ({id})"),
+        }
+    }
+}
+
+/// What is counted per (stack, thread, state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SampleKey {
+    /// The innermost stack node (`None`: a thread with no Python frames).
+    pub stack: Option<StackId>,
+    /// The thread.
+    pub thread: ThreadKey,
+    /// What the thread was doing.
+    pub state: ThreadState,
+}
+
+/// Facts about the recording, for headers and summaries.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// What was profiled (command line or `pid N`).
+    pub target: String,
+    /// Python version of the target.
+    pub python_version: String,
+    /// Requested rate in Hz.
+    pub rate: f64,
+    /// Wall-clock duration of the recording.
+    pub duration: Duration,
+    /// Ticks on which the target was read.
+    pub ticks: u64,
+    /// Ticks skipped because the sampler was late.
+    pub late_ticks: u64,
+    /// Ticks dropped because a read was torn or failed.
+    pub errors: u64,
+}
+
+/// The aggregated profile.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    strings: Vec<String>,
+    string_ids: HashMap<String, StrId>,
+    frames: Vec<FrameInfo>,
+    frame_ids: HashMap<FrameInfo, FrameId>,
+    stacks: Vec<StackNode>,
+    stack_ids: HashMap<StackNode, StackId>,
+    threads: Vec<ThreadInfo>,
+    thread_ids: HashMap<(i32, u64), ThreadKey>,
+    counts: HashMap<SampleKey, u64>,
+    /// Samples whose stack was cut at the depth cap.
+    pub truncated_samples: u64,
+    /// Facts about the recording.
+    pub meta: Meta,
+}
+
+impl Profile {
+    /// An empty profile.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Intern a string.
+    pub fn intern(&mut self, s: &str) -> StrId {
+        if let Some(id) = self.string_ids.get(s) {
+            return *id;
+        }
+        let id = StrId(self.strings.len() as u32);
+        self.strings.push(s.to_string());
+        self.string_ids.insert(s.to_string(), id);
+        id
+    }
+
+    /// A string by id.
+    pub fn str(&self, id: StrId) -> &str {
+        &self.strings[id.0 as usize]
+    }
+
+    /// Intern a frame.
+    pub fn frame_id(&mut self, frame: FrameInfo) -> FrameId {
+        if let Some(id) = self.frame_ids.get(&frame) {
+            return *id;
+        }
+        let id = FrameId(self.frames.len() as u32);
+        self.frames.push(frame);
+        self.frame_ids.insert(frame, id);
+        id
+    }
+
+    /// A frame by id.
+    pub fn frame(&self, id: FrameId) -> &FrameInfo {
+        &self.frames[id.0 as usize]
+    }
+
+    /// Intern a stack node.
+    pub fn stack_id(&mut self, node: StackNode) -> StackId {
+        if let Some(id) = self.stack_ids.get(&node) {
+            return *id;
+        }
+        let id = StackId(self.stacks.len() as u32);
+        self.stacks.push(node);
+        self.stack_ids.insert(node, id);
+        id
+    }
+
+    /// A stack node by id.
+    pub fn stack(&self, id: StackId) -> &StackNode {
+        &self.stacks[id.0 as usize]
+    }
+
+    /// Frames of a stack, root first.
+    pub fn stack_frames(&self, id: Option<StackId>) -> Vec<FrameId> {
+        let mut out = Vec::new();
+        let mut cur = id;
+        while let Some(s) = cur {
+            let node = self.stack(s);
+            out.push(node.frame);
+            cur = node.parent;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Intern a thread.
+    pub fn thread_key(&mut self, info: ThreadInfo) -> ThreadKey {
+        if let Some(k) = self.thread_ids.get(&(info.pid, info.thread_id)) {
+            let k = *k;
+            // Names arrive late (threading may be read after the first sample).
+            if info.name.is_some() {
+                self.threads[k.0 as usize].name = info.name;
+            }
+            return k;
+        }
+        let k = ThreadKey(self.threads.len() as u32);
+        self.thread_ids.insert((info.pid, info.thread_id), k);
+        self.threads.push(info);
+        k
+    }
+
+    /// A thread by key.
+    pub fn thread(&self, key: ThreadKey) -> &ThreadInfo {
+        &self.threads[key.0 as usize]
+    }
+
+    /// Add `count` samples of one stack.
+    pub fn add(&mut self, key: SampleKey, count: u64) {
+        *self.counts.entry(key).or_insert(0) += count;
+    }
+
+    /// Add one sample from the sampler.
+    pub fn add_sample(&mut self, sample: &Sample) {
+        let thread = self.thread_key(ThreadInfo {
+            pid: sample.pid,
+            thread_id: sample.thread_id,
+            native_id: sample.native_id,
+            name: sample.thread_name.as_deref().map(str::to_string),
+        });
+        let mut parent = None;
+        for f in sample.frames.iter().rev() {
+            let frame = FrameInfo {
+                name: self.intern(&f.name),
+                filename: self.intern(&f.filename),
+                line: f.line,
+                first_line: f.first_line,
+            };
+            let frame = self.frame_id(frame);
+            parent = Some(self.stack_id(StackNode { parent, frame }));
+        }
+        if sample.truncated {
+            self.truncated_samples += 1;
+        }
+        self.add(
+            SampleKey {
+                stack: parent,
+                thread,
+                state: sample.state,
+            },
+            1,
+        );
+    }
+
+    /// Every (key, count), in a stable order.
+    pub fn counts(&self) -> Vec<(SampleKey, u64)> {
+        let mut v: Vec<_> = self.counts.iter().map(|(k, c)| (*k, *c)).collect();
+        v.sort_by_key(|(k, _)| (k.thread, k.stack, k.state));
+        v
+    }
+
+    /// Total samples.
+    pub fn total_samples(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// Samples per thread state.
+    pub fn by_state(&self) -> Vec<(ThreadState, u64)> {
+        let mut m: HashMap<ThreadState, u64> = HashMap::new();
+        for (k, c) in &self.counts {
+            *m.entry(k.state).or_insert(0) += c;
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    /// Own ("self") samples per function name and file, descending.
+    pub fn top_functions(&self, n: usize) -> Vec<(String, String, u64, u64)> {
+        let mut own: HashMap<(StrId, StrId), u64> = HashMap::new();
+        let mut total: HashMap<(StrId, StrId), u64> = HashMap::new();
+        for (k, c) in &self.counts {
+            let frames = self.stack_frames(k.stack);
+            if let Some(leaf) = frames.last() {
+                let f = self.frame(*leaf);
+                *own.entry((f.name, f.filename)).or_insert(0) += c;
+            }
+            let mut seen = std::collections::HashSet::new();
+            for id in frames {
+                let f = self.frame(id);
+                if seen.insert((f.name, f.filename)) {
+                    *total.entry((f.name, f.filename)).or_insert(0) += c;
+                }
+            }
+        }
+        let mut v: Vec<_> = total
+            .iter()
+            .map(|(k, t)| {
+                (
+                    self.str(k.0).to_string(),
+                    self.str(k.1).to_string(),
+                    own.get(k).copied().unwrap_or(0),
+                    *t,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| b.2.cmp(&a.2).then(b.3.cmp(&a.3)).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyrometer_sampler::SampledFrame;
+    use std::sync::Arc;
+
+    fn sample(frames: &[(&str, i32)], state: ThreadState) -> Sample {
+        Sample {
+            time: Duration::ZERO,
+            pid: 1,
+            thread_id: 7,
+            native_id: Some(7),
+            thread_name: Some(Arc::from("MainThread")),
+            state,
+            holds_gil: true,
+            frames: frames
+                .iter()
+                .map(|(n, l)| SampledFrame {
+                    name: Arc::from(*n),
+                    filename: Arc::from("/x.py"),
+                    line: *l,
+                    first_line: 1,
+                })
+                .collect(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn aggregates_and_shares_prefixes() {
+        let mut p = Profile::new();
+        p.add_sample(&sample(&[("leaf", 3), ("main", 10)], ThreadState::Python));
+        p.add_sample(&sample(&[("leaf", 3), ("main", 10)], ThreadState::Python));
+        p.add_sample(&sample(&[("other", 5), ("main", 10)], ThreadState::Idle));
+        assert_eq!(p.total_samples(), 3);
+        assert_eq!(p.counts().len(), 2);
+        // "main" is interned once and shared as the root of both stacks.
+        assert_eq!(p.stacks.iter().filter(|s| s.parent.is_none()).count(), 1);
+        let top = p.top_functions(10);
+        assert_eq!(top[0].0, "leaf");
+        assert_eq!(top[0].2, 2);
+        assert_eq!(top.iter().find(|t| t.0 == "main").unwrap().3, 3);
+        assert_eq!(
+            p.by_state(),
+            vec![(ThreadState::Python, 2), (ThreadState::Idle, 1)]
+        );
+    }
+}

@@ -1,1 +1,14 @@
+//! The sampling engine: a clock that keeps an absolute schedule, targets
+//! (processes with a located interpreter), per-thread scheduler states, and
+//! the accounting of samples that could not be read.
+//!
+//! Emits [`Sample`]s; knows nothing about aggregation or output formats.
+#![deny(missing_docs)]
 
+mod clock;
+mod target;
+
+pub use clock::{Clock, Tick};
+pub use target::{
+    Sample, SampleError, SampledFrame, Target, TargetError, ThreadState, ThreadSummary,
+};

@@ -27,7 +27,12 @@ pub struct Version {
 impl Version {
     /// A final release.
     pub const fn new(major: u8, minor: u8, micro: u8) -> Self {
-        Version { major, minor, micro, level: 0xF }
+        Version {
+            major,
+            minor,
+            micro,
+            level: 0xF,
+        }
     }
     /// Decode `PY_VERSION_HEX`.
     pub fn from_hex(hex: u64) -> Self {

@@ -1,0 +1,121 @@
+//! Command-line flags. Flags mean what they mean in py-spy, except that
+//! `--duration` is wall-clock seconds and the target is never paused unless
+//! `--blocking` is given.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Sampling profiler for live Python processes and web services.
+#[derive(Debug, Parser)]
+#[command(name = "pyrometer", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the current stack of every Python thread of a process.
+    #[command(
+        after_help = "Examples:\n  pyrometer dump --pid 1234\n  pyrometer dump --pid 1234 --locals --json"
+    )]
+    Dump(DumpArgs),
+    /// Sample a process and write a profile (flame graph, folded stacks, speedscope).
+    #[command(
+        after_help = "Examples:\n  pyrometer record --pid 1234 -d 30 -o profile.svg\n  pyrometer record -r 1000 -f speedscope -o out.json -- python3 app.py"
+    )]
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// PID of the running Python process.
+    #[arg(short, long)]
+    pub pid: i64,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Show each frame's local variables.
+    #[arg(short, long)]
+    pub locals: bool,
+    /// Stop the target's threads while reading (default: read while it runs).
+    #[arg(long)]
+    pub blocking: bool,
+    /// Most frames read per thread.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_depth: u32,
+}
+
+/// Output formats of `record`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Interactive SVG flame graph.
+    Flamegraph,
+    /// Folded stacks: `frame;frame;leaf count` per line, root first.
+    Raw,
+    /// speedscope JSON (one profile per thread).
+    Speedscope,
+}
+
+impl Format {
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Format::Flamegraph => "svg",
+            Format::Raw => "txt",
+            Format::Speedscope => "json",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "command"])))]
+pub struct RecordArgs {
+    /// PID of the running Python process.
+    #[arg(short, long)]
+    pub pid: Option<i64>,
+    /// Output file (default: pyrometer-PID-TIME.EXT in the current directory).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Flamegraph)]
+    pub format: Format,
+    /// Samples per second.
+    #[arg(short, long, default_value_t = 100)]
+    pub rate: u32,
+    /// Stop after this many seconds of wall-clock time (default: until the
+    /// target exits or Ctrl-C).
+    #[arg(short, long)]
+    pub duration: Option<f64>,
+    /// A `thread (NAME TID)` root frame per thread.
+    #[arg(short, long)]
+    pub threads: bool,
+    /// Include samples of idle threads.
+    #[arg(short, long)]
+    pub idle: bool,
+    /// Leave line numbers out of frames.
+    #[arg(long)]
+    pub nolineno: bool,
+    /// Aggregate by function (first line) instead of by current line.
+    #[arg(short = 'F', long)]
+    pub function: bool,
+    /// Show full file names.
+    #[arg(long)]
+    pub full_filenames: bool,
+    /// Stop the target's threads while reading each sample (slower; the
+    /// default reads while the target runs and drops torn samples).
+    #[arg(long)]
+    pub blocking: bool,
+    /// Accepted for py-spy compatibility: this is already the default.
+    #[arg(long, hide = true)]
+    pub nonblocking: bool,
+    /// Most frames read per thread; deeper stacks are cut and counted.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_depth: u32,
+    /// Do not print the one-line status while recording.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Command to launch and profile from its start (after `--`).
+    #[arg(last = true, num_args = 1..)]
+    pub command: Vec<String>,
+}

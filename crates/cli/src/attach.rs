@@ -1,0 +1,98 @@
+//! Getting a target: attach to a PID, or launch a command and attach to it
+//! as soon as its interpreter is up.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pyrometer_cpython::CpythonError;
+use pyrometer_process::ProcessError;
+use pyrometer_sampler::{Target, TargetError};
+
+/// A PID from the command line: positive and within `pid_t`.
+pub fn checked_pid(pid: i64) -> Result<i32> {
+    if pid <= 0 || pid > i32::MAX as i64 {
+        return Err(ProcessError::InvalidPid(
+            pid.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+        ))
+        .with_context(|| format!("{pid} is not a valid PID (it must be a positive number)"));
+    }
+    Ok(pid as i32)
+}
+
+/// Attach to a running process.
+pub fn attach_pid(pid: i64) -> Result<Target> {
+    let pid = checked_pid(pid)?;
+    Target::attach(pid).with_context(|| format!("cannot profile process {pid}"))
+}
+
+/// A launched command; killed on drop if still running and `kill_on_drop`.
+pub struct Launched {
+    pub child: Child,
+}
+
+impl Launched {
+    /// Whether it has exited (reaps it).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+/// Launch `command` and attach as soon as its interpreter is initialized.
+pub fn launch(command: &[String]) -> Result<(Target, Launched)> {
+    let Some((program, args)) = command.split_first() else {
+        bail!("no command given after --");
+    };
+    let child = Command::new(program)
+        .args(args)
+        .spawn()
+        .with_context(|| format!("cannot start `{program}`"))?;
+    let pid = child.id() as i32;
+    let mut launched = Launched { child };
+    let start = Instant::now();
+    // Poll quickly so the first instructions are seen; the interpreter maps
+    // libpython and initializes within milliseconds of exec.
+    let mut last_err: Option<anyhow::Error> = None;
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Some(status) = launched.exited() {
+            let why = last_err.map(|e| format!(" ({e:#})")).unwrap_or_default();
+            bail!("`{program}` exited ({status}) before its Python interpreter could be read{why}");
+        }
+        match Target::attach(pid) {
+            Ok(mut target) => {
+                // The runtime exists before the first thread state: wait for it.
+                match target.sample(Duration::ZERO) {
+                    Ok(_) => return Ok((target, launched)),
+                    Err(e) => last_err = Some(e.into()),
+                }
+            }
+            Err(TargetError::Cpython(CpythonError::UnsupportedVersion { version, hint })) => {
+                let _ = launched.child.kill();
+                let _ = launched.child.wait();
+                return Err(CpythonError::UnsupportedVersion { version, hint })
+                    .with_context(|| format!("cannot profile `{program}`"));
+            }
+            Err(TargetError::Process(ProcessError::PermissionDenied { pid, what })) => {
+                let _ = launched.child.kill();
+                let _ = launched.child.wait();
+                return Err(ProcessError::PermissionDenied { pid, what })
+                    .with_context(|| format!("cannot profile `{program}`"));
+            }
+            Err(TargetError::Cpython(e @ CpythonError::NotPython { .. }))
+                if start.elapsed() > Duration::from_secs(3) =>
+            {
+                // Long past exec and still no interpreter: not a Python program.
+                let _ = launched.child.kill();
+                let _ = launched.child.wait();
+                return Err(e).with_context(|| format!("cannot profile `{program}`"));
+            }
+            Err(e) => last_err = Some(e.into()),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = launched.child.kill();
+    let _ = launched.child.wait();
+    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("timed out"))).with_context(|| {
+        format!("`{program}` did not start a Python interpreter pyrometer can read within 30 s")
+    })
+}

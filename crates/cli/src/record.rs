@@ -1,0 +1,283 @@
+//! `pyrometer record`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pyrometer_outputs::{write_flamegraph, write_folded, write_speedscope, StackOptions};
+use pyrometer_profile::Profile;
+use pyrometer_sampler::{Clock, SampleError, Target};
+
+use crate::args::{Format, RecordArgs};
+use crate::attach::{attach_pid, launch, Launched};
+use crate::output::{check_writable, write_atomic};
+
+/// Set by Ctrl-C / SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+pub fn run(args: RecordArgs) -> Result<()> {
+    if args.rate == 0 || args.rate > 100_000 {
+        bail!("--rate must be between 1 and 100000 samples per second");
+    }
+    if let Some(d) = args.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            bail!("--duration must be a positive number of seconds");
+        }
+    }
+    if args.pid.is_some() && !args.command.is_empty() {
+        bail!("give either --pid or a command after --, not both");
+    }
+    let explicit_output = args.output.clone();
+    if let Some(path) = &explicit_output {
+        check_writable(path)?;
+    } else {
+        check_writable(&PathBuf::from("pyrometer-probe"))
+            .context("the current directory is not writable; pass -o PATH")?;
+    }
+    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
+        .context("cannot install the Ctrl-C handler")?;
+
+    let (mut target, mut launched) = match args.pid {
+        Some(pid) => (attach_pid(pid)?, None),
+        None => {
+            let (t, l) = launch(&args.command)?;
+            (t, Some(l))
+        }
+    };
+    target.blocking = args.blocking;
+    target.set_max_depth(args.max_depth as usize);
+    let pid = target.pid();
+    let output = explicit_output.unwrap_or_else(|| default_output(pid, args.format));
+
+    let mut profile = Profile::new();
+    profile.meta.target = if args.command.is_empty() {
+        format!("pid {pid}: {}", target.cmdline())
+    } else {
+        args.command.join(" ")
+    };
+    profile.meta.python_version = target.interpreter().version.to_string();
+    profile.meta.rate = args.rate as f64;
+
+    let outcome = sample_loop(&mut target, &mut launched, &mut profile, &args);
+    if let Some(l) = launched.as_mut() {
+        stop_child(l);
+    }
+
+    let opts = stack_options(&args);
+    let title = format!("pyrometer: {}", profile.meta.target);
+    let format = args.format;
+    let written = write_atomic(&output, |w| match format {
+        Format::Flamegraph => write_flamegraph(&profile, &opts, &title, w),
+        Format::Raw => write_folded(&profile, &opts, w),
+        Format::Speedscope => write_speedscope(&profile, &opts, &title, w),
+    });
+    print_summary(&profile, &outcome, &output, format, written.is_ok());
+    if let Err(e) = written {
+        // What was collected is never lost: fall back to folded stacks in /tmp.
+        let fallback = std::env::temp_dir().join(format!("pyrometer-{pid}-rescued.txt"));
+        if write_atomic(&fallback, |w| write_folded(&profile, &opts, w)).is_ok() {
+            eprintln!(
+                "pyrometer: the samples were saved as folded stacks to {}",
+                fallback.display()
+            );
+        }
+        return Err(e);
+    }
+    if let Some(err) = outcome.fatal {
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn stack_options(args: &RecordArgs) -> StackOptions {
+    let mut o = StackOptions::new();
+    o.threads = args.threads;
+    o.include_idle = args.idle;
+    o.no_line_numbers = args.nolineno;
+    o.function_lines = args.function;
+    o.full_filenames = args.full_filenames;
+    o
+}
+
+fn default_output(pid: i32, format: Format) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from(format!("pyrometer-{pid}-{secs}.{}", format.extension()))
+}
+
+/// How the sampling loop ended.
+struct Outcome {
+    elapsed: Duration,
+    ticks: u64,
+    late_ticks: u64,
+    errors: u64,
+    ended_by: &'static str,
+    fatal: Option<anyhow::Error>,
+    cpu: Duration,
+}
+
+fn sample_loop(
+    target: &mut Target,
+    launched: &mut Option<Launched>,
+    profile: &mut Profile,
+    args: &RecordArgs,
+) -> Outcome {
+    let cpu_start = own_cpu_time();
+    let mut clock = Clock::new(args.rate as f64);
+    let start = clock.start();
+    let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));
+    let status = !args.quiet && std::io::stderr().is_terminal();
+    let mut last_status = Instant::now();
+    let mut errors = 0u64;
+    let mut ended_by = "duration";
+    let mut fatal = None;
+    loop {
+        let Some(tick) = clock.wait(deadline, || STOP.load(Ordering::SeqCst)) else {
+            if STOP.load(Ordering::SeqCst) {
+                ended_by = "interrupted";
+            }
+            break;
+        };
+        let time = tick.due.saturating_duration_since(start);
+        match target.sample(time) {
+            Ok(samples) => {
+                for s in &samples {
+                    profile.add_sample(s);
+                }
+            }
+            Err(SampleError::ProcessGone) => {
+                ended_by = "target exited";
+                break;
+            }
+            Err(SampleError::PermissionDenied) => {
+                fatal = Some(
+                    anyhow::Error::new(SampleError::PermissionDenied)
+                        .context(format!("lost access to process {}", target.pid())),
+                );
+                break;
+            }
+            Err(_) => errors += 1,
+        }
+        if let Some(l) = launched.as_mut() {
+            if l.exited().is_some() {
+                ended_by = "target exited";
+                break;
+            }
+        }
+        if status && last_status.elapsed() > Duration::from_millis(250) {
+            last_status = Instant::now();
+            let secs = start.elapsed().as_secs_f64();
+            eprint!(
+                "\r\x1b[Kpyrometer: {} samples, {:.0} Hz, {} errors, {:.1} s",
+                profile.total_samples(),
+                clock.ticks as f64 / secs.max(1e-9),
+                errors,
+                secs
+            );
+        }
+    }
+    if status {
+        eprint!("\r\x1b[K");
+    }
+    let elapsed = start.elapsed();
+    profile.meta.duration = elapsed;
+    profile.meta.ticks = clock.ticks;
+    profile.meta.late_ticks = clock.late_ticks;
+    profile.meta.errors = errors;
+    Outcome {
+        elapsed,
+        ticks: clock.ticks,
+        late_ticks: clock.late_ticks,
+        errors,
+        ended_by,
+        fatal,
+        cpu: own_cpu_time().saturating_sub(cpu_start),
+    }
+}
+
+/// Stop a launched command that is still running when recording ends.
+fn stop_child(l: &mut Launched) {
+    if l.exited().is_some() {
+        return;
+    }
+    let pid = l.child.id() as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        if l.exited().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = l.child.kill();
+    let _ = l.child.wait();
+}
+
+fn own_cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn print_summary(
+    profile: &Profile,
+    o: &Outcome,
+    output: &std::path::Path,
+    format: Format,
+    written: bool,
+) {
+    let secs = o.elapsed.as_secs_f64().max(1e-9);
+    let what = match format {
+        Format::Flamegraph => "flame graph",
+        Format::Raw => "folded stacks",
+        Format::Speedscope => "speedscope profile",
+    };
+    if written {
+        eprintln!("pyrometer: wrote {what} to {}", output.display());
+    }
+    let total = profile.total_samples();
+    eprintln!(
+        "  stopped: {}; {:.2} s, {} ticks at {:.1} Hz (requested {:.0} Hz, {} late ticks skipped)",
+        o.ended_by,
+        secs,
+        o.ticks,
+        o.ticks as f64 / secs,
+        profile.meta.rate,
+        o.late_ticks
+    );
+    let err_pct = if o.ticks > 0 {
+        100.0 * o.errors as f64 / o.ticks as f64
+    } else {
+        0.0
+    };
+    eprintln!(
+        "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks dropped as torn reads)",
+        o.errors
+    );
+    if total > 0 {
+        let split: Vec<String> = profile
+            .by_state()
+            .iter()
+            .map(|(s, c)| format!("{} {:.1} %", s.as_str(), 100.0 * *c as f64 / total as f64))
+            .collect();
+        eprintln!("  thread states: {}", split.join(", "));
+    }
+    if profile.truncated_samples > 0 {
+        eprintln!(
+            "  {} samples had stacks deeper than --max-depth and were cut",
+            profile.truncated_samples
+        );
+    }
+    eprintln!(
+        "  pyrometer CPU: {:.3} s ({:.2} % of one core)",
+        o.cpu.as_secs_f64(),
+        100.0 * o.cpu.as_secs_f64() / secs
+    );
+}

@@ -1,0 +1,632 @@
+//! CPython's own `_Py_DebugOffsets` table (3.13+), found at the start of
+//! `_PyRuntime`. It is read as untrusted input: the cookie, the version and
+//! every offset are validated before a [`Layout`] is built from it.
+
+use std::collections::HashMap;
+
+use pyrometer_process::Memory;
+
+use crate::error::CpythonError;
+use crate::layout::{FrameModel, FrameRoot, Layout, Version};
+
+/// `_Py_Debug_Cookie`.
+pub const COOKIE: &[u8; 8] = b"xdebugpy";
+
+/// The fields of one version's table, in declaration order: section name,
+/// then its `uint64_t` members. Sections without a leading `size` say so by
+/// not listing it.
+type FieldList = &'static [(&'static str, &'static [&'static str])];
+
+const V3_13: FieldList = &[
+    (
+        "runtime_state",
+        &["size", "finalizing", "interpreters_head"],
+    ),
+    (
+        "interpreter_state",
+        &[
+            "size",
+            "id",
+            "next",
+            "threads_head",
+            "gc",
+            "imports_modules",
+            "sysdict",
+            "builtins",
+            "ceval_gil",
+            "gil_runtime_state",
+            "gil_runtime_state_enabled",
+            "gil_runtime_state_locked",
+            "gil_runtime_state_holder",
+        ],
+    ),
+    (
+        "thread_state",
+        &[
+            "size",
+            "prev",
+            "next",
+            "interp",
+            "current_frame",
+            "thread_id",
+            "native_thread_id",
+            "datastack_chunk",
+            "status",
+        ],
+    ),
+    (
+        "interpreter_frame",
+        &[
+            "size",
+            "previous",
+            "executable",
+            "instr_ptr",
+            "localsplus",
+            "owner",
+        ],
+    ),
+    (
+        "code_object",
+        &[
+            "size",
+            "filename",
+            "name",
+            "qualname",
+            "linetable",
+            "firstlineno",
+            "argcount",
+            "localsplusnames",
+            "localspluskinds",
+            "co_code_adaptive",
+        ],
+    ),
+    ("pyobject", &["size", "ob_type"]),
+    ("type_object", &["size", "tp_name", "tp_repr", "tp_flags"]),
+    ("tuple_object", &["size", "ob_item", "ob_size"]),
+    ("list_object", &["size", "ob_item", "ob_size"]),
+    ("dict_object", &["size", "ma_keys", "ma_values"]),
+    ("float_object", &["size", "ob_fval"]),
+    ("long_object", &["size", "lv_tag", "ob_digit"]),
+    ("bytes_object", &["size", "ob_size", "ob_sval"]),
+    (
+        "unicode_object",
+        &["size", "state", "length", "asciiobject_size"],
+    ),
+    ("gc", &["size", "collecting"]),
+];
+
+const V3_14: FieldList = &[
+    (
+        "runtime_state",
+        &["size", "finalizing", "interpreters_head"],
+    ),
+    (
+        "interpreter_state",
+        &[
+            "size",
+            "id",
+            "next",
+            "threads_head",
+            "threads_main",
+            "gc",
+            "imports_modules",
+            "sysdict",
+            "builtins",
+            "ceval_gil",
+            "gil_runtime_state",
+            "gil_runtime_state_enabled",
+            "gil_runtime_state_locked",
+            "gil_runtime_state_holder",
+            "code_object_generation",
+            "tlbc_generation",
+        ],
+    ),
+    (
+        "thread_state",
+        &[
+            "size",
+            "prev",
+            "next",
+            "interp",
+            "current_frame",
+            "thread_id",
+            "native_thread_id",
+            "datastack_chunk",
+            "status",
+        ],
+    ),
+    (
+        "interpreter_frame",
+        &[
+            "size",
+            "previous",
+            "executable",
+            "instr_ptr",
+            "localsplus",
+            "owner",
+            "stackpointer",
+            "tlbc_index",
+        ],
+    ),
+    (
+        "code_object",
+        &[
+            "size",
+            "filename",
+            "name",
+            "qualname",
+            "linetable",
+            "firstlineno",
+            "argcount",
+            "localsplusnames",
+            "localspluskinds",
+            "co_code_adaptive",
+            "co_tlbc",
+        ],
+    ),
+    ("pyobject", &["size", "ob_type"]),
+    ("type_object", &["size", "tp_name", "tp_repr", "tp_flags"]),
+    ("tuple_object", &["size", "ob_item", "ob_size"]),
+    ("list_object", &["size", "ob_item", "ob_size"]),
+    ("set_object", &["size", "used", "table", "mask"]),
+    ("dict_object", &["size", "ma_keys", "ma_values"]),
+    ("float_object", &["size", "ob_fval"]),
+    ("long_object", &["size", "lv_tag", "ob_digit"]),
+    ("bytes_object", &["size", "ob_size", "ob_sval"]),
+    (
+        "unicode_object",
+        &["size", "state", "length", "asciiobject_size"],
+    ),
+    ("gc", &["size", "collecting"]),
+    (
+        "gen_object",
+        &["size", "gi_name", "gi_iframe", "gi_frame_state"],
+    ),
+    ("llist_node", &["next", "prev"]),
+    (
+        "debugger_support",
+        &[
+            "eval_breaker",
+            "remote_debugger_support",
+            "remote_debugging_enabled",
+            "debugger_pending_call",
+            "debugger_script_path",
+            "debugger_script_path_size",
+        ],
+    ),
+];
+
+const V3_15: FieldList = &[
+    (
+        "runtime_state",
+        &["size", "finalizing", "interpreters_head"],
+    ),
+    (
+        "interpreter_state",
+        &[
+            "size",
+            "id",
+            "next",
+            "threads_head",
+            "threads_main",
+            "gc",
+            "imports_modules",
+            "sysdict",
+            "builtins",
+            "ceval_gil",
+            "gil_runtime_state",
+            "gil_runtime_state_enabled",
+            "gil_runtime_state_locked",
+            "gil_runtime_state_holder",
+            "code_object_generation",
+            "tlbc_generation",
+        ],
+    ),
+    (
+        "thread_state",
+        &[
+            "size",
+            "prev",
+            "next",
+            "interp",
+            "current_frame",
+            "base_frame",
+            "last_profiled_frame",
+            "last_profiled_frame_seq",
+            "thread_id",
+            "native_thread_id",
+            "datastack_chunk",
+            "status",
+            "holds_gil",
+            "gil_requested",
+            "current_exception",
+            "exc_state",
+        ],
+    ),
+    ("err_stackitem", &["exc_value"]),
+    (
+        "interpreter_frame",
+        &[
+            "size",
+            "previous",
+            "executable",
+            "instr_ptr",
+            "localsplus",
+            "owner",
+            "stackpointer",
+            "tlbc_index",
+        ],
+    ),
+    (
+        "code_object",
+        &[
+            "size",
+            "filename",
+            "name",
+            "qualname",
+            "linetable",
+            "firstlineno",
+            "argcount",
+            "localsplusnames",
+            "localspluskinds",
+            "co_code_adaptive",
+            "co_tlbc",
+        ],
+    ),
+    ("pyobject", &["size", "ob_type"]),
+    (
+        "type_object",
+        &[
+            "size",
+            "tp_name",
+            "tp_repr",
+            "tp_flags",
+            "tp_basicsize",
+            "tp_dictoffset",
+        ],
+    ),
+    ("heap_type_object", &["size", "ht_cached_keys"]),
+    ("tuple_object", &["size", "ob_item", "ob_size"]),
+    ("list_object", &["size", "ob_item", "ob_size"]),
+    ("set_object", &["size", "used", "table", "mask"]),
+    ("dict_object", &["size", "ma_keys", "ma_values"]),
+    ("float_object", &["size", "ob_fval"]),
+    ("long_object", &["size", "lv_tag", "ob_digit"]),
+    ("bytes_object", &["size", "ob_size", "ob_sval"]),
+    (
+        "unicode_object",
+        &[
+            "size",
+            "state",
+            "length",
+            "asciiobject_size",
+            "compactunicodeobject_size",
+        ],
+    ),
+    (
+        "gc",
+        &[
+            "size",
+            "collecting",
+            "frame",
+            "generation_stats_size",
+            "generation_stats",
+        ],
+    ),
+    (
+        "gen_object",
+        &["size", "gi_name", "gi_iframe", "gi_frame_state"],
+    ),
+    ("llist_node", &["next", "prev"]),
+    (
+        "debugger_support",
+        &[
+            "eval_breaker",
+            "remote_debugger_support",
+            "remote_debugging_enabled",
+            "debugger_pending_call",
+            "debugger_script_path",
+            "debugger_script_path_size",
+        ],
+    ),
+];
+
+/// Values that are sizes or lengths, not offsets into their section.
+const NOT_OFFSETS: &[&str] = &[
+    "unicode_object.asciiobject_size",
+    "unicode_object.compactunicodeobject_size",
+    "debugger_support.debugger_script_path_size",
+    "gc.generation_stats_size",
+];
+
+/// The field list of a version's table, and whether the exact (pre-)release
+/// is one whose layout pyrometer knows.
+fn field_list(version: Version) -> Result<FieldList, CpythonError> {
+    let known = |ok: bool, list: FieldList| {
+        if ok {
+            Ok(list)
+        } else {
+            Err(CpythonError::UnsupportedVersion {
+                version: version.to_string(),
+                hint: ": this pre-release's debug-offsets layout is not known to pyrometer; \
+                       use a final release"
+                    .into(),
+            })
+        }
+    };
+    match (version.major, version.minor) {
+        (3, 13) => known(version.level >= 0xC, V3_13),
+        (3, 14) => known(version.level >= 0xC, V3_14),
+        // The 3.15 betas changed the table (last_profiled_frame_seq arrived in
+        // b4): only release candidates and finals are known.
+        (3, 15) => known(version.level >= 0xC, V3_15),
+        _ => Err(CpythonError::UnsupportedVersion {
+            version: version.to_string(),
+            hint: if version.minor > 15 {
+                ": a newer pyrometer may know its layout".into()
+            } else {
+                String::new()
+            },
+        }),
+    }
+}
+
+/// A parsed and validated debug offsets table.
+#[derive(Debug, Clone)]
+pub struct DebugOffsets {
+    /// `PY_VERSION_HEX`.
+    pub version: u64,
+    /// `Py_GIL_DISABLED` build.
+    pub free_threaded: bool,
+    fields: HashMap<String, u64>,
+}
+
+impl DebugOffsets {
+    /// A field as `section.member`.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.fields.get(name).copied()
+    }
+
+    fn req(&self, name: &str) -> Result<u64, CpythonError> {
+        self.get(name)
+            .ok_or_else(|| CpythonError::BadDebugOffsets(format!("missing {name}")))
+    }
+
+    /// Parse `bytes` (the start of `_PyRuntime`) for `version`.
+    pub fn parse(bytes: &[u8]) -> Result<Option<DebugOffsets>, CpythonError> {
+        if bytes.len() < 24 || &bytes[..8] != COOKIE {
+            return Ok(None);
+        }
+        let word = |i: usize| -> Option<u64> {
+            let b = bytes.get(i * 8..i * 8 + 8)?;
+            Some(u64::from_le_bytes(b.try_into().ok()?))
+        };
+        let version_hex = word(1).unwrap_or(0);
+        let free_threaded = word(2).unwrap_or(0) == 1;
+        let version = Version::from_hex(version_hex);
+        let list = field_list(version)?;
+        let mut fields = HashMap::new();
+        let mut i = 3;
+        for (section, members) in list {
+            for m in *members {
+                let v = word(i).ok_or_else(|| {
+                    CpythonError::BadDebugOffsets("table shorter than its version's".into())
+                })?;
+                fields.insert(format!("{section}.{m}"), v);
+                i += 1;
+            }
+        }
+        let parsed = DebugOffsets {
+            version: version_hex,
+            free_threaded,
+            fields,
+        };
+        parsed.validate(list)?;
+        Ok(Some(parsed))
+    }
+
+    /// Every offset must fall inside its section's reported size, and sizes
+    /// must be sane; a table that fails is corrupt or not what we think.
+    fn validate(&self, list: FieldList) -> Result<(), CpythonError> {
+        for (section, members) in list {
+            let Some(size) = self.get(&format!("{section}.size")) else {
+                continue;
+            };
+            if size == 0 || size > (1 << 20) {
+                return Err(CpythonError::BadDebugOffsets(format!(
+                    "{section}.size = {size} is implausible"
+                )));
+            }
+            for m in members.iter().filter(|m| **m != "size") {
+                let name = format!("{section}.{m}");
+                if NOT_OFFSETS.contains(&name.as_str()) {
+                    continue;
+                }
+                let v = self.get(&name).unwrap_or(0);
+                // Free-threading-only fields are 0 in GIL builds.
+                if v >= size {
+                    return Err(CpythonError::BadDebugOffsets(format!(
+                        "{name} = {v} lies outside its struct of {size} bytes"
+                    )));
+                }
+            }
+        }
+        let ascii = self.req("unicode_object.asciiobject_size")?;
+        if !(16..=256).contains(&ascii) {
+            return Err(CpythonError::BadDebugOffsets(format!(
+                "asciiobject_size = {ascii} is implausible"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Read the table at `runtime`, if the interpreter has one.
+pub fn read<M: Memory>(mem: &M, runtime: u64) -> Result<Option<DebugOffsets>, CpythonError> {
+    let mut head = [0u8; 8];
+    if mem.read(runtime, &mut head).is_err() || &head != COOKIE {
+        return Ok(None);
+    }
+    // The largest known table is 888 bytes; read a little more.
+    let bytes = mem.read_vec(runtime, 1024)?;
+    DebugOffsets::parse(&bytes)
+}
+
+/// Build a layout from the interpreter's own table. Fields the table does
+/// not carry (dict internals, frame owner values, instance dicts) come from
+/// the nearest static layout: they are stable from 3.13 on.
+pub fn layout_from_debug_offsets(
+    version: Version,
+    d: &DebugOffsets,
+) -> Result<Layout, CpythonError> {
+    let base = Layout::for_version(Version::new(3, 13, 0)).ok_or_else(|| {
+        CpythonError::UnsupportedVersion {
+            version: version.to_string(),
+            hint: String::new(),
+        }
+    })?;
+    let minor = version.minor;
+    let (skip_owners, tag_mask): (&'static [u8], u64) = match minor {
+        13 => (&[3], 0),
+        14 => (&[3, 4], 3),
+        _ => (&[3], 3),
+    };
+    let compact = d
+        .get("unicode_object.compactunicodeobject_size")
+        .unwrap_or(base.unicode_compact_data);
+    let mut layout = Layout {
+        version,
+        free_threaded: d.free_threaded,
+        runtime_interpreters_head: d.req("runtime_state.interpreters_head")?,
+        interp_next: d.req("interpreter_state.next")?,
+        interp_threads_head: d.req("interpreter_state.threads_head")?,
+        interp_modules: d.req("interpreter_state.imports_modules")?,
+        interp_gil_inline: Some(d.req("interpreter_state.gil_runtime_state")?),
+        tstate_next: d.req("thread_state.next")?,
+        tstate_interp: d.req("thread_state.interp")?,
+        tstate_thread_id: d.req("thread_state.thread_id")?,
+        tstate_native_thread_id: Some(d.req("thread_state.native_thread_id")?),
+        frame_root: FrameRoot::Direct {
+            current_frame: d.req("thread_state.current_frame")?,
+        },
+        frame: FrameModel::Interpreter {
+            previous: d.req("interpreter_frame.previous")?,
+            executable: d.req("interpreter_frame.executable")?,
+            instr_ptr: d.req("interpreter_frame.instr_ptr")?,
+            instr_ptr_is_previous: false,
+            localsplus: d.req("interpreter_frame.localsplus")?,
+            owner: d.req("interpreter_frame.owner")?,
+            skip_owners,
+            executable_tag_mask: tag_mask,
+        },
+        code_filename: d.req("code_object.filename")?,
+        code_name: d.req("code_object.name")?,
+        code_qualname: Some(d.req("code_object.qualname")?),
+        code_linetable: d.req("code_object.linetable")?,
+        code_firstlineno: d.req("code_object.firstlineno")?,
+        code_argcount: d.req("code_object.argcount")?,
+        code_varnames: d.req("code_object.localsplusnames")?,
+        code_localspluskinds: Some(d.req("code_object.localspluskinds")?),
+        code_code_adaptive: Some(d.req("code_object.co_code_adaptive")?),
+        ob_type: d.req("pyobject.ob_type")?,
+        type_tp_name: d.req("type_object.tp_name")?,
+        type_tp_flags: d.req("type_object.tp_flags")?,
+        unicode_length: d.req("unicode_object.length")?,
+        unicode_state: d.req("unicode_object.state")?,
+        unicode_ascii_data: d.req("unicode_object.asciiobject_size")?,
+        unicode_compact_data: compact,
+        bytes_size: d.req("bytes_object.ob_size")?,
+        bytes_sval: d.req("bytes_object.ob_sval")?,
+        long_model: crate::layout::LongModel::Tagged {
+            lv_tag: d.req("long_object.lv_tag")?,
+        },
+        long_digit: d.req("long_object.ob_digit")?,
+        float_fval: d.req("float_object.ob_fval")?,
+        tuple_size: d.req("tuple_object.ob_size")?,
+        tuple_item: d.req("tuple_object.ob_item")?,
+        list_size: d.req("list_object.ob_size")?,
+        list_item: d.req("list_object.ob_item")?,
+        dict_keys: d.req("dict_object.ma_keys")?,
+        dict_values: d.req("dict_object.ma_values")?,
+        ..base
+    };
+    if let Some(v) = d.get("type_object.tp_basicsize") {
+        layout.type_tp_basicsize = v;
+    }
+    if let Some(v) = d.get("type_object.tp_dictoffset") {
+        layout.type_tp_dictoffset = v;
+    }
+    if let Some(v) = d.get("heap_type_object.ht_cached_keys") {
+        layout.heap_type_cached_keys = Some(v);
+    }
+    Ok(layout)
+}
+
+/// Build the bytes of a table, for synthetic images in tests.
+pub fn encode(version: Version, free_threaded: bool, values: &HashMap<&str, u64>) -> Vec<u8> {
+    let hex = (version.major as u64) << 24
+        | (version.minor as u64) << 16
+        | (version.micro as u64) << 8
+        | (version.level as u64) << 4;
+    let mut out = COOKIE.to_vec();
+    out.extend_from_slice(&hex.to_le_bytes());
+    out.extend_from_slice(&(free_threaded as u64).to_le_bytes());
+    if let Ok(list) = field_list(version) {
+        for (section, members) in list {
+            for m in *members {
+                let v = values
+                    .get(format!("{section}.{m}").as_str())
+                    .copied()
+                    .unwrap_or(0);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_size(list: FieldList) -> usize {
+        24 + 8 * list.iter().map(|(_, m)| m.len()).sum::<usize>()
+    }
+
+    #[test]
+    fn table_sizes_match_cpython() {
+        assert_eq!(table_size(V3_13), 584);
+        assert_eq!(table_size(V3_14), 760);
+        assert_eq!(table_size(V3_15), 888);
+    }
+
+    #[test]
+    fn rejects_bad_cookie_and_offsets() {
+        assert!(DebugOffsets::parse(b"notpython_______________")
+            .unwrap()
+            .is_none());
+        let mut values = HashMap::new();
+        values.insert("thread_state.size", 100);
+        values.insert("thread_state.next", 200);
+        let bytes = encode(Version::new(3, 13, 0), false, &values);
+        let err = DebugOffsets::parse(&bytes).unwrap_err().to_string();
+        assert!(err.contains("thread_state.next"), "{err}");
+    }
+
+    #[test]
+    fn refuses_unknown_prereleases() {
+        let v = Version {
+            major: 3,
+            minor: 15,
+            micro: 0,
+            level: 0xA,
+        };
+        let bytes = encode(v, false, &HashMap::new());
+        let mut b = bytes.clone();
+        b[8..16].copy_from_slice(&(0x030f00a2u64).to_le_bytes());
+        assert!(matches!(
+            DebugOffsets::parse(&b),
+            Err(CpythonError::UnsupportedVersion { .. })
+        ));
+    }
+}

@@ -1,0 +1,593 @@
+//! Walking a live interpreter: interpreters → thread states → frames, and
+//! code objects → names, files and line numbers.
+//!
+//! Everything read here is untrusted: every loop is bounded, every pointer
+//! checked before it is followed, and a read that fails or makes no sense
+//! drops the sample (the caller counts it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pyrometer_process::Memory;
+
+use crate::discover::Interpreter;
+use crate::error::CpythonError;
+use crate::layout::{FrameModel, FrameRoot, Layout};
+use crate::linetable::LineTable;
+use crate::objects;
+
+/// At most this many interpreters are walked.
+const MAX_INTERPRETERS: usize = 64;
+/// At most this many thread states per interpreter.
+const MAX_THREADS: usize = 4096;
+/// Default cap on frames per stack.
+pub const DEFAULT_MAX_DEPTH: usize = 4096;
+/// Longest name or file name read.
+const MAX_NAME: usize = 1024;
+/// Largest line table read (bytes).
+const MAX_LINETABLE: usize = 1 << 20;
+/// `PyModuleObject.md_dict`, the same in every supported version.
+const MODULE_DICT_OFFSET: u64 = 16;
+
+/// What the reader knows about one code object.
+#[derive(Debug, Clone)]
+pub struct CodeInfo {
+    /// `co_name`.
+    pub name: Arc<str>,
+    /// `co_qualname` (3.11+), else `co_name`.
+    pub qualname: Arc<str>,
+    /// `co_filename`.
+    pub filename: Arc<str>,
+    /// `co_firstlineno`.
+    pub first_line: i32,
+    /// `co_argcount`.
+    pub argcount: i32,
+    /// Names of the fast locals (`co_varnames` or `co_localsplusnames`).
+    pub varnames: Vec<Arc<str>>,
+    /// 3.11+: kinds of the fast locals (`co_localspluskinds`).
+    pub kinds: Vec<u8>,
+    /// ≤3.10: number of plain locals.
+    pub nlocals: usize,
+    /// Decoded line table.
+    pub lines: LineTable,
+    /// Address of the first code unit (3.11+), for instruction offsets.
+    pub code_start: u64,
+    /// Address the code object was read from.
+    pub addr: u64,
+}
+
+/// One frame of a sampled stack.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The code object.
+    pub code: Arc<CodeInfo>,
+    /// The current line, as `frame.f_lineno` reports it (`None`: no line).
+    pub line: Option<i32>,
+    /// The function name shown to users: the qualified name on 3.11+,
+    /// `Class.method` or `function` before.
+    pub name: Arc<str>,
+    /// Address of the frame in the target (for reading locals).
+    pub frame_addr: u64,
+}
+
+/// One Python thread at the moment it was read.
+#[derive(Debug, Clone)]
+pub struct ThreadStack {
+    /// `threading.get_ident()` (the pthread id).
+    pub thread_id: u64,
+    /// The OS thread id, when known.
+    pub native_id: Option<i32>,
+    /// Address of the thread state.
+    pub tstate: u64,
+    /// Holds the GIL at the time of the read.
+    pub holds_gil: bool,
+    /// Frames, innermost first.
+    pub frames: Vec<Frame>,
+    /// Frames beyond the depth cap that were not read.
+    pub truncated: bool,
+}
+
+/// Reads stacks of one interpreter through a memory source.
+#[derive(Debug)]
+pub struct StackReader<M: Memory> {
+    mem: M,
+    interp: Interpreter,
+    codes: HashMap<u64, Arc<CodeInfo>>,
+    /// ≤3.10: offset of the TID inside glibc's `struct pthread`.
+    pthread_tid_offset: Option<u64>,
+    /// Maximum frames per stack.
+    pub max_depth: usize,
+}
+
+impl<M: Memory> StackReader<M> {
+    /// A reader for `interp` inside `mem`.
+    pub fn new(mem: M, interp: Interpreter) -> Self {
+        StackReader {
+            mem,
+            interp,
+            codes: HashMap::new(),
+            pthread_tid_offset: None,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+
+    /// The located interpreter.
+    pub fn interpreter(&self) -> &Interpreter {
+        &self.interp
+    }
+
+    /// The layout in use.
+    pub fn layout(&self) -> &Layout {
+        &self.interp.layout
+    }
+
+    /// The memory source.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// Number of cached code objects.
+    pub fn cached_codes(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// Addresses of all thread states of all interpreters, with the GIL
+    /// holder of each interpreter.
+    pub fn thread_states(&self) -> Result<Vec<(u64, bool)>, CpythonError> {
+        let l = &self.interp.layout;
+        let mut out = Vec::new();
+        let mut interp = self
+            .mem
+            .read_u64(self.interp.runtime + l.runtime_interpreters_head)?;
+        if interp == 0 {
+            return Err(CpythonError::NotInitialized);
+        }
+        for _ in 0..MAX_INTERPRETERS {
+            if interp == 0 {
+                break;
+            }
+            let holder = self.gil_holder(interp).unwrap_or(0);
+            let mut ts = self.mem.read_u64(interp + l.interp_threads_head)?;
+            let mut seen = 0;
+            while ts != 0 {
+                if seen >= MAX_THREADS {
+                    return Err(CpythonError::Corrupt("thread list too long (cycle?)"));
+                }
+                seen += 1;
+                out.push((ts, ts == holder));
+                ts = self.mem.read_u64(ts + l.tstate_next)?;
+            }
+            interp = self.mem.read_u64(interp + l.interp_next)?;
+        }
+        Ok(out)
+    }
+
+    /// The thread state holding the GIL of `interp` (0 if none).
+    fn gil_holder(&self, interp: u64) -> Result<u64, CpythonError> {
+        let l = &self.interp.layout;
+        let gil = if let Some(off) = l.interp_gil_inline {
+            interp + off
+        } else if let Some(off) = l.interp_gil_ptr {
+            self.mem.read_u64(interp + off)?
+        } else if let Some(off) = l.runtime_gil {
+            self.interp.runtime + off
+        } else {
+            return Ok(0);
+        };
+        if gil == 0 {
+            return Ok(0);
+        }
+        let locked = self.mem.read_i32(gil + l.gil_locked)?;
+        if locked == 0 {
+            return Ok(0);
+        }
+        Ok(self.mem.read_u64(gil + l.gil_last_holder)?)
+    }
+
+    /// Read every Python thread and its stack.
+    pub fn read_all(&mut self) -> Result<Vec<ThreadStack>, CpythonError> {
+        let states = self.thread_states()?;
+        let mut out = Vec::with_capacity(states.len());
+        for (ts, holds_gil) in states {
+            out.push(self.read_thread(ts, holds_gil)?);
+        }
+        Ok(out)
+    }
+
+    /// Read one thread state and its stack.
+    pub fn read_thread(
+        &mut self,
+        tstate: u64,
+        holds_gil: bool,
+    ) -> Result<ThreadStack, CpythonError> {
+        let l = self.interp.layout.clone();
+        let thread_id = self.mem.read_u64(tstate + l.tstate_thread_id)?;
+        let native_id = match l.tstate_native_thread_id {
+            Some(off) => Some(self.mem.read_u64(tstate + off)? as i32).filter(|t| *t > 0),
+            None => self.native_id_from_pthread(thread_id),
+        };
+        let top = self.top_frame(tstate)?;
+        let (frames, truncated) = self.walk(top)?;
+        Ok(ThreadStack {
+            thread_id,
+            native_id,
+            tstate,
+            holds_gil,
+            frames,
+            truncated,
+        })
+    }
+
+    /// The innermost frame pointer of a thread (0 when it runs no Python).
+    pub fn top_frame(&self, tstate: u64) -> Result<u64, CpythonError> {
+        Ok(match self.interp.layout.frame_root {
+            FrameRoot::FrameObject { frame } => self.mem.read_u64(tstate + frame)?,
+            FrameRoot::CFrame {
+                cframe,
+                current_frame,
+            } => {
+                let cf = self.mem.read_u64(tstate + cframe)?;
+                if cf == 0 {
+                    0
+                } else {
+                    self.mem.read_u64(cf + current_frame)?
+                }
+            }
+            FrameRoot::Direct { current_frame } => self.mem.read_u64(tstate + current_frame)?,
+        })
+    }
+
+    fn walk(&mut self, mut frame: u64) -> Result<(Vec<Frame>, bool), CpythonError> {
+        let model = self.interp.layout.frame;
+        let mut frames = Vec::new();
+        let mut steps = 0usize;
+        // Interpreter-owned frames are skipped but still count against the
+        // bound, so a cycle cannot loop forever.
+        let step_limit = self.max_depth.saturating_mul(2).max(16);
+        while frame != 0 {
+            if frames.len() >= self.max_depth {
+                return Ok((frames, true));
+            }
+            steps += 1;
+            if steps > step_limit {
+                return Err(CpythonError::Corrupt("frame chain too long (cycle?)"));
+            }
+            if !frame.is_multiple_of(8) {
+                return Err(CpythonError::Corrupt("misaligned frame pointer"));
+            }
+            match model {
+                FrameModel::FrameObject {
+                    back,
+                    code,
+                    lasti,
+                    lasti_unit,
+                    localsplus,
+                    ..
+                } => {
+                    let code_addr = self.mem.read_u64(frame + code)?;
+                    let info = self.code(code_addr)?;
+                    let lasti = self.mem.read_i32(frame + lasti)?;
+                    let line = if lasti < 0 {
+                        Some(info.first_line)
+                    } else {
+                        info.lines.line_at(lasti as u64 * lasti_unit)
+                    };
+                    let name = self.legacy_name(&info, frame + localsplus);
+                    frames.push(Frame {
+                        code: info,
+                        line,
+                        name,
+                        frame_addr: frame,
+                    });
+                    frame = self.mem.read_u64(frame + back)?;
+                }
+                FrameModel::Interpreter {
+                    previous,
+                    executable,
+                    instr_ptr,
+                    owner,
+                    skip_owners,
+                    executable_tag_mask,
+                    ..
+                } => {
+                    let owner_value = self.mem.read_u8(frame + owner)?;
+                    let code_addr = self.mem.read_u64(frame + executable)? & !executable_tag_mask;
+                    if !skip_owners.contains(&owner_value) && code_addr != 0 {
+                        if let Some(info) = self.code_if_code(code_addr)? {
+                            let ip = self.mem.read_u64(frame + instr_ptr)?;
+                            let line = if ip < info.code_start {
+                                Some(info.first_line)
+                            } else {
+                                info.lines.line_at(ip - info.code_start)
+                            };
+                            frames.push(Frame {
+                                name: info.qualname.clone(),
+                                code: info,
+                                line,
+                                frame_addr: frame,
+                            });
+                        }
+                    }
+                    frame = self.mem.read_u64(frame + previous)?;
+                }
+            }
+        }
+        Ok((frames, false))
+    }
+
+    /// On 3.13+ `f_executable` may hold objects that are not code (frames
+    /// of C functions on some builds): those are skipped.
+    fn code_if_code(&mut self, addr: u64) -> Result<Option<Arc<CodeInfo>>, CpythonError> {
+        if let Some(c) = self.codes.get(&addr) {
+            return Ok(Some(c.clone()));
+        }
+        let l = &self.interp.layout;
+        let ty = self.mem.read_u64(addr + l.ob_type)?;
+        let is_code = match self.interp.code_type {
+            Some(code_type) => ty == code_type,
+            None => objects::type_name(&self.mem, l, addr)
+                .map(|n| n == "code")
+                .unwrap_or(false),
+        };
+        if !is_code {
+            return Ok(None);
+        }
+        self.code(addr).map(Some)
+    }
+
+    /// Read (or fetch from the cache) the code object at `addr`.
+    pub fn code(&mut self, addr: u64) -> Result<Arc<CodeInfo>, CpythonError> {
+        if let Some(c) = self.codes.get(&addr) {
+            return Ok(c.clone());
+        }
+        if addr == 0 || !addr.is_multiple_of(8) {
+            return Err(CpythonError::Corrupt("bad code object pointer"));
+        }
+        let info = Arc::new(self.read_code(addr)?);
+        // Bound the cache: a process that keeps compiling code (exec, eval)
+        // must not grow pyrometer's memory without limit.
+        if self.codes.len() >= 100_000 {
+            self.codes.clear();
+        }
+        self.codes.insert(addr, info.clone());
+        Ok(info)
+    }
+
+    fn read_code(&self, addr: u64) -> Result<CodeInfo, CpythonError> {
+        let l = &self.interp.layout;
+        let m = &self.mem;
+        if let Some(code_type) = self.interp.code_type {
+            if m.read_u64(addr + l.ob_type)? != code_type {
+                return Err(CpythonError::Corrupt("frame's code is not a code object"));
+            }
+        }
+        let string = |off: u64| -> Result<Arc<str>, CpythonError> {
+            let p = m.read_u64(addr + off)?;
+            objects::read_str(m, l, p, MAX_NAME)
+                .map(Arc::from)
+                .map_err(|_| CpythonError::Corrupt("unreadable string in code object"))
+        };
+        let name = string(l.code_name)?;
+        let filename = string(l.code_filename)?;
+        let qualname = match l.code_qualname {
+            Some(off) => string(off)?,
+            None => name.clone(),
+        };
+        let first_line = m.read_i32(addr + l.code_firstlineno)?;
+        let argcount = m.read_i32(addr + l.code_argcount)?;
+        let table_ptr = m.read_u64(addr + l.code_linetable)?;
+        let table = objects::read_bytes(m, l, table_ptr, MAX_LINETABLE)
+            .map_err(|_| CpythonError::Corrupt("unreadable line table"))?;
+        let lines = LineTable::decode(l.line_table, &table, first_line);
+        let varnames_ptr = m.read_u64(addr + l.code_varnames)?;
+        let varnames = objects::tuple_items(m, l, varnames_ptr, 4096)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                objects::read_str(m, l, p, MAX_NAME)
+                    .map(Arc::from)
+                    .unwrap_or_else(|_| Arc::from("?"))
+            })
+            .collect::<Vec<Arc<str>>>();
+        let kinds = match l.code_localspluskinds {
+            Some(off) => {
+                let p = m.read_u64(addr + off)?;
+                objects::read_bytes(m, l, p, 4096).unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let nlocals = match l.code_nlocals {
+            Some(off) => m.read_i32(addr + off)?.max(0) as usize,
+            None => varnames.len(),
+        };
+        let code_start = l.code_code_adaptive.map(|o| addr + o).unwrap_or(0);
+        Ok(CodeInfo {
+            name,
+            qualname,
+            filename,
+            first_line,
+            argcount,
+            varnames,
+            kinds,
+            nlocals,
+            lines,
+            code_start,
+            addr,
+        })
+    }
+
+    /// ≤3.10 has no `co_qualname`: name methods `Class.method` when the
+    /// first argument is `self` or `cls`, as py-spy does.
+    fn legacy_name(&self, code: &CodeInfo, localsplus: u64) -> Arc<str> {
+        if code.argcount < 1 {
+            return code.name.clone();
+        }
+        let Some(first) = code.varnames.first() else {
+            return code.name.clone();
+        };
+        let l = &self.interp.layout;
+        let class = match &**first {
+            "self" => self
+                .mem
+                .read_u64(localsplus)
+                .ok()
+                .filter(|p| *p != 0)
+                .and_then(|obj| objects::type_name(&self.mem, l, obj).ok()),
+            "cls" => self
+                .mem
+                .read_u64(localsplus)
+                .ok()
+                .filter(|p| *p != 0)
+                .and_then(|ty| self.mem.read_u64(ty + l.type_tp_name).ok())
+                .and_then(|p| objects::read_c_string(&self.mem, p, 256).ok()),
+            _ => None,
+        };
+        match class {
+            Some(c) => Arc::from(format!("{}.{}", short_type_name(&c), code.name)),
+            None => code.name.clone(),
+        }
+    }
+
+    /// The local variables of a frame: (name, object address), in the order
+    /// the code object declares them. Unset locals are left out.
+    pub fn locals(&self, frame: &Frame) -> Vec<(Arc<str>, u64)> {
+        let l = &self.interp.layout;
+        let code = &frame.code;
+        let base = match l.frame {
+            FrameModel::FrameObject { localsplus, .. } => frame.frame_addr + localsplus,
+            FrameModel::Interpreter { localsplus, .. } => frame.frame_addr + localsplus,
+        };
+        let count = if l.has_interpreter_frames() {
+            code.varnames.len()
+        } else {
+            code.nlocals.min(code.varnames.len())
+        };
+        let mut out = Vec::new();
+        for (i, name) in code.varnames.iter().take(count.min(1024)).enumerate() {
+            // 3.11+: CO_FAST_LOCAL 0x20, CO_FAST_CELL 0x40, CO_FAST_FREE 0x80,
+            // CO_FAST_HIDDEN 0x10 (3.12+ comprehension temporaries).
+            let kind = code.kinds.get(i).copied().unwrap_or(0x20);
+            if kind & 0x10 != 0 {
+                continue;
+            }
+            let Ok(mut obj) = self.mem.read_u64(base + 8 * i as u64) else {
+                break;
+            };
+            if obj == 0 {
+                continue;
+            }
+            if kind & 0xc0 != 0 && kind & 0x20 == 0 {
+                // A cell: the value is its `ob_ref` (right after the header).
+                match self.mem.read_u64(obj + 16) {
+                    Ok(v) if v != 0 => obj = v,
+                    _ => continue,
+                }
+            }
+            out.push((name.clone(), obj));
+        }
+        out
+    }
+
+    /// Thread names from `threading._active` (ident → name). Empty when
+    /// `threading` was never imported.
+    pub fn thread_names(&self) -> HashMap<u64, String> {
+        let mut out = HashMap::new();
+        let _ = self.collect_thread_names(&mut out);
+        out
+    }
+
+    fn collect_thread_names(&self, out: &mut HashMap<u64, String>) -> Result<(), CpythonError> {
+        let l = &self.interp.layout;
+        let m = &self.mem;
+        let interp = m.read_u64(self.interp.runtime + l.runtime_interpreters_head)?;
+        if interp == 0 {
+            return Ok(());
+        }
+        let modules = m.read_u64(interp + l.interp_modules)?;
+        let bad = |_| CpythonError::Corrupt("unreadable object");
+        let Some(threading) = objects::dict_get_str(m, l, modules, "threading").map_err(bad)?
+        else {
+            return Ok(());
+        };
+        let md_dict = m.read_u64(threading + MODULE_DICT_OFFSET)?;
+        let Some(active) = objects::dict_get_str(m, l, md_dict, "_active").map_err(bad)? else {
+            return Ok(());
+        };
+        for (key, thread) in objects::dict_items(m, l, active, 4096).map_err(bad)? {
+            let Some(ident) = objects::read_int(m, l, key).ok() else {
+                continue;
+            };
+            let Ok(Some(name_obj)) = objects::get_attr(m, l, thread, "_name") else {
+                continue;
+            };
+            if let Ok(name) = objects::read_str(m, l, name_obj, 256) {
+                out.insert(ident as u64, name);
+            }
+        }
+        Ok(())
+    }
+
+    /// ≤3.10 thread states carry only the pthread id; the OS thread id lives
+    /// inside glibc's `struct pthread`. Its offset is learned once from the
+    /// main thread (whose TID equals the PID), then checked per thread.
+    fn native_id_from_pthread(&mut self, pthread: u64) -> Option<i32> {
+        let off = self.pthread_tid_offset?;
+        let tid = self.mem.read_i32(pthread + off).ok()?;
+        (tid > 0).then_some(tid)
+    }
+
+    /// Learn the TID offset inside `struct pthread` (≤3.10 only). `pid` is
+    /// the process id as seen inside its own PID namespace would be ideal;
+    /// the TIDs of the process are used to validate the guess.
+    pub fn learn_pthread_tid_offset(&mut self, tids: &[i32]) {
+        if self.interp.layout.tstate_native_thread_id.is_some() || tids.is_empty() {
+            return;
+        }
+        let Ok(states) = self.thread_states() else {
+            return;
+        };
+        let l = self.interp.layout.clone();
+        let idents: Vec<u64> = states
+            .iter()
+            .filter_map(|(ts, _)| self.mem.read_u64(ts + l.tstate_thread_id).ok())
+            .filter(|p| *p != 0)
+            .collect();
+        let Some(first) = idents.first() else {
+            return;
+        };
+        let Ok(block) = self.mem.read_vec(*first, 2048) else {
+            return;
+        };
+        // Candidates: offsets in the first pthread whose i32 is a TID of the
+        // process; keep the one that is a TID for every thread.
+        for off in (0..block.len() - 4).step_by(4) {
+            let v =
+                i32::from_le_bytes([block[off], block[off + 1], block[off + 2], block[off + 3]]);
+            if !tids.contains(&v) {
+                continue;
+            }
+            let all = idents.iter().all(|p| {
+                self.mem
+                    .read_i32(p + off as u64)
+                    .map(|t| tids.contains(&t))
+                    .unwrap_or(false)
+            });
+            if all {
+                self.pthread_tid_offset = Some(off as u64);
+                return;
+            }
+        }
+    }
+}
+
+/// `module.Class` → `Class`.
+fn short_type_name(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}
+
+impl<M: Memory> StackReader<M> {
+    /// A short, safe rendering of an object for `dump --locals`.
+    pub fn render(&self, obj: u64) -> String {
+        objects::render_value(&self.mem, &self.interp.layout, obj, 200)
+    }
+}

@@ -1,0 +1,146 @@
+//! A timer that does not lie: ticks on an absolute schedule (start + k·period)
+//! with a little random jitter against aliasing with periodic work in the
+//! target; when sampling falls behind, missed ticks are skipped and counted,
+//! never replayed in a burst.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+/// One tick of the clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    /// Index of the tick on the schedule.
+    pub index: u64,
+    /// When it was due.
+    pub due: Instant,
+}
+
+/// The sampling clock.
+#[derive(Debug)]
+pub struct Clock {
+    start: Instant,
+    period: Duration,
+    next_index: u64,
+    jitter: f64,
+    /// Ticks skipped because the sampler was late.
+    pub late_ticks: u64,
+    /// Ticks delivered.
+    pub ticks: u64,
+}
+
+impl Clock {
+    /// A clock ticking `rate` times per second from now.
+    pub fn new(rate: f64) -> Self {
+        let rate = rate.clamp(0.001, 1_000_000.0);
+        Clock {
+            start: Instant::now(),
+            period: Duration::from_secs_f64(1.0 / rate),
+            next_index: 0,
+            jitter: 0.1,
+            late_ticks: 0,
+            ticks: 0,
+        }
+    }
+
+    /// When the clock started.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// The nominal period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// Wait for the next tick, or return `None` if `deadline` comes first or
+    /// `stop()` says so while waiting.
+    pub fn wait(&mut self, deadline: Option<Instant>, stop: impl Fn() -> bool) -> Option<Tick> {
+        let now = Instant::now();
+        let mut due = self.due(self.next_index);
+        // Late by more than a period: skip to the first tick still ahead.
+        if now > due + self.period {
+            let elapsed = now.duration_since(self.start).as_secs_f64();
+            let skip_to = (elapsed / self.period.as_secs_f64()).ceil() as u64;
+            if skip_to > self.next_index {
+                self.late_ticks += skip_to - self.next_index;
+                self.next_index = skip_to;
+            }
+            due = self.due(self.next_index);
+        }
+        let jitter = self
+            .period
+            .mul_f64(self.jitter * rand::thread_rng().gen_range(-1.0..1.0));
+        let target = if jitter > Duration::ZERO {
+            due + jitter
+        } else {
+            due
+        };
+        if let Some(d) = deadline {
+            if target > d {
+                sleep_until(d, &stop);
+                return None;
+            }
+        }
+        if !sleep_until(target, &stop) {
+            return None;
+        }
+        let tick = Tick {
+            index: self.next_index,
+            due,
+        };
+        self.next_index += 1;
+        self.ticks += 1;
+        Some(tick)
+    }
+
+    fn due(&self, index: u64) -> Instant {
+        self.start + self.period.mul_f64(index as f64)
+    }
+}
+
+/// Sleep until `t`, waking at least every 50 ms to check `stop`. Returns
+/// false if stopped.
+fn sleep_until(t: Instant, stop: &impl Fn() -> bool) -> bool {
+    loop {
+        if stop() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= t {
+            return true;
+        }
+        std::thread::sleep((t - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_missed_ticks_instead_of_bursting() {
+        let mut c = Clock::new(1000.0);
+        assert!(c.wait(None, || false).is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        let t = c.wait(None, || false).unwrap();
+        assert!(c.late_ticks >= 20, "late ticks {}", c.late_ticks);
+        assert!(t.index >= 25);
+        // The next tick is on schedule, not immediately.
+        let before = Instant::now();
+        c.wait(None, || false).unwrap();
+        assert!(before.elapsed() < Duration::from_millis(5));
+    }
+
+    #[test]
+    fn stops_at_deadline() {
+        let mut c = Clock::new(10.0);
+        let deadline = Instant::now() + Duration::from_millis(120);
+        let mut n = 0;
+        while c.wait(Some(deadline), || false).is_some() {
+            n += 1;
+        }
+        assert!((1..=3).contains(&n), "{n} ticks");
+        assert!(Instant::now() >= deadline);
+    }
+}

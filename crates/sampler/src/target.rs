@@ -1,0 +1,333 @@
+//! A target: one process with a located interpreter, sampled thread by thread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyrometer_cpython::{locate, CpythonError, Interpreter, StackReader, ThreadStack};
+use pyrometer_process::{
+    MemoryError, Process, ProcessError, SchedState, StoppedThreads, ThreadStatReader,
+};
+
+/// What a thread was doing when sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ThreadState {
+    /// On a CPU, holding the GIL: running Python code.
+    Python,
+    /// On a CPU without the GIL: native code (C extensions, I/O syscalls).
+    Native,
+    /// Waiting to take the GIL.
+    GilWait,
+    /// Not on a CPU: sleeping, blocked on I/O or a lock.
+    Idle,
+}
+
+impl ThreadState {
+    /// The label used in outputs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ThreadState::Python => "python",
+            ThreadState::Native => "native",
+            ThreadState::GilWait => "gil-wait",
+            ThreadState::Idle => "idle",
+        }
+    }
+    /// Whether the thread was on a CPU.
+    pub fn is_active(&self) -> bool {
+        matches!(self, ThreadState::Python | ThreadState::Native)
+    }
+}
+
+/// One frame of a sample.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SampledFrame {
+    /// Function name (qualified where the interpreter knows it).
+    pub name: Arc<str>,
+    /// File name as the code object has it.
+    pub filename: Arc<str>,
+    /// Current line (0: unknown).
+    pub line: i32,
+    /// First line of the function.
+    pub first_line: i32,
+}
+
+/// One thread at one tick.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Time since the recording started.
+    pub time: Duration,
+    /// Process id.
+    pub pid: i32,
+    /// `threading.get_ident()`.
+    pub thread_id: u64,
+    /// OS thread id.
+    pub native_id: Option<i32>,
+    /// Thread name from `threading`, if it has one.
+    pub thread_name: Option<Arc<str>>,
+    /// What the thread was doing.
+    pub state: ThreadState,
+    /// Holds the GIL.
+    pub holds_gil: bool,
+    /// Frames, innermost first.
+    pub frames: Vec<SampledFrame>,
+    /// The stack was deeper than the cap.
+    pub truncated: bool,
+}
+
+/// A thread as shown by `dump`.
+#[derive(Debug, Clone)]
+pub struct ThreadSummary {
+    /// The sample of the thread.
+    pub sample: Sample,
+    /// Locals per frame (innermost first), rendered safely; empty unless asked.
+    pub locals: Vec<Vec<(String, String)>>,
+}
+
+/// Why attaching failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// From the interpreter model (not Python, unsupported version, ...).
+    #[error(transparent)]
+    Cpython(#[from] CpythonError),
+    /// From the OS layer.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+/// Why one sample could not be taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SampleError {
+    /// The target exited.
+    #[error("the target process exited")]
+    ProcessGone,
+    /// The data changed under the reader (a torn read): the sample is dropped.
+    #[error("torn read: {0}")]
+    Torn(String),
+    /// The kernel refused access.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// The interpreter is not running yet, or is shutting down.
+    #[error("interpreter not initialized")]
+    NotInitialized,
+}
+
+impl From<CpythonError> for SampleError {
+    fn from(e: CpythonError) -> Self {
+        match e {
+            CpythonError::Memory(MemoryError::ProcessGone) => SampleError::ProcessGone,
+            CpythonError::Memory(MemoryError::PermissionDenied) => SampleError::PermissionDenied,
+            CpythonError::NotInitialized => SampleError::NotInitialized,
+            other => SampleError::Torn(other.to_string()),
+        }
+    }
+}
+
+/// Counters of one target.
+#[derive(Debug, Default, Clone)]
+pub struct TargetStats {
+    /// Ticks at which the target was read.
+    pub ticks: u64,
+    /// Thread samples taken.
+    pub samples: u64,
+    /// Ticks dropped because a read was torn.
+    pub torn: u64,
+}
+
+/// A process being sampled.
+#[derive(Debug)]
+pub struct Target {
+    reader: StackReader<Process>,
+    stat: ThreadStatReader,
+    names: HashMap<u64, Arc<str>>,
+    names_read_at: Option<Instant>,
+    cmdline: String,
+    /// Counters.
+    pub stats: TargetStats,
+    /// Stop the target's threads while reading (`--blocking`).
+    pub blocking: bool,
+}
+
+impl Target {
+    /// Attach to `pid`: check it, locate its interpreter.
+    pub fn attach(pid: i32) -> Result<Target, TargetError> {
+        let process = Process::attach(pid)?;
+        let interp = locate(&process)?;
+        let cmdline = process.cmdline().unwrap_or_default();
+        let mut reader = StackReader::new(process, interp);
+        let tids = reader.memory().threads().unwrap_or_default();
+        reader.learn_pthread_tid_offset(&tids);
+        Ok(Target {
+            reader,
+            stat: ThreadStatReader::new(),
+            names: HashMap::new(),
+            names_read_at: None,
+            cmdline,
+            stats: TargetStats::default(),
+            blocking: false,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.reader.memory().pid()
+    }
+
+    /// The command line.
+    pub fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+
+    /// The located interpreter.
+    pub fn interpreter(&self) -> &Interpreter {
+        self.reader.interpreter()
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_alive(&self) -> bool {
+        self.reader.memory().is_alive()
+    }
+
+    /// Cap on frames per stack.
+    pub fn set_max_depth(&mut self, depth: usize) {
+        self.reader.max_depth = depth.max(1);
+    }
+
+    fn refresh_names(&mut self, force: bool) {
+        let stale = self
+            .names_read_at
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+        if force || stale {
+            self.names = self
+                .reader
+                .thread_names()
+                .into_iter()
+                .map(|(k, v)| (k, Arc::from(v)))
+                .collect();
+            self.names_read_at = Some(Instant::now());
+        }
+    }
+
+    /// Read every thread's stack, stopping the threads first with `--blocking`.
+    fn read_stacks(&mut self) -> Result<Vec<ThreadStack>, SampleError> {
+        self.stats.ticks += 1;
+        let _stopped = if self.blocking {
+            let tids = self
+                .reader
+                .memory()
+                .threads()
+                .map_err(|_| SampleError::ProcessGone)?;
+            Some(StoppedThreads::stop(&tids).map_err(|e| SampleError::Torn(e.to_string()))?)
+        } else {
+            None
+        };
+        match self.reader.read_all() {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let err = SampleError::from(e);
+                let gone = !self.is_alive();
+                match err {
+                    _ if gone => Err(SampleError::ProcessGone),
+                    SampleError::Torn(_) => {
+                        self.stats.torn += 1;
+                        Err(err)
+                    }
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    fn make_samples(&mut self, stacks: &[ThreadStack], time: Duration) -> Vec<Sample> {
+        if stacks
+            .iter()
+            .any(|s| !self.names.contains_key(&s.thread_id))
+        {
+            self.refresh_names(false);
+        }
+        let pid = self.pid();
+        let mut out = Vec::with_capacity(stacks.len());
+        for st in stacks {
+            let sched = match st.native_id {
+                Some(tid) => self.stat.state(pid, tid),
+                None => SchedState::Running,
+            };
+            let state = match sched {
+                SchedState::Running if st.holds_gil => ThreadState::Python,
+                SchedState::Running => ThreadState::Native,
+                _ => ThreadState::Idle,
+            };
+            out.push(Sample {
+                time,
+                pid,
+                thread_id: st.thread_id,
+                native_id: st.native_id,
+                thread_name: self.names.get(&st.thread_id).cloned(),
+                state,
+                holds_gil: st.holds_gil,
+                frames: st
+                    .frames
+                    .iter()
+                    .map(|f| SampledFrame {
+                        name: f.name.clone(),
+                        filename: f.code.filename.clone(),
+                        line: f.line.unwrap_or(0),
+                        first_line: f.code.first_line,
+                    })
+                    .collect(),
+                truncated: st.truncated,
+            });
+        }
+        self.stats.samples += out.len() as u64;
+        out
+    }
+
+    /// Sample every Python thread once. `time` is stamped on the samples.
+    pub fn sample(&mut self, time: Duration) -> Result<Vec<Sample>, SampleError> {
+        let stacks = self.read_stacks()?;
+        Ok(self.make_samples(&stacks, time))
+    }
+
+    /// Every thread with its stack and, if asked, its locals (for `dump`).
+    pub fn dump(&mut self, with_locals: bool) -> Result<Vec<ThreadSummary>, SampleError> {
+        self.refresh_names(true);
+        // A torn read is likely transient: retry a few times.
+        let mut last = SampleError::NotInitialized;
+        for _ in 0..10 {
+            let stacks = match self.read_stacks() {
+                Ok(s) => s,
+                Err(SampleError::Torn(e)) => {
+                    last = SampleError::Torn(e);
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let samples = self.make_samples(&stacks, Duration::ZERO);
+            let out = samples
+                .into_iter()
+                .zip(stacks.iter())
+                .map(|(sample, st)| {
+                    let locals = if with_locals {
+                        st.frames
+                            .iter()
+                            .map(|f| {
+                                self.reader
+                                    .locals(f)
+                                    .into_iter()
+                                    .map(|(name, obj)| (name.to_string(), self.reader.render(obj)))
+                                    .collect()
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    ThreadSummary { sample, locals }
+                })
+                .collect();
+            return Ok(out);
+        }
+        Err(last)
+    }
+}
