@@ -600,17 +600,46 @@ mod tests {
         assert_eq!(table_size(V3_15), 888);
     }
 
+    /// A plausible table: every struct 4 KiB, fields at increasing offsets.
+    pub(crate) fn plausible_values(list: FieldList) -> HashMap<String, u64> {
+        let mut values = HashMap::new();
+        for (section, members) in list {
+            for (i, m) in members.iter().enumerate() {
+                let v = if *m == "size" { 4096 } else { 8 * i as u64 };
+                values.insert(format!("{section}.{m}"), v);
+            }
+        }
+        values.insert("unicode_object.asciiobject_size".into(), 40);
+        values
+    }
+
+    fn encode_owned(version: Version, values: &HashMap<String, u64>) -> Vec<u8> {
+        let borrowed: HashMap<&str, u64> = values.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        encode(version, false, &borrowed)
+    }
+
     #[test]
     fn rejects_bad_cookie_and_offsets() {
         assert!(DebugOffsets::parse(b"notpython_______________")
             .unwrap()
             .is_none());
-        let mut values = HashMap::new();
-        values.insert("thread_state.size", 100);
-        values.insert("thread_state.next", 200);
-        let bytes = encode(Version::new(3, 13, 0), false, &values);
-        let err = DebugOffsets::parse(&bytes).unwrap_err().to_string();
+        let v = Version::new(3, 13, 0);
+        let mut values = plausible_values(V3_13);
+        let good = DebugOffsets::parse(&encode_owned(v, &values))
+            .unwrap()
+            .unwrap();
+        assert_eq!(good.get("thread_state.next"), Some(16));
+        values.insert("thread_state.next".into(), 5000);
+        let err = DebugOffsets::parse(&encode_owned(v, &values))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("thread_state.next"), "{err}");
+        values.insert("thread_state.next".into(), 16);
+        values.insert("code_object.size".into(), 1 << 30);
+        let err = DebugOffsets::parse(&encode_owned(v, &values))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("code_object.size"), "{err}");
     }
 
     #[test]

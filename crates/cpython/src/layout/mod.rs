@@ -185,10 +185,12 @@ pub enum InstanceDictModel {
     /// 3.11: with `Py_TPFLAGS_MANAGED_DICT`, the dict pointer is at `obj - 24`
     /// and the split values pointer at `obj - 32`.
     Managed311,
-    /// 3.12: a tagged `PyDictOrValues` at `obj - 24` (low bit set = values).
+    /// 3.12: a tagged `PyDictOrValues` at `obj - 24`; with the low bit set it
+    /// holds `values - 1`, so the values array is at `raw + 1`.
     DictOrValues312,
     /// 3.13+: dict pointer at `obj - 24`; with `Py_TPFLAGS_INLINE_VALUES`
-    /// the values live at `obj + tp_basicsize` behind a 4-byte header.
+    /// the values live at `obj + tp_basicsize` behind an 8-byte header
+    /// (capacity, size, embedded, valid, padding).
     InlineValues313,
 }
 
@@ -261,7 +263,8 @@ pub struct Layout {
     pub type_tp_flags: u64,
     pub type_tp_basicsize: u64,
     pub type_tp_dictoffset: u64,
-    /// `offsetof(PyHeapTypeObject, ht_cached_keys)` (3.11+ split keys of instances)
+    /// `offsetof(PyHeapTypeObject, ht_cached_keys)`: the shared keys of
+    /// instances' split dicts (every supported version)
     pub heap_type_cached_keys: Option<u64>,
 
     // PyASCIIObject / PyCompactUnicodeObject
