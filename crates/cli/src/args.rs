@@ -26,6 +26,22 @@ pub enum Command {
         after_help = "Examples:\n  pyrometer record --pid 1234 -d 30 -o profile.svg\n  pyrometer record -r 1000 -f speedscope -o out.json -- python3 app.py"
     )]
     Record(RecordArgs),
+    /// Measure the cost of one sample of a process (for benchmarks).
+    #[command(hide = true)]
+    BenchSample(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// PID of the running Python process.
+    #[arg(short, long)]
+    pub pid: i64,
+    /// Samples to take back to back.
+    #[arg(short, long, default_value_t = 20000)]
+    pub samples: u32,
+    /// Aggregate into a profile as `record` does.
+    #[arg(long)]
+    pub aggregate: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod args;
 mod attach;
+mod bench;
 mod dump;
 mod exit;
 mod output;
@@ -20,6 +21,7 @@ fn main() {
     let result = match cli.command {
         args::Command::Dump(a) => dump::run(a),
         args::Command::Record(a) => record::run(a),
+        args::Command::BenchSample(a) => bench::run(a),
     };
     if let Err(err) = result {
         let code = exit::code_for(&err);

@@ -218,7 +218,7 @@ fn stop_child(l: &mut Launched) {
     let _ = l.child.wait();
 }
 
-fn own_cpu_time() -> Duration {
+pub fn own_cpu_time() -> Duration {
     // SAFETY: getrusage fills the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };

@@ -339,36 +339,110 @@ const NOT_OFFSETS: &[&str] = &[
     "gc.generation_stats_size",
 ];
 
-/// The field list of a version's table, and whether the exact (pre-)release
-/// is one whose layout pyrometer knows.
-fn field_list(version: Version) -> Result<FieldList, CpythonError> {
-    let known = |ok: bool, list: FieldList| {
-        if ok {
-            Ok(list)
-        } else {
-            Err(CpythonError::UnsupportedVersion {
-                version: version.to_string(),
-                hint: ": this pre-release's debug-offsets layout is not known to pyrometer; \
-                       use a final release"
-                    .into(),
-            })
-        }
+/// Fields holding a pointer or another 8-byte word on LP64 (x86-64,
+/// aarch64): each must be 8-aligned and lie wholly inside its struct.
+/// Free-threading-only fields (0 in GIL builds) are not listed.
+const WORD_FIELDS: &[&str] = &[
+    "runtime_state.interpreters_head",
+    "interpreter_state.next",
+    "interpreter_state.threads_head",
+    "interpreter_state.threads_main",
+    "interpreter_state.imports_modules",
+    "interpreter_state.gil_runtime_state_holder",
+    "thread_state.prev",
+    "thread_state.next",
+    "thread_state.interp",
+    "thread_state.current_frame",
+    "thread_state.base_frame",
+    "thread_state.thread_id",
+    "thread_state.native_thread_id",
+    "interpreter_frame.previous",
+    "interpreter_frame.executable",
+    "interpreter_frame.instr_ptr",
+    "code_object.filename",
+    "code_object.name",
+    "code_object.qualname",
+    "code_object.linetable",
+    "code_object.localsplusnames",
+    "code_object.localspluskinds",
+    "pyobject.ob_type",
+    "type_object.tp_name",
+    "type_object.tp_flags",
+    "tuple_object.ob_size",
+    "list_object.ob_item",
+    "list_object.ob_size",
+    "dict_object.ma_keys",
+    "dict_object.ma_values",
+    "bytes_object.ob_size",
+    "unicode_object.length",
+    "long_object.lv_tag",
+];
+
+/// The table layout of a minor version, whatever its release level.
+fn fields_of_minor(major: u8, minor: u8) -> Option<FieldList> {
+    match (major, minor) {
+        (3, 13) => Some(V3_13),
+        (3, 14) => Some(V3_14),
+        (3, 15) => Some(V3_15),
+        _ => None,
+    }
+}
+
+/// `PY_VERSION_HEX` as CPython writes the version: `3.15.0a2`, `3.14.0rc1`,
+/// `3.13.0`.
+pub fn hex_version_string(hex: u64) -> String {
+    let v = Version::from_hex(hex);
+    let serial = hex & 0xf;
+    let level = match v.level {
+        0xA => "a",
+        0xB => "b",
+        0xC => "rc",
+        _ => "",
     };
-    match (version.major, version.minor) {
-        (3, 13) => known(version.level >= 0xC, V3_13),
-        (3, 14) => known(version.level >= 0xC, V3_14),
-        // The 3.15 betas changed the table (last_profiled_frame_seq arrived in
-        // b4): only release candidates and finals are known.
-        (3, 15) => known(version.level >= 0xC, V3_15),
-        _ => Err(CpythonError::UnsupportedVersion {
-            version: version.to_string(),
-            hint: if version.minor > 15 {
+    if level.is_empty() {
+        format!("{}.{}.{}", v.major, v.minor, v.micro)
+    } else {
+        format!("{}.{}.{}{level}{serial}", v.major, v.minor, v.micro)
+    }
+}
+
+/// The field list of a version's table, and whether the exact (pre-)release
+/// is one whose layout pyrometer knows. `hex` is the full `PY_VERSION_HEX`
+/// (for the message).
+fn field_list(hex: u64) -> Result<FieldList, CpythonError> {
+    let version = Version::from_hex(hex);
+    let Some(list) = fields_of_minor(version.major, version.minor) else {
+        return Err(CpythonError::UnsupportedVersion {
+            version: hex_version_string(hex),
+            hint: if version.major == 3 && version.minor > 15 {
                 ": a newer pyrometer may know its layout".into()
             } else {
                 String::new()
             },
-        }),
+        });
+    };
+    // Alphas and betas still move fields inside the table (3.15.0b4 added
+    // `last_profiled_frame_seq` to `thread_state`, shifting every later
+    // field): only release candidates and finals are known.
+    if version.level >= 0xC {
+        Ok(list)
+    } else {
+        Err(CpythonError::UnsupportedVersion {
+            version: hex_version_string(hex),
+            hint: format!(
+                ": it is a pre-release whose _Py_DebugOffsets layout pyrometer does not know \
+                 (only {}.{} release candidates and final releases are supported); \
+                 use a final release",
+                version.major, version.minor
+            ),
+        })
     }
+}
+
+/// Size in bytes of the table of `version` (`None`: unknown minor).
+pub fn table_len(version: Version) -> Option<usize> {
+    fields_of_minor(version.major, version.minor)
+        .map(|list| 24 + 8 * list.iter().map(|(_, m)| m.len()).sum::<usize>())
 }
 
 /// A parsed and validated debug offsets table.
@@ -392,7 +466,9 @@ impl DebugOffsets {
             .ok_or_else(|| CpythonError::BadDebugOffsets(format!("missing {name}")))
     }
 
-    /// Parse `bytes` (the start of `_PyRuntime`) for `version`.
+    /// Parse `bytes` (the start of `_PyRuntime`): `None` when they do not
+    /// start with the cookie, an error when the table is not one pyrometer
+    /// knows or fails validation.
     pub fn parse(bytes: &[u8]) -> Result<Option<DebugOffsets>, CpythonError> {
         if bytes.len() < 24 || &bytes[..8] != COOKIE {
             return Ok(None);
@@ -403,8 +479,7 @@ impl DebugOffsets {
         };
         let version_hex = word(1).unwrap_or(0);
         let free_threaded = word(2).unwrap_or(0) == 1;
-        let version = Version::from_hex(version_hex);
-        let list = field_list(version)?;
+        let list = field_list(version_hex)?;
         let mut fields = HashMap::new();
         let mut i = 3;
         for (section, members) in list {
@@ -449,26 +524,35 @@ impl DebugOffsets {
                         "{name} = {v} lies outside its struct of {size} bytes"
                     )));
                 }
+                if WORD_FIELDS.contains(&name.as_str()) && (v % 8 != 0 || v + 8 > size) {
+                    return Err(CpythonError::BadDebugOffsets(format!(
+                        "{name} = {v} is not an aligned 8-byte field of its struct of {size} bytes"
+                    )));
+                }
             }
         }
         let ascii = self.req("unicode_object.asciiobject_size")?;
         if !(16..=256).contains(&ascii) {
             return Err(CpythonError::BadDebugOffsets(format!(
-                "asciiobject_size = {ascii} is implausible"
+                "unicode_object.asciiobject_size = {ascii} is implausible"
             )));
         }
         Ok(())
     }
 }
 
-/// Read the table at `runtime`, if the interpreter has one.
+/// Read the table at `runtime`, if the interpreter has one. Exactly the
+/// table's length is read, after its header names the version.
 pub fn read<M: Memory>(mem: &M, runtime: u64) -> Result<Option<DebugOffsets>, CpythonError> {
-    let mut head = [0u8; 8];
-    if mem.read(runtime, &mut head).is_err() || &head != COOKIE {
+    let mut head = [0u8; 24];
+    if mem.read(runtime, &mut head).is_err() || &head[..8] != COOKIE {
         return Ok(None);
     }
-    // The largest known table is 888 bytes; read a little more.
-    let bytes = mem.read_vec(runtime, 1024)?;
+    let mut hex = [0u8; 8];
+    hex.copy_from_slice(&head[8..16]);
+    let list = field_list(u64::from_le_bytes(hex))?;
+    let len = 24 + 8 * list.iter().map(|(_, m)| m.len()).sum::<usize>();
+    let bytes = mem.read_vec(runtime, len)?;
     DebugOffsets::parse(&bytes)
 }
 
@@ -485,8 +569,12 @@ pub fn layout_from_debug_offsets(
             hint: String::new(),
         }
     })?;
-    let minor = version.minor;
-    let (skip_owners, tag_mask): (&'static [u8], u64) = match minor {
+    // Owners of frames that are not Python code, and the tag bits of
+    // `f_executable` (a `_PyStackRef` from 3.14, `Py_TAG_BITS` = 3):
+    // 3.13 FRAME_OWNED_BY_CSTACK = 3; 3.14 FRAME_OWNED_BY_INTERPRETER = 3 and
+    // FRAME_OWNED_BY_CSTACK = 4; 3.15 FRAME_OWNED_BY_INTERPRETER = 3 (the
+    // C-stack owner is gone).
+    let (skip_owners, tag_mask): (&'static [u8], u64) = match version.minor {
         13 => (&[3], 0),
         14 => (&[3, 4], 3),
         _ => (&[3], 3),
@@ -494,6 +582,18 @@ pub fn layout_from_debug_offsets(
     let compact = d
         .get("unicode_object.compactunicodeobject_size")
         .unwrap_or(base.unicode_compact_data);
+    // The table gives the GIL's fields relative to the interpreter state;
+    // the layout wants them relative to `_gil`.
+    let gil = d.req("interpreter_state.gil_runtime_state")?;
+    let gil_field = |name: &str| -> Result<u64, CpythonError> {
+        d.req(name)?.checked_sub(gil).ok_or_else(|| {
+            CpythonError::BadDebugOffsets(format!(
+                "{name} lies before interpreter_state.gil_runtime_state"
+            ))
+        })
+    };
+    let gil_locked = gil_field("interpreter_state.gil_runtime_state_locked")?;
+    let gil_last_holder = gil_field("interpreter_state.gil_runtime_state_holder")?;
     let mut layout = Layout {
         version,
         free_threaded: d.free_threaded,
@@ -501,7 +601,9 @@ pub fn layout_from_debug_offsets(
         interp_next: d.req("interpreter_state.next")?,
         interp_threads_head: d.req("interpreter_state.threads_head")?,
         interp_modules: d.req("interpreter_state.imports_modules")?,
-        interp_gil_inline: Some(d.req("interpreter_state.gil_runtime_state")?),
+        interp_gil_inline: Some(gil),
+        gil_locked,
+        gil_last_holder,
         tstate_next: d.req("thread_state.next")?,
         tstate_interp: d.req("thread_state.interp")?,
         tstate_thread_id: d.req("thread_state.thread_id")?,
@@ -562,16 +664,24 @@ pub fn layout_from_debug_offsets(
     Ok(layout)
 }
 
-/// Build the bytes of a table, for synthetic images in tests.
+/// Build the bytes of a table, for synthetic images in tests: the field
+/// list of `version`'s minor (whatever its release level, so that tables of
+/// unknown pre-releases can be made too); fields not in `values` are 0.
 pub fn encode(version: Version, free_threaded: bool, values: &HashMap<&str, u64>) -> Vec<u8> {
     let hex = (version.major as u64) << 24
         | (version.minor as u64) << 16
         | (version.micro as u64) << 8
         | (version.level as u64) << 4;
+    encode_hex(hex, free_threaded, values)
+}
+
+/// [`encode`] with the exact `PY_VERSION_HEX` (release serial included).
+pub fn encode_hex(hex: u64, free_threaded: bool, values: &HashMap<&str, u64>) -> Vec<u8> {
+    let version = Version::from_hex(hex);
     let mut out = COOKIE.to_vec();
     out.extend_from_slice(&hex.to_le_bytes());
     out.extend_from_slice(&(free_threaded as u64).to_le_bytes());
-    if let Ok(list) = field_list(version) {
+    if let Some(list) = fields_of_minor(version.major, version.minor) {
         for (section, members) in list {
             for m in *members {
                 let v = values
@@ -583,6 +693,16 @@ pub fn encode(version: Version, free_threaded: bool, values: &HashMap<&str, u64>
         }
     }
     out
+}
+
+/// Every `section.member` name of `version`'s table, in table order.
+pub fn field_names(version: Version) -> Option<Vec<String>> {
+    let list = fields_of_minor(version.major, version.minor)?;
+    Some(
+        list.iter()
+            .flat_map(|(section, members)| members.iter().map(move |m| format!("{section}.{m}")))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

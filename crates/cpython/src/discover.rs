@@ -52,8 +52,46 @@ pub struct Interpreter {
     pub version_source: VersionSource,
 }
 
-/// Find the interpreter in `process`.
+/// Which ways of finding the interpreter [`locate_with`] may use. The
+/// default allows all of them, in the order listed; tests switch some off to
+/// check the fallbacks a stripped or unusual build relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocateOptions {
+    /// Use the binary's symbol tables (`_PyRuntime`, `Py_Version`,
+    /// `PyCode_Type`). Off: behave as on a binary without any symbols.
+    pub use_symbols: bool,
+    /// Use the `.PyRuntime` ELF section (3.10+ builds have one).
+    pub use_section: bool,
+    /// Fall back to a bounded scan of the binary's writable data.
+    pub use_scan: bool,
+    /// Take the version from `Py_Version` (needs symbols).
+    pub use_py_version: bool,
+    /// Take the version from `_Py_DebugOffsets.version` (3.13+).
+    pub use_debug_offsets_version: bool,
+    /// Take the version from the `PY_VERSION` string in `.rodata`.
+    pub use_version_string: bool,
+}
+
+impl Default for LocateOptions {
+    fn default() -> Self {
+        LocateOptions {
+            use_symbols: true,
+            use_section: true,
+            use_scan: true,
+            use_py_version: true,
+            use_debug_offsets_version: true,
+            use_version_string: true,
+        }
+    }
+}
+
+/// Find the interpreter in `process`, by every means available.
 pub fn locate(process: &Process) -> Result<Interpreter, CpythonError> {
+    locate_with(process, &LocateOptions::default())
+}
+
+/// Find the interpreter in `process` using only what `opts` allows.
+pub fn locate_with(process: &Process, opts: &LocateOptions) -> Result<Interpreter, CpythonError> {
     let pid = process.pid();
     let maps = process.maps()?;
     let exe = process.exe()?;
@@ -66,6 +104,8 @@ pub fn locate(process: &Process) -> Result<Interpreter, CpythonError> {
     }
     let mut last_err = None;
     for path in &candidates {
+        // Binaries are opened through /proc/PID/root, so a target in another
+        // mount namespace (a container) is read from its own files.
         let file = process.path_in_root(path);
         let binary = match Binary::load(&file, path, &maps) {
             Ok(b) => b,
@@ -74,7 +114,7 @@ pub fn locate(process: &Process) -> Result<Interpreter, CpythonError> {
                 continue;
             }
         };
-        match locate_in_binary(process, &binary, &maps) {
+        match locate_in_binary(process, &binary, &maps, opts) {
             Ok(Some(found)) => return Ok(found),
             Ok(None) => continue,
             Err(e) => last_err = Some(e),
@@ -118,13 +158,21 @@ fn locate_in_binary<M: Memory>(
     mem: &M,
     binary: &Binary,
     maps: &[MapEntry],
+    opts: &LocateOptions,
 ) -> Result<Option<Interpreter>, CpythonError> {
-    let (runtime, runtime_source) = if let Some(addr) = binary.symbol("_PyRuntime") {
+    let symbol = |name: &str| {
+        if opts.use_symbols {
+            binary.symbol(name)
+        } else {
+            None
+        }
+    };
+    let (runtime, runtime_source) = if let Some(addr) = symbol("_PyRuntime") {
         (addr, RuntimeSource::Symbol)
-    } else if let Some(sec) = binary.section(".PyRuntime") {
+    } else if let Some(sec) = binary.section(".PyRuntime").filter(|_| opts.use_section) {
         (sec.addr, RuntimeSource::Section)
-    } else if looks_like_python(binary) {
-        match scan_for_runtime(mem, binary, maps)? {
+    } else if opts.use_scan && worth_scanning(mem, binary, opts) {
+        match scan_for_runtime(mem, binary, maps, opts)? {
             Some(addr) => (addr, RuntimeSource::Scan),
             None => return Ok(None),
         }
@@ -133,32 +181,40 @@ fn locate_in_binary<M: Memory>(
     };
 
     let debug = debug_offsets::read(mem, runtime)?;
-    let (version, version_source) = detect_version(mem, binary, debug.as_ref())?;
-    if let Some(d) = &debug {
-        if d.free_threaded {
-            return Err(CpythonError::FreeThreaded {
-                version: version.to_string(),
-            });
-        }
-    }
+    let (version, version_source) = detect_version(mem, binary, debug.as_ref(), opts)?;
     let layout = layout_for(version, debug.as_ref())?;
     Ok(Some(Interpreter {
         version,
         layout,
         runtime,
         binary: binary.path.clone(),
-        code_type: binary.symbol("PyCode_Type"),
+        code_type: symbol("PyCode_Type"),
         runtime_source,
         version_source,
     }))
 }
 
 /// The one place where a version and (optionally) the interpreter's own
-/// debug offsets become a layout.
+/// debug offsets become a layout. A table that disagrees with `version` on
+/// the minor version, or comes from a free-threaded build, is refused.
 pub fn layout_for(
     version: Version,
     debug: Option<&debug_offsets::DebugOffsets>,
 ) -> Result<Layout, CpythonError> {
+    if let Some(d) = debug {
+        let table = Version::from_hex(d.version);
+        if d.free_threaded {
+            return Err(CpythonError::FreeThreaded {
+                version: debug_offsets::hex_version_string(d.version),
+            });
+        }
+        if table.minor_pair() != version.minor_pair() {
+            return Err(CpythonError::BadDebugOffsets(format!(
+                "the table is for {} but the binary says {version}",
+                debug_offsets::hex_version_string(d.version)
+            )));
+        }
+    }
     if version.major != 3 || version.minor < 8 {
         return Err(CpythonError::UnsupportedVersion {
             version: version.to_string(),
@@ -172,6 +228,12 @@ pub fn layout_for(
         version: version.to_string(),
         hint: if version.minor > 15 {
             ". A newer pyrometer may support it.".into()
+        } else if version.minor >= 13 {
+            // 3.13+ carry their own offsets; without them only the static
+            // 3.13 final/rc table is known.
+            ": its _Py_DebugOffsets table could not be read".into()
+        } else if version.level < 0xC {
+            ": pre-releases (alphas, betas) are not supported; use a final release".into()
         } else {
             String::new()
         },
@@ -183,28 +245,42 @@ fn looks_like_python(binary: &Binary) -> bool {
     name.starts_with("python3") || name.starts_with("libpython3")
 }
 
+/// The scan reads the binary's writable data, a few MB: only for binaries
+/// named like Python or carrying a Python version string (a renamed or
+/// statically linked interpreter).
+fn worth_scanning<M: Memory>(mem: &M, binary: &Binary, opts: &LocateOptions) -> bool {
+    looks_like_python(binary) || detect_version(mem, binary, None, opts).is_ok()
+}
+
 /// Version detection: `Py_Version`, the debug offsets, the version string in
-/// `.rodata`, the file name — the first that works.
+/// `.rodata`, the file name — the first that works and that `opts` allows.
 fn detect_version<M: Memory>(
     mem: &M,
     binary: &Binary,
     debug: Option<&debug_offsets::DebugOffsets>,
+    opts: &LocateOptions,
 ) -> Result<(Version, VersionSource), CpythonError> {
-    if let Some(addr) = binary.symbol("Py_Version") {
-        if let Ok(hex) = mem.read_u32(addr) {
-            let v = Version::from_hex(hex as u64);
-            if v.major == 3 {
-                return Ok((v, VersionSource::PyVersionSymbol));
+    if opts.use_symbols && opts.use_py_version {
+        if let Some(addr) = binary.symbol("Py_Version") {
+            if let Ok(hex) = mem.read_u32(addr) {
+                let v = Version::from_hex(hex as u64);
+                if v.major == 3 {
+                    return Ok((v, VersionSource::PyVersionSymbol));
+                }
             }
         }
     }
-    if let Some(d) = debug {
-        return Ok((Version::from_hex(d.version), VersionSource::DebugOffsets));
+    if opts.use_debug_offsets_version {
+        if let Some(d) = debug {
+            return Ok((Version::from_hex(d.version), VersionSource::DebugOffsets));
+        }
     }
     let from_name = version_from_file_name(&binary.file_name());
-    if let Some(rodata) = binary.rodata() {
-        if let Some(v) = version_from_rodata(rodata, from_name.map(|v| v.minor)) {
-            return Ok((v, VersionSource::VersionString));
+    if opts.use_version_string {
+        if let Some(rodata) = binary.rodata() {
+            if let Some(v) = version_from_rodata(rodata, from_name.map(|v| v.minor)) {
+                return Ok((v, VersionSource::VersionString));
+            }
         }
     }
     if let Some(v) = from_name {
@@ -297,15 +373,114 @@ pub fn parse_py_version(text: &str) -> Option<Version> {
     })
 }
 
+/// Most bytes of writable data the scan reads from one binary.
+const SCAN_LIMIT: u64 = 64 << 20;
+
+/// The writable data of `binary` in the target: its read-write file
+/// mappings (`.data`, `.PyRuntime`, ...) and the anonymous mapping that
+/// directly follows one (`.bss` beyond the file; cut at the end of `.bss`
+/// when the section headers say where that is), in address order. Section
+/// headers are not needed, so this works on `sstrip`ped binaries too.
+fn writable_regions(binary: &Binary, maps: &[MapEntry]) -> Vec<(u64, u64)> {
+    let bss_end = binary.section(".bss").map(|s| s.addr.saturating_add(s.size));
+    let mut sorted: Vec<&MapEntry> = maps.iter().collect();
+    sorted.sort_by_key(|m| m.start);
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut prev: Option<&MapEntry> = None;
+    for m in sorted {
+        let ours = m.path.as_deref() == Some(binary.path.as_path());
+        let follows_ours = prev.is_some_and(|p| {
+            p.path.as_deref() == Some(binary.path.as_path()) && p.end == m.start
+        });
+        if m.read && m.write && m.end > m.start {
+            if ours {
+                out.push((m.start, m.end));
+            } else if m.path.is_none() && follows_ours {
+                let end = bss_end
+                    .filter(|e| *e > m.start)
+                    .map_or(m.end, |e| e.min(m.end));
+                out.push((m.start, end));
+            }
+        }
+        prev = Some(m);
+    }
+    out
+}
+
+/// Whether `interp` looks like a live interpreter state: its newest thread
+/// state points back at it, is not the interpreter itself, has no `prev`
+/// (new thread states are pushed at the head of the list), and carries a
+/// thread id (and, 3.11+, an OS thread id within `pid_max`). Self-referential
+/// list heads (obmalloc's `usedpools`) pass the first test alone.
+fn plausible_interpreter<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    interp: u64,
+    heap_like: &impl Fn(u64) -> bool,
+) -> bool {
+    let Ok(tstate) = mem.read_u64(interp.wrapping_add(layout.interp_threads_head)) else {
+        return false;
+    };
+    if tstate == 0 || tstate == interp || !heap_like(tstate) {
+        return false;
+    }
+    let word = |off: u64| mem.read_u64(tstate.wrapping_add(off)).ok();
+    // `prev` is the field before `next` (offset 0 in every version).
+    let prev = layout.tstate_next.saturating_sub(8);
+    if word(layout.tstate_interp) != Some(interp) || word(prev) != Some(0) {
+        return false;
+    }
+    if word(layout.tstate_thread_id).is_none_or(|t| t == 0) {
+        return false;
+    }
+    match layout.tstate_native_thread_id {
+        Some(off) => word(off).is_some_and(|t| (1..=1 << 22).contains(&t)),
+        None => true,
+    }
+}
+
 /// Last resort for binaries without symbols or a `.PyRuntime` section: scan
-/// the binary's writable data for a `_PyRuntime` whose interpreter list
-/// points at a plausible interpreter state. Bounded to the first 16 MiB.
+/// the binary's writable data (at most [`SCAN_LIMIT`] bytes) for
+///
+/// 1. a valid `_Py_DebugOffsets` table (3.13+: the cookie, then a table
+///    that passes validation), else
+/// 2. a `_PyRuntime` whose interpreter list points at an interpreter whose
+///    first thread state points back at it, using the static layout of the
+///    version found without the runtime (`Py_Version`, `.rodata`, file name).
 fn scan_for_runtime<M: Memory>(
     mem: &M,
     binary: &Binary,
     maps: &[MapEntry],
+    opts: &LocateOptions,
 ) -> Result<Option<u64>, CpythonError> {
-    let Some(version) = version_from_file_name(&binary.file_name()) else {
+    let mut budget = SCAN_LIMIT;
+    let mut regions: Vec<(u64, Vec<u8>)> = Vec::new();
+    for (start, end) in writable_regions(binary, maps) {
+        let len = (end - start).min(budget);
+        if len == 0 {
+            break;
+        }
+        budget -= len;
+        if let Ok(bytes) = mem.read_vec(start, len as usize) {
+            regions.push((start, bytes));
+        }
+    }
+
+    // 1. The debug offsets cookie.
+    for (start, bytes) in &regions {
+        let mut off = 0usize;
+        while off + 24 <= bytes.len() {
+            if &bytes[off..off + 8] == debug_offsets::COOKIE {
+                if let Ok(Some(_)) = debug_offsets::DebugOffsets::parse(&bytes[off..]) {
+                    return Ok(Some(start + off as u64));
+                }
+            }
+            off += 8;
+        }
+    }
+
+    // 2. The interpreter list, with a static layout.
+    let Ok((version, _)) = detect_version(mem, binary, None, opts) else {
         return Ok(None);
     };
     let Some(layout) = Layout::for_version(version) else {
@@ -314,33 +489,18 @@ fn scan_for_runtime<M: Memory>(
     let heap_like = |addr: u64| {
         addr.is_multiple_of(8) && maps.iter().any(|m| m.contains(addr) && m.read && m.write)
     };
-    for name in [".data", ".bss"] {
-        let Some(sec) = binary.section(name) else {
-            continue;
-        };
-        let len = sec.size.min(16 << 20) as usize;
-        let Ok(bytes) = mem.read_vec(sec.addr, len) else {
-            continue;
-        };
-        let head = layout.runtime_interpreters_head as usize;
-        for off in (0..len.saturating_sub(head + 8)).step_by(8) {
-            let interp = u64::from_le_bytes(
-                bytes[off + head..off + head + 8]
-                    .try_into()
-                    .unwrap_or_default(),
-            );
+    let head = layout.runtime_interpreters_head as usize;
+    for (start, bytes) in &regions {
+        let mut off = 0usize;
+        while off + head + 8 <= bytes.len() {
+            let word = &bytes[off + head..off + head + 8];
+            let interp = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            off += 8;
             if interp == 0 || !heap_like(interp) {
                 continue;
             }
-            // The interpreter's first thread must point back at it.
-            let Ok(tstate) = mem.read_u64(interp + layout.interp_threads_head) else {
-                continue;
-            };
-            if tstate == 0 || !heap_like(tstate) {
-                continue;
-            }
-            if mem.read_u64(tstate + layout.tstate_interp).ok() == Some(interp) {
-                return Ok(Some(sec.addr + off as u64));
+            if plausible_interpreter(mem, &layout, interp, &heap_like) {
+                return Ok(Some(start + (off - 8) as u64));
             }
         }
     }

@@ -12,8 +12,9 @@ pub mod layout;
 pub mod linetable;
 pub mod objects;
 pub mod stack;
+pub mod synthetic;
 
 pub use discover::{locate, Interpreter};
 pub use error::CpythonError;
 pub use layout::{Layout, Version};
-pub use stack::{CodeInfo, Frame, StackReader, ThreadStack};
+pub use stack::{top_frame_of, CodeInfo, Frame, StackReader, ThreadStack};

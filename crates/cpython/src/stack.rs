@@ -6,6 +6,8 @@
 //! drops the sample (the caller counts it).
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use pyrometer_process::Memory;
@@ -85,6 +87,8 @@ pub struct ThreadStack {
     pub frames: Vec<Frame>,
     /// Frames beyond the depth cap that were not read.
     pub truncated: bool,
+    /// The innermost frame pointer the walk started from (for torn-read checks).
+    pub top_frame: u64,
 }
 
 /// Reads stacks of one interpreter through a memory source.
@@ -92,7 +96,7 @@ pub struct ThreadStack {
 pub struct StackReader<M: Memory> {
     mem: M,
     interp: Interpreter,
-    codes: HashMap<u64, Arc<CodeInfo>>,
+    codes: FxHashMap<u64, Arc<CodeInfo>>,
     /// ≤3.10: offset of the TID inside glibc's `struct pthread`.
     pthread_tid_offset: Option<u64>,
     /// Maximum frames per stack.
@@ -105,7 +109,7 @@ impl<M: Memory> StackReader<M> {
         StackReader {
             mem,
             interp,
-            codes: HashMap::new(),
+            codes: FxHashMap::default(),
             pthread_tid_offset: None,
             max_depth: DEFAULT_MAX_DEPTH,
         }
@@ -215,26 +219,13 @@ impl<M: Memory> StackReader<M> {
             holds_gil,
             frames,
             truncated,
+            top_frame: top,
         })
     }
 
     /// The innermost frame pointer of a thread (0 when it runs no Python).
     pub fn top_frame(&self, tstate: u64) -> Result<u64, CpythonError> {
-        Ok(match self.interp.layout.frame_root {
-            FrameRoot::FrameObject { frame } => self.mem.read_u64(tstate + frame)?,
-            FrameRoot::CFrame {
-                cframe,
-                current_frame,
-            } => {
-                let cf = self.mem.read_u64(tstate + cframe)?;
-                if cf == 0 {
-                    0
-                } else {
-                    self.mem.read_u64(cf + current_frame)?
-                }
-            }
-            FrameRoot::Direct { current_frame } => self.mem.read_u64(tstate + current_frame)?,
-        })
+        top_frame_of(&self.mem, &self.interp.layout, tstate)
     }
 
     fn walk(&mut self, mut frame: u64) -> Result<(Vec<Frame>, bool), CpythonError> {
@@ -578,6 +569,26 @@ impl<M: Memory> StackReader<M> {
             }
         }
     }
+}
+
+/// The innermost frame pointer of the thread state at `tstate`, read through
+/// any memory source (the torn-read check reads it again, uncached).
+pub fn top_frame_of<M2: Memory>(mem: &M2, layout: &Layout, tstate: u64) -> Result<u64, CpythonError> {
+    Ok(match layout.frame_root {
+        FrameRoot::FrameObject { frame } => mem.read_u64(tstate + frame)?,
+        FrameRoot::CFrame {
+            cframe,
+            current_frame,
+        } => {
+            let cf = mem.read_u64(tstate + cframe)?;
+            if cf == 0 {
+                0
+            } else {
+                mem.read_u64(cf + current_frame)?
+            }
+        }
+        FrameRoot::Direct { current_frame } => mem.read_u64(tstate + current_frame)?,
+    })
 }
 
 /// `module.Class` → `Class`.

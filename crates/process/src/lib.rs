@@ -4,16 +4,20 @@
 //! This crate knows nothing about Python.
 #![deny(missing_docs)]
 
+mod cache;
 mod elf;
 mod error;
 mod maps;
 mod memory;
+mod namespace;
 mod process;
 mod ptrace;
 
+pub use cache::{CacheStats, PageCache, PAGE};
 pub use elf::{Binary, Section};
 pub use error::{MemoryError, ProcessError};
 pub use maps::{parse_maps, MapEntry};
 pub use memory::{ImageMemory, Memory};
+pub use namespace::{parse_nspid, NsTidMap};
 pub use process::{stat_fields, Process, SchedState, ThreadStatReader};
 pub use ptrace::StoppedThreads;

@@ -5,6 +5,8 @@
 #![deny(missing_docs)]
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use pyrometer_sampler::{Sample, ThreadState};
@@ -105,14 +107,16 @@ pub struct Meta {
 #[derive(Debug, Clone, Default)]
 pub struct Profile {
     strings: Vec<String>,
-    string_ids: HashMap<String, StrId>,
+    string_ids: FxHashMap<String, StrId>,
     frames: Vec<FrameInfo>,
-    frame_ids: HashMap<FrameInfo, FrameId>,
+    frame_ids: FxHashMap<FrameInfo, FrameId>,
+    /// (pid, code object, line) → frame: the per-sample fast path.
+    frame_by_code: FxHashMap<(i32, u64, i32), FrameId>,
     stacks: Vec<StackNode>,
-    stack_ids: HashMap<StackNode, StackId>,
+    stack_ids: FxHashMap<StackNode, StackId>,
     threads: Vec<ThreadInfo>,
-    thread_ids: HashMap<(i32, u64), ThreadKey>,
-    counts: HashMap<SampleKey, u64>,
+    thread_ids: FxHashMap<(i32, u64), ThreadKey>,
+    counts: FxHashMap<SampleKey, u64>,
     /// Samples whose stack was cut at the depth cap.
     pub truncated_samples: u64,
     /// Facts about the recording.
@@ -222,13 +226,23 @@ impl Profile {
         });
         let mut parent = None;
         for f in sample.frames.iter().rev() {
-            let frame = FrameInfo {
-                name: self.intern(&f.name),
-                filename: self.intern(&f.filename),
-                line: f.line,
-                first_line: f.first_line,
+            let code_key = (sample.pid, f.code_key, f.line);
+            let frame = match self.frame_by_code.get(&code_key) {
+                Some(id) if f.code_key != 0 => *id,
+                _ => {
+                    let info = FrameInfo {
+                        name: self.intern(&f.name),
+                        filename: self.intern(&f.filename),
+                        line: f.line,
+                        first_line: f.first_line,
+                    };
+                    let id = self.frame_id(info);
+                    if f.code_key != 0 {
+                        self.frame_by_code.insert(code_key, id);
+                    }
+                    id
+                }
             };
-            let frame = self.frame_id(frame);
             parent = Some(self.stack_id(StackNode { parent, frame }));
         }
         if sample.truncated {
@@ -324,6 +338,7 @@ mod tests {
                     filename: Arc::from("/x.py"),
                     line: *l,
                     first_line: 1,
+                    code_key: 0,
                 })
                 .collect(),
             truncated: false,

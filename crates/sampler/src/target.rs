@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyrometer_cpython::{locate, CpythonError, Interpreter, StackReader, ThreadStack};
+use pyrometer_cpython::{locate, top_frame_of, CpythonError, Interpreter, StackReader, ThreadStack};
 use pyrometer_process::{
-    MemoryError, Process, ProcessError, SchedState, StoppedThreads, ThreadStatReader,
+    CacheStats, MemoryError, PageCache, Process, ProcessError, SchedState, StoppedThreads,
+    ThreadStatReader,
 };
 
 /// What a thread was doing when sampled.
@@ -49,6 +50,9 @@ pub struct SampledFrame {
     pub line: i32,
     /// First line of the function.
     pub first_line: i32,
+    /// Identity of the code object within its process (its address): lets
+    /// aggregation skip re-hashing names and files on every sample.
+    pub code_key: u64,
 }
 
 /// One thread at one tick.
@@ -133,12 +137,14 @@ pub struct TargetStats {
     pub samples: u64,
     /// Ticks dropped because a read was torn.
     pub torn: u64,
+    /// Thread samples dropped because the thread's stack changed during the walk.
+    pub torn_threads: u64,
 }
 
 /// A process being sampled.
 #[derive(Debug)]
 pub struct Target {
-    reader: StackReader<Process>,
+    reader: StackReader<PageCache<Process>>,
     stat: ThreadStatReader,
     names: HashMap<u64, Arc<str>>,
     names_read_at: Option<Instant>,
@@ -155,8 +161,8 @@ impl Target {
         let process = Process::attach(pid)?;
         let interp = locate(&process)?;
         let cmdline = process.cmdline().unwrap_or_default();
-        let mut reader = StackReader::new(process, interp);
-        let tids = reader.memory().threads().unwrap_or_default();
+        let mut reader = StackReader::new(PageCache::new(process), interp);
+        let tids = reader.memory().inner().threads().unwrap_or_default();
         reader.learn_pthread_tid_offset(&tids);
         Ok(Target {
             reader,
@@ -171,7 +177,7 @@ impl Target {
 
     /// The process id.
     pub fn pid(&self) -> i32 {
-        self.reader.memory().pid()
+        self.reader.memory().inner().pid()
     }
 
     /// The command line.
@@ -186,7 +192,12 @@ impl Target {
 
     /// Whether the process is still alive.
     pub fn is_alive(&self) -> bool {
-        self.reader.memory().is_alive()
+        self.reader.memory().inner().is_alive()
+    }
+
+    /// Page-cache counters (reads, syscalls).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.reader.memory().stats()
     }
 
     /// Cap on frames per stack.
@@ -216,14 +227,27 @@ impl Target {
             let tids = self
                 .reader
                 .memory()
+                .inner()
                 .threads()
                 .map_err(|_| SampleError::ProcessGone)?;
             Some(StoppedThreads::stop(&tids).map_err(|e| SampleError::Torn(e.to_string()))?)
         } else {
             None
         };
+        self.reader.memory().clear();
         match self.reader.read_all() {
-            Ok(s) => Ok(s),
+            Ok(mut stacks) => {
+                // A thread whose innermost frame moved while it was walked has
+                // a torn stack: drop it, count it.
+                let layout = self.reader.layout();
+                let live = self.reader.memory().inner();
+                let before = stacks.len();
+                stacks.retain(|st| {
+                    top_frame_of(live, layout, st.tstate).is_ok_and(|top| top == st.top_frame)
+                });
+                self.stats.torn_threads += (before - stacks.len()) as u64;
+                Ok(stacks)
+            }
             Err(e) => {
                 let err = SampleError::from(e);
                 let gone = !self.is_alive();
@@ -274,6 +298,7 @@ impl Target {
                         filename: f.code.filename.clone(),
                         line: f.line.unwrap_or(0),
                         first_line: f.code.first_line,
+                        code_key: f.code.addr,
                     })
                     .collect(),
                 truncated: st.truncated,

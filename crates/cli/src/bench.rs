@@ -1,0 +1,57 @@
+//! `pyrometer bench-sample` (hidden): sample back to back and report the
+//! cost of one sample, in CPU time and in reads of the target. Used by
+//! `bench/` to compare with other profilers.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use pyrometer_profile::Profile;
+use serde_json::json;
+
+use crate::args::BenchArgs;
+use crate::attach::attach_pid;
+use crate::record::own_cpu_time;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let mut target = attach_pid(args.pid)?;
+    let mut profile = Profile::new();
+    // Warm the code-object cache as a long recording would be.
+    for _ in 0..100 {
+        let _ = target.sample(Duration::ZERO);
+    }
+    let before = target.cache_stats();
+    let stat_before = target.stats.clone();
+    let cpu0 = own_cpu_time();
+    let t0 = Instant::now();
+    let mut frames = 0usize;
+    let mut threads = 0usize;
+    for _ in 0..args.samples {
+        if let Ok(samples) = target.sample(t0.elapsed()) {
+            threads += samples.len();
+            for s in &samples {
+                frames += s.frames.len();
+                if args.aggregate {
+                    profile.add_sample(s);
+                }
+            }
+        }
+    }
+    let wall = t0.elapsed();
+    let cpu = own_cpu_time().saturating_sub(cpu0);
+    let after = target.cache_stats();
+    let n = args.samples.max(1) as f64;
+    let stats = &target.stats;
+    let doc = json!({
+        "samples": args.samples,
+        "thread_samples": threads,
+        "mean_frames": frames as f64 / threads.max(1) as f64,
+        "wall_us_per_sample": wall.as_secs_f64() * 1e6 / n,
+        "cpu_us_per_sample": cpu.as_secs_f64() * 1e6 / n,
+        "memory_reads_per_sample": (after.page_fetches + after.direct_reads
+            - before.page_fetches - before.direct_reads) as f64 / n,
+        "torn_threads": stats.torn_threads - stat_before.torn_threads,
+        "torn_ticks": stats.torn - stat_before.torn,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Shared by `dump.rs` and `record.rs`: running the `pyrometer` binary,
+//! the target scripts, and collecting failures into a per-interpreter
+//! matrix (one failing check never hides the others).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use pyrometer_testsupport::serde_json::{self, Value};
+pub use pyrometer_testsupport::{par_map, require_all, spawn_python, ChildGuard, Interp};
+
+/// The binary under test.
+pub const PYROMETER: &str = env!("CARGO_BIN_EXE_pyrometer");
+
+/// Exit codes (crates/cli/src/exit.rs).
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_NO_PROCESS: i32 = 3;
+pub const EXIT_NOT_PYTHON: i32 = 5;
+
+/// A `pyrometer` run never takes longer than this in these tests.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Tests that keep CPUs busy take this lock, so that two of them (each
+/// already running interpreters in parallel) never overload the machine.
+pub fn cpu_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `crates/cli/tests/targets/NAME`, absolute.
+pub fn target(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/targets")
+        .join(name)
+}
+
+/// Run `pyrometer ARGS...` to completion.
+pub fn pyrometer<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    pyrometer_testsupport::run_with_timeout(Command::new(PYROMETER).args(args), RUN_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A command line for messages.
+pub fn show<S: AsRef<OsStr>>(args: &[S]) -> String {
+    let mut s = String::from("pyrometer");
+    for a in args {
+        s.push(' ');
+        s.push_str(&a.as_ref().to_string_lossy());
+    }
+    s
+}
+
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A scratch directory for output files, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "pyrometer-itest-{}-{test}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Start a target and parse its ready line.
+pub fn start_target(interp: &Interp, script: &str, args: &[&str]) -> Result<(ChildGuard, Value), String> {
+    let (guard, line) = pyrometer_testsupport::try_spawn_python(
+        interp,
+        &target(script),
+        args,
+        pyrometer_testsupport::READY_TIMEOUT,
+    )?;
+    let doc: Value = serde_json::from_str(&line)
+        .map_err(|e| format!("{script}: bad ready line ({e}): {line}"))?;
+    if doc["pid"].as_i64() != Some(i64::from(guard.pid())) {
+        return Err(format!("{script}: ready line has pid {}, child is {}", doc["pid"], guard.pid()));
+    }
+    Ok((guard, doc))
+}
+
+/// The failures of one interpreter, by check group.
+pub struct Checks {
+    pub interp: Interp,
+    pub groups: BTreeMap<&'static str, (usize, Vec<String>)>,
+    /// Measurements worth printing under the matrix.
+    pub notes: Vec<String>,
+}
+
+impl Checks {
+    pub fn new(interp: &Interp) -> Checks {
+        Checks {
+            interp: interp.clone(),
+            groups: BTreeMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn note(&mut self, what: impl Into<String>) {
+        self.notes.push(what.into());
+    }
+
+    /// Record one check; returns `ok`.
+    pub fn check(&mut self, group: &'static str, ok: bool, what: impl FnOnce() -> String) -> bool {
+        let g = self.groups.entry(group).or_default();
+        g.0 += 1;
+        if !ok {
+            g.1.push(what());
+        }
+        ok
+    }
+
+    /// `got == want`.
+    pub fn eq<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        group: &'static str,
+        what: impl std::fmt::Display,
+        got: T,
+        want: T,
+    ) -> bool {
+        let ok = got == want;
+        self.check(group, ok, || format!("{what}: got {got:?}, expected {want:?}"))
+    }
+
+    pub fn fail(&mut self, group: &'static str, what: impl Into<String>) {
+        let what = what.into();
+        self.check(group, false, || what);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.groups.values().any(|(_, f)| !f.is_empty())
+    }
+}
+
+/// Print the matrix (interpreters × groups) and fail with every failure.
+pub fn finish(title: &str, groups: &[&'static str], rows: &[Checks]) {
+    let mut table = format!("{title}\n{:<16} {:<8}", "interpreter", "version");
+    for g in groups {
+        table.push_str(&format!(" {g:>11}"));
+    }
+    table.push('\n');
+    let mut failures = Vec::new();
+    for row in rows {
+        table.push_str(&format!(
+            "{:<16} {:<8}",
+            row.interp.label,
+            row.interp.version_string()
+        ));
+        for g in groups {
+            let (n, bad) = row
+                .groups
+                .get(g)
+                .map(|(n, f)| (*n, f.len()))
+                .unwrap_or((0, 0));
+            let cell = if n == 0 {
+                "-".to_string()
+            } else if bad == 0 {
+                format!("ok {n}")
+            } else {
+                format!("FAIL {bad}/{n}")
+            };
+            table.push_str(&format!(" {cell:>11}"));
+        }
+        table.push('\n');
+        for (g, (_, list)) in &row.groups {
+            assert!(groups.contains(g), "check group {g} is not in the matrix");
+            for f in list {
+                failures.push(format!("{} [{g}] {f}", row.interp.label));
+            }
+        }
+    }
+    for row in rows {
+        for n in &row.notes {
+            table.push_str(&format!("{:<16} {n}\n", row.interp.label));
+        }
+    }
+    println!("{table}");
+    assert!(
+        failures.is_empty(),
+        "{title}: {} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Parse folded stacks: `(frames root first, count)` per line.
+pub fn parse_folded(text: &str) -> Result<Vec<(Vec<String>, u64)>, String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (stack, count) = l
+                .rsplit_once(' ')
+                .ok_or_else(|| format!("no count in folded line {l:?}"))?;
+            let count = count
+                .parse::<u64>()
+                .map_err(|e| format!("bad count in folded line {l:?}: {e}"))?;
+            Ok((stack.split(';').map(str::to_string).collect(), count))
+        })
+        .collect()
+}
+
+/// The function name of a folded frame `name (file:line)`.
+pub fn folded_name(frame: &str) -> &str {
+    frame.rsplit_once(" (").map(|(n, _)| n).unwrap_or(frame)
+}

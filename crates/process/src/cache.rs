@@ -1,0 +1,172 @@
+//! A per-sample page cache over a memory source.
+//!
+//! A stack walk touches the same few pages again and again (frames packed in
+//! a datastack chunk, a thread state, the interpreter). Reading whole 4 KiB
+//! pages once per sample turns dozens of small `process_vm_readv` calls into
+//! a handful, and gives the walk one consistent copy of each page.
+
+use std::cell::{Cell, RefCell};
+
+use crate::error::MemoryError;
+use crate::memory::Memory;
+
+/// Page size of the cache (and of the kernel: a page is mapped or not).
+pub const PAGE: u64 = 4096;
+/// Pages kept before the cache resets itself (bounds memory within a sample).
+const MAX_PAGES: usize = 256;
+
+/// Counters of a [`PageCache`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Reads served.
+    pub reads: u64,
+    /// Pages fetched from the target (one syscall each).
+    pub page_fetches: u64,
+    /// Reads that went straight to the target (unmapped neighbours, large reads).
+    pub direct_reads: u64,
+}
+
+/// Caches pages of `M` until [`PageCache::clear`] is called.
+#[derive(Debug)]
+pub struct PageCache<M: Memory> {
+    inner: M,
+    /// A sample touches a handful of pages: a linear scan beats hashing.
+    pages: RefCell<Vec<(u64, Box<[u8]>)>>,
+    /// Page buffers kept for reuse, so a sample allocates nothing.
+    spare: RefCell<Vec<Box<[u8]>>>,
+    reads: Cell<u64>,
+    page_fetches: Cell<u64>,
+    direct_reads: Cell<u64>,
+}
+
+impl<M: Memory> PageCache<M> {
+    /// Wrap a memory source.
+    pub fn new(inner: M) -> Self {
+        PageCache {
+            inner,
+            pages: RefCell::new(Vec::new()),
+            spare: RefCell::new(Vec::new()),
+            reads: Cell::new(0),
+            page_fetches: Cell::new(0),
+            direct_reads: Cell::new(0),
+        }
+    }
+
+    /// Forget every cached page: call at the start of each sample.
+    pub fn clear(&self) {
+        let mut spare = self.spare.borrow_mut();
+        spare.extend(self.pages.borrow_mut().drain(..).map(|(_, b)| b));
+        spare.truncate(MAX_PAGES);
+    }
+
+    /// The uncached source, for reads that must see the target's present
+    /// state (torn-read checks).
+    pub fn inner(&self) -> &M {
+        &self.inner
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            reads: self.reads.get(),
+            page_fetches: self.page_fetches.get(),
+            direct_reads: self.direct_reads.get(),
+        }
+    }
+
+    fn with_page<R>(&self, page: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, MemoryError> {
+        if let Some((_, p)) = self.pages.borrow().iter().find(|(a, _)| *a == page) {
+            return Ok(f(p));
+        }
+        let mut buf = self
+            .spare
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; PAGE as usize].into_boxed_slice());
+        if let Err(e) = self.inner.read(page, &mut buf) {
+            self.spare.borrow_mut().push(buf);
+            return Err(e);
+        }
+        self.page_fetches.set(self.page_fetches.get() + 1);
+        let r = f(&buf);
+        let mut pages = self.pages.borrow_mut();
+        if pages.len() >= MAX_PAGES {
+            let mut spare = self.spare.borrow_mut();
+            spare.extend(pages.drain(..).map(|(_, b)| b));
+            spare.truncate(MAX_PAGES);
+        }
+        pages.push((page, buf));
+        Ok(r)
+    }
+}
+
+impl<M: Memory> Memory for PageCache<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.reads.set(self.reads.get() + 1);
+        let len = buf.len() as u64;
+        let Some(end) = addr.checked_add(len) else {
+            return Err(MemoryError::Unmapped {
+                addr,
+                len: buf.len(),
+            });
+        };
+        // Large reads (line tables, big strings) go straight through.
+        if len > 2 * PAGE {
+            self.direct_reads.set(self.direct_reads.get() + 1);
+            return self.inner.read(addr, buf);
+        }
+        let mut cur = addr;
+        while cur < end {
+            let page = cur & !(PAGE - 1);
+            let off = (cur - page) as usize;
+            let n = ((page + PAGE).min(end) - cur) as usize;
+            let dst_off = (cur - addr) as usize;
+            let dst = &mut buf[dst_off..dst_off + n];
+            match self.with_page(page, |p| dst.copy_from_slice(&p[off..off + n])) {
+                Ok(()) => {}
+                Err(MemoryError::Unmapped { .. }) => {
+                    // The page may be only partly readable (it is not, on
+                    // Linux, but other sources may be byte-granular).
+                    self.direct_reads.set(self.direct_reads.get() + 1);
+                    self.inner.read(cur, dst)?;
+                }
+                Err(e) => return Err(e),
+            }
+            cur += n as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::ImageMemory;
+
+    #[test]
+    fn serves_reads_across_pages_from_few_fetches() {
+        let mut img = ImageMemory::new();
+        let data: Vec<u8> = (0..3 * PAGE as usize).map(|i| (i % 251) as u8).collect();
+        img.insert(0x10000, data.clone());
+        let cache = PageCache::new(img);
+        let mut buf = [0u8; 100];
+        cache.read(0x10000 + PAGE - 50, &mut buf).unwrap();
+        assert_eq!(&buf[..], &data[PAGE as usize - 50..PAGE as usize + 50]);
+        for i in 0..20 {
+            cache.read_u64(0x10000 + i * 64).unwrap();
+        }
+        assert_eq!(cache.stats().page_fetches, 2);
+        cache.clear();
+        cache.read_u64(0x10000).unwrap();
+        assert_eq!(cache.stats().page_fetches, 3);
+    }
+
+    #[test]
+    fn byte_granular_sources_still_read() {
+        let mut img = ImageMemory::new();
+        img.insert(0x10010, vec![7u8; 32]);
+        let cache = PageCache::new(img);
+        assert_eq!(cache.read_u64(0x10018).unwrap(), 0x0707070707070707);
+        assert!(cache.read_u64(0x10000).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what pyrometer's build, tests and demo need on a fresh Debian
+# machine, idempotently. Slow downloads are cached under ~/.cache/pyrometer.
+set -euo pipefail
+
+CACHE="${PYROMETER_CACHE:-$HOME/.cache/pyrometer}"
+mkdir -p "$CACHE"
+
+need_apt=()
+for pkg in gcc python3.11-dev util-linux strace procps; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is not on PATH; install Rust (rustup) first" >&2
+    exit 1
+fi

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run every check of the project: format, lints, unit tests and the
+# integration suites against every CPython on the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+# Integration suites print the interpreter matrix they ran (--nocapture).
+cargo test --workspace -- --nocapture 2>&1 | tee target/test-output.txt
+grep -E "^test result:" target/test-output.txt | awk '
+    { passed += $4; failed += $6 }
+    END { printf "\nall suites: %d passed, %d failed\n", passed, failed; exit failed > 0 }'
