@@ -84,6 +84,17 @@ impl Format {
     }
 }
 
+/// Which threads each tick samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Every thread every tick (idle ones are dropped unless --idle).
+    Wall,
+    /// Only threads running on a CPU.
+    Cpu,
+    /// Only the thread holding the GIL.
+    Gil,
+}
+
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "command"])))]
 pub struct RecordArgs {
@@ -109,6 +120,13 @@ pub struct RecordArgs {
     /// Include samples of idle threads.
     #[arg(short, long)]
     pub idle: bool,
+    /// Which threads to sample: every thread (wall), only those on a CPU
+    /// (cpu), or only the GIL holder (gil).
+    #[arg(long, value_enum, default_value_t = Mode::Wall)]
+    pub mode: Mode,
+    /// Only sample the thread holding the GIL (same as --mode gil).
+    #[arg(short = 'g', long)]
+    pub gil: bool,
     /// Leave line numbers out of frames.
     #[arg(long)]
     pub nolineno: bool,

@@ -10,7 +10,7 @@ use pyrometer_outputs::{write_flamegraph, write_folded, write_speedscope, StackO
 use pyrometer_profile::Profile;
 use pyrometer_sampler::{Clock, SampleError, Target};
 
-use crate::args::{Format, RecordArgs};
+use crate::args::{Format, Mode, RecordArgs};
 use crate::attach::{attach_pid, launch, Launched};
 use crate::output::{check_writable, write_atomic};
 
@@ -132,6 +132,7 @@ fn sample_loop(
     let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));
     let status = !args.quiet && std::io::stderr().is_terminal();
     let mut last_status = Instant::now();
+    let mode = if args.gil { Mode::Gil } else { args.mode };
     let mut errors = 0u64;
     let mut ended_by = "duration";
     let mut fatal = None;
@@ -146,7 +147,14 @@ fn sample_loop(
         match target.sample(time) {
             Ok(samples) => {
                 for s in &samples {
-                    profile.add_sample(s);
+                    let keep = match mode {
+                        Mode::Wall => true,
+                        Mode::Cpu => s.state.is_active(),
+                        Mode::Gil => s.holds_gil,
+                    };
+                    if keep {
+                        profile.add_sample(s);
+                    }
                 }
             }
             Err(SampleError::ProcessGone) => {

@@ -80,10 +80,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "pyrometer-containers-{}-{tag}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("pyrometer-containers-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         Scratch(dir)
@@ -120,7 +118,7 @@ fn spawn_ready(mut cmd: Command, what: &str) -> (ChildGuard, Value) {
     });
     let line = rx
         .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("{what}: no ready line"));
+        .unwrap_or_else(|_| panic!("{what}: no ready line (unshare needs root or CAP_SYS_ADMIN)"));
     let doc: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what}: {e}: {line:?}"));
     (guard, doc)
@@ -193,7 +191,11 @@ fn mount_namespace_case(interp: &Interp) -> String {
     let (guard, ready) = spawn_ready(cmd, &what);
     let pid = guard.pid();
     // `sh` execs the interpreter: the child is the target.
-    assert_eq!(ready["pid"].as_i64(), Some(i64::from(pid)), "{what}: {ready}");
+    assert_eq!(
+        ready["pid"].as_i64(),
+        Some(i64::from(pid)),
+        "{what}: {ready}"
+    );
 
     // The premise: what the target maps does not exist here.
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
@@ -226,7 +228,10 @@ fn mount_namespace_case(interp: &Interp) -> String {
         target_file.to_str(),
         "{what}"
     );
-    assert_eq!(main["frames"][0]["line"].as_i64(), Some(marker("# IDLE_LINE")));
+    assert_eq!(
+        main["frames"][0]["line"].as_i64(),
+        Some(marker("# IDLE_LINE"))
+    );
     assert_eq!(
         thread_in(&doc, "nap")["frames"][0]["line"].as_i64(),
         Some(marker("# NAP_LINE")),
@@ -275,7 +280,11 @@ fn start_in_pid_namespace(interp: &Interp, script: &Path) -> PidNsTarget {
         .arg("-u")
         .arg(script);
     let (guard, ready) = spawn_ready(cmd, what);
-    assert_eq!(ready["pid"].as_i64(), Some(1), "{what}: PID 1 inside: {ready}");
+    assert_eq!(
+        ready["pid"].as_i64(),
+        Some(1),
+        "{what}: PID 1 inside: {ready}"
+    );
     let unshare = guard.pid();
     let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
         .expect("children of unshare");
@@ -302,14 +311,20 @@ fn pid_namespace_dump_case(interp: &Interp, script: &Path) -> String {
     assert_eq!(doc["pid"].as_i64(), Some(i64::from(t.host_pid)), "{what}");
     assert_eq!(doc["python_version"], t.ready["version"], "{what}");
     let main = thread_in(&doc, "idle_loop");
-    assert_eq!(main["frames"][0]["line"].as_i64(), Some(marker("# IDLE_LINE")));
+    assert_eq!(
+        main["frames"][0]["line"].as_i64(),
+        Some(marker("# IDLE_LINE"))
+    );
     assert_eq!(
         main["thread_id"].as_u64(),
         t.ready["main"]["ident"].as_u64(),
         "{what}"
     );
     let nap = thread_in(&doc, "nap");
-    assert_eq!(nap["frames"][0]["line"].as_i64(), Some(marker("# NAP_LINE")));
+    assert_eq!(
+        nap["frames"][0]["line"].as_i64(),
+        Some(marker("# NAP_LINE"))
+    );
     assert_eq!(
         nap["thread_id"].as_u64(),
         t.ready["threads"]["napper"]["ident"].as_u64()
@@ -345,14 +360,18 @@ fn ns_tid_translation_case(interp: &Interp, script: &Path) -> String {
 
     let interp_found = locate(&process).expect("locate");
     let mut reader = StackReader::new(&process, interp_found);
-    reader.learn_pthread_tid_offset(&map.ns_tids());
+    reader.learn_pthread_tid_offset(&map.ns_tids(), process.ns_pid());
     let stacks = reader.read_all().expect("stacks");
 
     // Every Python thread's TID, as CPython stores it, is a namespace TID;
     // on 3.8+ the target reported its own (threading.get_native_id()).
     let mut by_leaf: BTreeMap<String, i32> = BTreeMap::new();
     for s in &stacks {
-        let leaf = s.frames.first().map(|f| f.name.to_string()).unwrap_or_default();
+        let leaf = s
+            .frames
+            .first()
+            .map(|f| f.name.to_string())
+            .unwrap_or_default();
         let ns_tid = s
             .native_id
             .unwrap_or_else(|| panic!("{what}: no native id for {leaf}"));
@@ -413,11 +432,6 @@ fn namespace_thread_ids_translate_to_host_thread_ids() {
 }
 
 #[test]
-#[ignore = "StackReader::learn_pthread_tid_offset (stack.rs) accepts the first offset of \
-            glibc's struct pthread whose values are TIDs of the process for every thread; \
-            namespace TIDs are tiny (1, 2, 3) and many fields hold such values, so it learns \
-            a wrong offset. It should require distinct values and the main thread's value \
-            to be the namespace PID (Process::ns_pid)"]
 fn namespace_thread_ids_translate_to_host_thread_ids_before_3_11() {
     // <= 3.10: the TID is read from glibc's struct pthread, at an offset
     // learned from the namespace's TIDs.
@@ -447,8 +461,14 @@ fn pid_namespace_states_case(interp: &Interp, script: &Path) -> String {
         let spin = thread_in(&doc, "spin");
         let nap = thread_in(&doc, "nap");
         let main = thread_in(&doc, "idle_loop");
-        assert_eq!(main["native_id"].as_i64(), Some(i64::from(t.host_pid)), "{what}");
-        let spin_ns = t.ready["threads"]["spinner"]["native_id"].as_i64().map(|n| n as i32);
+        assert_eq!(
+            main["native_id"].as_i64(),
+            Some(i64::from(t.host_pid)),
+            "{what}"
+        );
+        let spin_ns = t.ready["threads"]["spinner"]["native_id"]
+            .as_i64()
+            .map(|n| n as i32);
         assert_eq!(
             spin["native_id"].as_i64().map(|n| n as i32),
             spin_ns.and_then(|n| map.to_host(n)),
@@ -466,8 +486,6 @@ fn pid_namespace_states_case(interp: &Interp, script: &Path) -> String {
 }
 
 #[test]
-#[ignore = "needs the sampler (crates/sampler Target) to translate namespace TIDs with \
-            Process::ns_tid_map(); see namespace_thread_ids_translate_to_host_thread_ids"]
 fn a_target_in_its_own_pid_namespace_has_the_right_thread_states() {
     let interps = require_all();
     let scratch = Scratch::new("pid-states");

@@ -89,7 +89,10 @@ fn frame_keys(frames: &Value) -> Vec<FrameKey> {
                 .map(|f| {
                     (
                         f["name"].as_str().unwrap_or("<no name>").to_string(),
-                        f["filename"].as_str().unwrap_or("<no filename>").to_string(),
+                        f["filename"]
+                            .as_str()
+                            .unwrap_or("<no filename>")
+                            .to_string(),
                         f["line"].as_i64(),
                     )
                 })
@@ -184,7 +187,12 @@ fn compare_threads(c: &mut Checks, truth: &Value, doc: &Value, how: &Compare) {
             c.fail("threads", format!("thread {name:?} missing from the dump"));
             continue;
         };
-        c.eq("threads", format!("thread {name:?} name"), g["name"].as_str(), Some(name));
+        c.eq(
+            "threads",
+            format!("thread {name:?} name"),
+            g["name"].as_str(),
+            Some(name),
+        );
         c.eq(
             "threads",
             format!("thread {name:?} native_id"),
@@ -260,7 +268,11 @@ fn compare_threads(c: &mut Checks, truth: &Value, doc: &Value, how: &Compare) {
 /// itself, independent of how _truth.py implements it).
 fn expected_names(minor: u8, thread: &str) -> Vec<String> {
     let q = minor >= 11;
-    let lambda = if q { "main.<locals>.<lambda>" } else { "<lambda>" };
+    let lambda = if q {
+        "main.<locals>.<lambda>"
+    } else {
+        "<lambda>"
+    };
     let boot = ["Thread.run", "Thread._bootstrap_inner", "Thread._bootstrap"];
     let v: Vec<&str> = match thread {
         "MainThread" => vec![
@@ -279,7 +291,12 @@ fn expected_names(minor: u8, thread: &str) -> Vec<String> {
         "lambda" => match minor {
             ..=10 => [&["slow", "<listcomp>", "<lambda>", "run_lambda"][..], &boot].concat(),
             11 => [
-                &["slow", "<lambda>.<locals>.<listcomp>", "<lambda>", "run_lambda"][..],
+                &[
+                    "slow",
+                    "<lambda>.<locals>.<listcomp>",
+                    "<lambda>",
+                    "run_lambda",
+                ][..],
                 &boot,
             ]
             .concat(),
@@ -354,21 +371,30 @@ fn check_text(c: &mut Checks, group: &'static str, pid: &str, truth: &Value, sta
     let args = ["dump", "--pid", pid];
     let out = pyrometer(&args);
     if !c.check(group, out.status.success(), || {
-        format!("`{}` failed ({}): {}", show(&args), out.status, stderr_of(&out))
+        format!(
+            "`{}` failed ({}): {}",
+            show(&args),
+            out.status,
+            stderr_of(&out)
+        )
     }) {
         return;
     }
     let text = stdout_of(&out);
     let mut lines = text.lines();
     let first = lines.next().unwrap_or("");
-    c.check(group, first.starts_with(&format!("Process {pid}: ")), || {
-        format!("first line {first:?}")
-    });
+    c.check(
+        group,
+        first.starts_with(&format!("Process {pid}: ")),
+        || format!("first line {first:?}"),
+    );
     let version = truth["version"].as_str().unwrap_or("?");
     let second = lines.next().unwrap_or("");
-    c.check(group, second.starts_with(&format!("Python v{version} (")), || {
-        format!("second line {second:?}, expected Python v{version} (...)")
-    });
+    c.check(
+        group,
+        second.starts_with(&format!("Python v{version} (")),
+        || format!("second line {second:?}, expected Python v{version} (...)"),
+    );
     // Blocks separated by blank lines.
     let mut blocks: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut current: Option<String> = None;
@@ -447,7 +473,12 @@ fn check_stacks(interp: &Interp, c: &mut Checks) {
 
     // Exact stacks, thread names and states.
     if let Some(doc) = dump_json(c, "frames", &["dump", "--pid", &pid, "--json"]) {
-        c.eq("setup", "pid", doc["pid"].as_i64(), Some(i64::from(guard.pid())));
+        c.eq(
+            "setup",
+            "pid",
+            doc["pid"].as_i64(),
+            Some(i64::from(guard.pid())),
+        );
         c.eq(
             "setup",
             "python_version",
@@ -488,7 +519,12 @@ fn check_stacks(interp: &Interp, c: &mut Checks) {
         let deep = threads_by_id(&doc)
             .values()
             .find(|t| t["name"] == "deep")
-            .map(|t| (t["frames"].as_array().map_or(0, Vec::len), t["truncated"].clone()));
+            .map(|t| {
+                (
+                    t["frames"].as_array().map_or(0, Vec::len),
+                    t["truncated"].clone(),
+                )
+            });
         c.eq(
             "max-depth",
             "deep thread (frames, truncated)",
@@ -584,13 +620,20 @@ fn check_unicode(interp: &Interp, c: &mut Checks) {
                 Some("工作者-α") => &[
                     "计算",
                     "类.方法",
-                    if q { "main.<locals>.<lambda>" } else { "<lambda>" },
+                    if q {
+                        "main.<locals>.<lambda>"
+                    } else {
+                        "<lambda>"
+                    },
                 ],
                 Some("MainThread") => &["计算", "main", "<module>"],
                 _ => &[],
             };
             c.check("unicode", names.starts_with(want), || {
-                format!("thread {}: names {names:?}, expected {want:?} first", t["name"])
+                format!(
+                    "thread {}: names {names:?}, expected {want:?} first",
+                    t["name"]
+                )
             });
             if !want.is_empty() {
                 c.eq(
@@ -645,14 +688,22 @@ fn dump_errors() {
         }
         println!("`{}` -> {}: {}", show(args), out.status, err.trim());
         if !bad.is_empty() {
-            failures.push(format!("`{}`: {}; stderr: {err}", show(args), bad.join(", ")));
+            failures.push(format!(
+                "`{}`: {}; stderr: {err}",
+                show(args),
+                bad.join(", ")
+            ));
         }
     };
 
     expect(
         &["dump", "--pid", "999999999"],
         EXIT_NO_PROCESS,
-        &["pyrometer: error:", "999999999", "no process with PID 999999999"],
+        &[
+            "pyrometer: error:",
+            "999999999",
+            "no process with PID 999999999",
+        ],
     );
     let gone = free_pid().to_string();
     expect(

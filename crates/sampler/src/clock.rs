@@ -82,11 +82,13 @@ impl Clock {
         };
         if let Some(d) = deadline {
             if target > d {
-                sleep_until(d, &stop);
+                sleep_until(d, false, &stop);
                 return None;
             }
         }
-        if !sleep_until(target, &stop) {
+        // Spinning costs CPU: only above 2 kHz, where sleeping cannot keep up.
+        let spin = self.period < Duration::from_micros(500);
+        if !sleep_until(target, spin, &stop) {
             return None;
         }
         let tick = Tick {
@@ -103,9 +105,13 @@ impl Clock {
     }
 }
 
+/// Waits shorter than this are spun rather than slept: a sleep's wake-up
+/// latency (tens of µs) would otherwise cap the rate near 10 kHz.
+const SPIN_BELOW: Duration = Duration::from_micros(80);
+
 /// Sleep until `t`, waking at least every 50 ms to check `stop`. Returns
 /// false if stopped.
-fn sleep_until(t: Instant, stop: &impl Fn() -> bool) -> bool {
+fn sleep_until(t: Instant, spin: bool, stop: &impl Fn() -> bool) -> bool {
     loop {
         if stop() {
             return false;
@@ -114,7 +120,18 @@ fn sleep_until(t: Instant, stop: &impl Fn() -> bool) -> bool {
         if now >= t {
             return true;
         }
-        std::thread::sleep((t - now).min(Duration::from_millis(50)));
+        let left = t - now;
+        if !spin {
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+            continue;
+        }
+        if left < SPIN_BELOW {
+            while Instant::now() < t {
+                std::hint::spin_loop();
+            }
+            return true;
+        }
+        std::thread::sleep((left - SPIN_BELOW / 2).min(Duration::from_millis(50)));
     }
 }
 

@@ -6,9 +6,11 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod session;
 mod target;
 
 pub use clock::{Clock, Tick};
+pub use session::{Session, SessionEvents, SessionStats};
 pub use target::{
     Sample, SampleError, SampledFrame, Target, TargetError, ThreadState, ThreadSummary,
 };

@@ -4,10 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyrometer_cpython::{locate, top_frame_of, CpythonError, Interpreter, StackReader, ThreadStack};
+use pyrometer_cpython::{
+    locate, top_frame_of, CpythonError, Interpreter, StackReader, ThreadStack,
+};
 use pyrometer_process::{
-    CacheStats, MemoryError, PageCache, Process, ProcessError, SchedState, StoppedThreads,
-    ThreadStatReader,
+    CacheStats, MemoryError, NsTidMap, PageCache, Process, ProcessError, SchedState,
+    StoppedThreads, ThreadStatReader,
 };
 
 /// What a thread was doing when sampled.
@@ -153,6 +155,10 @@ pub struct Target {
     pub stats: TargetStats,
     /// Stop the target's threads while reading (`--blocking`).
     pub blocking: bool,
+    /// The target's own thread ids → ours (identity outside containers).
+    tid_map: NsTidMap,
+    tid_map_read_at: Instant,
+    in_pid_namespace: bool,
 }
 
 impl Target {
@@ -161,9 +167,13 @@ impl Target {
         let process = Process::attach(pid)?;
         let interp = locate(&process)?;
         let cmdline = process.cmdline().unwrap_or_default();
+        // Inside a container the interpreter stores the container's thread
+        // ids; /proc here speaks ours.
+        let tid_map = process.ns_tid_map().unwrap_or_default();
+        let in_pid_namespace = process.in_other_pid_namespace();
+        let ns_pid = process.ns_pid();
         let mut reader = StackReader::new(PageCache::new(process), interp);
-        let tids = reader.memory().inner().threads().unwrap_or_default();
-        reader.learn_pthread_tid_offset(&tids);
+        reader.learn_pthread_tid_offset(&tid_map.ns_tids(), ns_pid);
         Ok(Target {
             reader,
             stat: ThreadStatReader::new(),
@@ -172,6 +182,9 @@ impl Target {
             cmdline,
             stats: TargetStats::default(),
             blocking: false,
+            tid_map,
+            tid_map_read_at: Instant::now(),
+            in_pid_namespace,
         })
     }
 
@@ -273,11 +286,13 @@ impl Target {
         let pid = self.pid();
         let mut out = Vec::with_capacity(stacks.len());
         for st in stacks {
-            let sched = match st.native_id {
+            let host_tid = st.native_id.and_then(|ns| self.host_tid(ns));
+            let sched = match host_tid {
                 Some(tid) => self.stat.state(pid, tid),
                 None => SchedState::Running,
             };
             let state = match sched {
+                _ if st.gil_requested && !st.holds_gil => ThreadState::GilWait,
                 SchedState::Running if st.holds_gil => ThreadState::Python,
                 SchedState::Running => ThreadState::Native,
                 _ => ThreadState::Idle,
@@ -286,7 +301,7 @@ impl Target {
                 time,
                 pid,
                 thread_id: st.thread_id,
-                native_id: st.native_id,
+                native_id: host_tid.or(st.native_id),
                 thread_name: self.names.get(&st.thread_id).cloned(),
                 state,
                 holds_gil: st.holds_gil,
@@ -306,6 +321,25 @@ impl Target {
         }
         self.stats.samples += out.len() as u64;
         out
+    }
+
+    /// Our id of a thread the target knows as `ns_tid`. Threads come and go:
+    /// the map is re-read when an id is missing, at most every 250 ms.
+    fn host_tid(&mut self, ns_tid: i32) -> Option<i32> {
+        if !self.in_pid_namespace {
+            // Outside containers the ids are ours already.
+            return Some(ns_tid);
+        }
+        if let Some(t) = self.tid_map.to_host(ns_tid) {
+            return Some(t);
+        }
+        if self.tid_map_read_at.elapsed() > Duration::from_millis(250) {
+            self.tid_map_read_at = Instant::now();
+            if let Ok(m) = self.reader.memory().inner().ns_tid_map() {
+                self.tid_map = m;
+            }
+        }
+        self.tid_map.to_host(ns_tid)
     }
 
     /// Sample every Python thread once. `time` is stamped on the samples.

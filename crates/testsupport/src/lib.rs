@@ -240,7 +240,8 @@ pub fn discover() -> Discovery {
     FOUND
         .get_or_init(|| {
             let mut d = probe_all(&candidates());
-            d.found.sort_by(|a, b| (a.version, &a.path).cmp(&(b.version, &b.path)));
+            d.found
+                .sort_by(|a, b| (a.version, &a.path).cmp(&(b.version, &b.path)));
             d
         })
         .clone()
@@ -284,8 +285,11 @@ pub fn resolve() -> Result<Vec<Interp>, Vec<String>> {
         Some(paths) => {
             let (exist, absent): (Vec<_>, Vec<_>) = paths.into_iter().partition(|p| p.exists());
             let mut d = probe_all(&exist.into_iter().map(|p| (p, "env")).collect::<Vec<_>>());
-            d.broken
-                .extend(absent.into_iter().map(|p| (p, "does not exist".to_string())));
+            d.broken.extend(
+                absent
+                    .into_iter()
+                    .map(|p| (p, "does not exist".to_string())),
+            );
             (d.found, d.broken)
         }
         None => {
@@ -383,7 +387,10 @@ impl ChildGuard {
 
     /// The next stdout line (without its newline), waiting at most `timeout`.
     pub fn next_line(&self, timeout: Duration) -> Result<String, String> {
-        let rx = self.lines.as_ref().ok_or("the child's stdout is not captured")?;
+        let rx = self
+            .lines
+            .as_ref()
+            .ok_or("the child's stdout is not captured")?;
         match rx.recv_timeout(timeout) {
             Ok(Ok(line)) => Ok(line),
             Ok(Err(e)) => Err(format!("reading the child's stdout: {e}")),
@@ -575,17 +582,17 @@ mod tests {
     #[test]
     fn par_map_keeps_order() {
         let v: Vec<u32> = (0..50).collect();
-        assert_eq!(par_map(&v, 3, |x| x * 2), (0..50).map(|x| x * 2).collect::<Vec<_>>());
+        assert_eq!(
+            par_map(&v, 3, |x| x * 2),
+            (0..50).map(|x| x * 2).collect::<Vec<_>>()
+        );
         assert!(par_map(&Vec::<u32>::new(), 3, |x| *x).is_empty());
     }
 
     #[test]
     fn run_with_timeout_kills() {
         let t0 = Instant::now();
-        let r = run_with_timeout(
-            Command::new("sleep").arg("30"),
-            Duration::from_millis(200),
-        );
+        let r = run_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(200));
         assert!(r.is_err());
         assert!(t0.elapsed() < Duration::from_secs(10));
     }

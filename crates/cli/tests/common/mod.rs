@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use pyrometer_testsupport::serde_json::{self, Value};
-pub use pyrometer_testsupport::{par_map, require_all, spawn_python, ChildGuard, Interp};
+pub use pyrometer_testsupport::{par_map, require_all, ChildGuard, Interp};
 
 /// The binary under test.
 pub const PYROMETER: &str = env!("CARGO_BIN_EXE_pyrometer");
@@ -69,10 +69,8 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "pyrometer-itest-{}-{test}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("pyrometer-itest-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch directory");
         Scratch(dir)
@@ -90,7 +88,11 @@ impl Drop for Scratch {
 }
 
 /// Start a target and parse its ready line.
-pub fn start_target(interp: &Interp, script: &str, args: &[&str]) -> Result<(ChildGuard, Value), String> {
+pub fn start_target(
+    interp: &Interp,
+    script: &str,
+    args: &[&str],
+) -> Result<(ChildGuard, Value), String> {
     let (guard, line) = pyrometer_testsupport::try_spawn_python(
         interp,
         &target(script),
@@ -100,7 +102,11 @@ pub fn start_target(interp: &Interp, script: &str, args: &[&str]) -> Result<(Chi
     let doc: Value = serde_json::from_str(&line)
         .map_err(|e| format!("{script}: bad ready line ({e}): {line}"))?;
     if doc["pid"].as_i64() != Some(i64::from(guard.pid())) {
-        return Err(format!("{script}: ready line has pid {}, child is {}", doc["pid"], guard.pid()));
+        return Err(format!(
+            "{script}: ready line has pid {}, child is {}",
+            doc["pid"],
+            guard.pid()
+        ));
     }
     Ok((guard, doc))
 }
@@ -145,7 +151,9 @@ impl Checks {
         want: T,
     ) -> bool {
         let ok = got == want;
-        self.check(group, ok, || format!("{what}: got {got:?}, expected {want:?}"))
+        self.check(group, ok, || {
+            format!("{what}: got {got:?}, expected {want:?}")
+        })
     }
 
     pub fn fail(&mut self, group: &'static str, what: impl Into<String>) {

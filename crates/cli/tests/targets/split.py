@@ -2,14 +2,18 @@
 `heavy` and `light` by construction.
 
 Both functions run the same inner loop; `heavy` runs it 3 times per call,
-`light` once, and the main loop alternates them. The script checks the
-construction: it calibrates the loop (one `light` call takes about
-TARGET_MS) and measures the thread CPU time of every call for 0.5 s before
-the ready line (`calibration`) and for 0.5 s after the profiled part
-(`measured`, on the last line, printed before it exits). The profiled part
-(DURATION seconds) makes no system call between the calls: timing each
-call there would itself show up in the profile (a thread_time() call is
-much slower while a profiler reads the process).
+`light` once, and the main loop alternates them. One `light` call is
+calibrated to about TARGET_MS of CPU, so a heavy+light cycle spans about 20
+sampling periods at 200 Hz: the samples are spread evenly over each cycle
+rather than each landing at a random phase, which keeps the sampling error
+well under the test's tolerance.
+
+The script checks the construction: it measures the thread CPU time of
+every call for 0.6 s before the ready line (`calibration`) and for 0.6 s
+after the profiled part (`measured`, on the last line, printed before it
+exits). The profiled part (DURATION seconds) makes no system call between
+the calls: timing each call there would itself show up in the profile (a
+thread_time() call is much slower while a profiler reads the process).
 
 usage: split.py DURATION
 """
@@ -18,7 +22,7 @@ import os
 import sys
 import time
 
-TARGET_MS = 7.3  # one light call; not a divisor of the 5 ms sampling period
+TARGET_MS = 24.6  # one light call: ~20 samples per 98 ms heavy+light cycle at 200 Hz
 
 
 def heavy(n):
@@ -44,13 +48,14 @@ def median(xs):
 
 def measure(n, seconds):
     """Alternate heavy and light for `seconds`, measuring the thread CPU
-    time of each call. `ratio` compares the medians (robust against a
-    call stretched by preemption or, in a VM, steal time); `sum_ratio`
+    time of each call. `ratio` is the median over the alternations of
+    heavy/light CPU time (robust against a call slowed down by other load,
+    e.g. a busy hyperthread sibling or steal time in a VM); `sum_ratio`
     compares the totals."""
     clock = time.thread_time
     heavies, lights = [], []
     end = time.monotonic() + seconds
-    while time.monotonic() < end or len(lights) < 5:
+    while time.monotonic() < end or len(lights) < 7:
         t0 = clock()
         heavy(n)
         t1 = clock()
@@ -58,8 +63,9 @@ def measure(n, seconds):
         t2 = clock()
         heavies.append(t1 - t0)
         lights.append(t2 - t1)
+    pairs = [h / max(l, 1e-9) for h, l in zip(heavies, lights)]
     return {"heavy": sum(heavies), "light": sum(lights), "calls": len(lights),
-            "ratio": median(heavies) / max(median(lights), 1e-9),
+            "ratio": median(pairs),
             "sum_ratio": sum(heavies) / max(sum(lights), 1e-9)}
 
 
@@ -87,7 +93,7 @@ def main():
         light(n)
         times.append(time.thread_time() - t0)
     n = max(1000, int(n * TARGET_MS / 1000 / max(median(times), 1e-6)))
-    before = measure(n, 0.5)
+    before = measure(n, 0.6)
     print(json.dumps({
         "pid": os.getpid(),
         "version": "%d.%d.%d" % sys.version_info[:3],
@@ -95,9 +101,11 @@ def main():
         "n": n,
         "calibration": before,
     }), flush=True)
+    cpu0, wall0 = time.thread_time(), time.monotonic()
     calls = alternate(n, duration)
-    after = measure(n, 0.5)
-    print(json.dumps({"calls": calls, "measured": after}), flush=True)
+    share = (time.thread_time() - cpu0) / (time.monotonic() - wall0)
+    after = measure(n, 0.6)
+    print(json.dumps({"calls": calls, "cpu_share": share, "measured": after}), flush=True)
 
 
 if __name__ == "__main__":

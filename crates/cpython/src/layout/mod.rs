@@ -218,6 +218,9 @@ pub struct Layout {
     pub interp_gil_ptr: Option<u64>,
     /// 3.13+: `offsetof(PyInterpreterState, _gil)`, the GIL state inline.
     pub interp_gil_inline: Option<u64>,
+    /// 3.14+: `_code_object_generation`, bumped whenever a code object is
+    /// freed: cached code objects are dropped when it changes.
+    pub interp_code_generation: Option<u64>,
 
     // struct _gil_runtime_state
     pub gil_last_holder: u64,
@@ -230,6 +233,13 @@ pub struct Layout {
     /// 3.11+: the OS thread id. Absent before: derived from the pthread struct.
     pub tstate_native_thread_id: Option<u64>,
     pub frame_root: FrameRoot,
+    /// 3.15+: `base_frame`, the sentinel at the bottom of every thread's
+    /// frame chain: a walk that does not end there is torn.
+    pub tstate_base_frame: Option<u64>,
+    /// 3.15+: `holds_gil` (an int), per thread.
+    pub tstate_holds_gil: Option<u64>,
+    /// 3.15+: `gil_requested` (an int): the thread waits for the GIL.
+    pub tstate_gil_requested: Option<u64>,
 
     pub frame: FrameModel,
 

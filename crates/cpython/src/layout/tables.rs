@@ -20,6 +20,10 @@ const FRAME_OWNED_BY_CSTACK: u8 = 3;
 const PY38: Layout = Layout {
     version: Version::new(3, 8, 0),
     free_threaded: false,
+    interp_code_generation: None,
+    tstate_base_frame: None,
+    tstate_holds_gil: None,
+    tstate_gil_requested: None,
 
     runtime_interpreters_head: 32,
     runtime_gil: Some(1152),

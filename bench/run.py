@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""pyrometer vs py-spy, side by side, in the same run, as ratios.
+
+Usage: bench/run.py [--quick] [--python PATH] [--out FILE]
+
+Needs a release build (cargo build --release) and py-spy, which it installs
+into ~/.cache/pyrometer/bench-venv from PyPI. Measures:
+  1. CPU per sample (one thread; 20- and 100-frame stacks): each profiler
+     records at its highest rate for a few seconds; its CPU time (from
+     getrusage) divided by the samples it took.
+  2. Highest sustained rate on one busy thread: samples per wall second.
+  3. Target slowdown at 1 kHz: the busy script's own work rate with no
+     profiler, with pyrometer, with py-spy (default, blocking) and py-spy
+     --nonblocking; also with 50 idle threads.
+Prints a markdown table (and writes JSON with --out).
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYROMETER = ROOT / "target" / "release" / "pyrometer"
+CACHE = Path(os.environ.get("PYROMETER_CACHE", Path.home() / ".cache" / "pyrometer"))
+VENV = CACHE / "bench-venv"
+TARGET = ROOT / "bench" / "targets" / "deep.py"
+
+
+def ensure_pyspy():
+    exe = VENV / "bin" / "py-spy"
+    if not exe.exists():
+        subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
+        subprocess.check_call([str(VENV / "bin" / "pip"), "install", "-q", "py-spy"])
+    return exe
+
+
+def start_target(python, depth, idle=0, report=False):
+    args = [python, str(TARGET), str(depth), str(idle)] + (["report"] if report else [])
+    p = subprocess.Popen(args, stdout=subprocess.PIPE if report else subprocess.DEVNULL, text=True)
+    time.sleep(1.0)
+    return p
+
+
+def run_child(cmd):
+    """Run cmd; return (stdout+stderr, cpu seconds, wall seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out.stdout, cpu, wall
+
+
+def count_raw_samples(path):
+    total = 0
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip()
+            if line:
+                total += int(line.rsplit(" ", 1)[1])
+    return total
+
+
+def measure_cost(tool, pyspy, python, depth, seconds):
+    target = start_target(python, depth)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "out.txt")
+            if tool == "pyrometer":
+                cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "100000",
+                       "-d", str(seconds), "-f", "raw", "-o", out, "--quiet"]
+            else:
+                cmd = [str(pyspy), "record", "--pid", str(target.pid), "--nonblocking",
+                       "-r", "100000", "-d", str(seconds), "-f", "raw", "-o", out]
+            text, cpu, wall = run_child(cmd)
+            samples = count_raw_samples(out) if os.path.exists(out) else 0
+    finally:
+        target.kill()
+        target.wait()
+    if samples == 0:
+        raise RuntimeError(f"{tool} took no samples:\n{text}")
+    return {"samples": samples, "cpu_s": cpu, "seconds": seconds,
+            "cpu_us_per_sample": cpu * 1e6 / samples, "rate": samples / seconds}
+
+
+def measure_slowdown(tool, pyspy, python, idle, seconds):
+    """The target's work rate (loops/s) while `tool` samples it at 1 kHz."""
+    target = start_target(python, 20, idle=idle, report=True)
+    prof = None
+    try:
+        if tool == "pyrometer":
+            prof = subprocess.Popen(
+                [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "1000", "-d", str(seconds + 3),
+                 "-f", "raw", "-o", os.path.join(tempfile.gettempdir(), "bench-pyrometer.txt"), "--quiet"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        elif tool.startswith("py-spy"):
+            extra = ["--nonblocking"] if tool == "py-spy --nonblocking" else []
+            prof = subprocess.Popen([str(pyspy), "record", "--pid", str(target.pid), "-r", "1000",
+                                     "-d", str(seconds + 3), "-f", "raw",
+                                     "-o", os.path.join(tempfile.gettempdir(), "bench-pyspy.txt")] + extra,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Skip the first report (attach), then average `seconds` reports.
+        target.stdout.readline()
+        rates = [int(target.stdout.readline()) for _ in range(seconds)]
+    finally:
+        if prof:
+            prof.kill()
+            prof.wait()
+        target.kill()
+        target.wait()
+    return statistics.median(rates)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--python", default="/root/.pyenv/versions/3.12.1/bin/python3")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    if not PYROMETER.exists():
+        sys.exit("build first: cargo build --release")
+    pyspy = ensure_pyspy()
+    secs = 3 if a.quick else 5
+    result = {"python": a.python, "cost": {}, "slowdown": {}}
+    for depth in (20, 100):
+        for tool in ("pyrometer", "py-spy"):
+            result["cost"][f"{tool} depth {depth}"] = measure_cost(tool, pyspy, a.python, depth, secs)
+    for idle in (0, 50):
+        for tool in ("none", "pyrometer", "py-spy", "py-spy --nonblocking"):
+            result["slowdown"][f"{tool} idle {idle}"] = measure_slowdown(tool, pyspy, a.python, idle, secs)
+
+    print(f"\nPython: {a.python}; py-spy: {subprocess.check_output([str(pyspy), '--version'], text=True).strip()}\n")
+    print("| stack | pyrometer µs CPU/sample | py-spy --nonblocking µs CPU/sample | ratio | pyrometer max rate | py-spy max rate | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for depth in (20, 100):
+        p = result["cost"][f"pyrometer depth {depth}"]
+        s = result["cost"][f"py-spy depth {depth}"]
+        print(f"| {depth} frames | {p['cpu_us_per_sample']:.1f} | {s['cpu_us_per_sample']:.1f} | "
+              f"{s['cpu_us_per_sample'] / p['cpu_us_per_sample']:.1f}× cheaper | {p['rate']:.0f}/s | "
+              f"{s['rate']:.0f}/s | {p['rate'] / s['rate']:.1f}× |")
+    print("\n| target at 1 kHz | work rate | vs unprofiled |")
+    print("|---|---|---|")
+    for idle in (0, 50):
+        base = result["slowdown"][f"none idle {idle}"]
+        for tool in ("none", "pyrometer", "py-spy", "py-spy --nonblocking"):
+            v = result["slowdown"][f"{tool} idle {idle}"]
+            label = "unprofiled" if tool == "none" else tool + (" (default)" if tool == "py-spy" else "")
+            print(f"| 1 busy + {idle} idle threads, {label} | {v:.0f} loops/s | {100 * v / base:.1f} % |")
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
