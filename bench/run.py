@@ -19,6 +19,7 @@ import json
 import os
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,11 +49,18 @@ def start_target(python, depth, idle=0, report=False):
     return p
 
 
-def run_child(cmd):
-    """Run cmd; return (stdout+stderr, cpu seconds, wall seconds)."""
+def run_child(cmd, seconds):
+    """Run cmd for `seconds`, then stop it with SIGINT as a user would (py-spy's
+    -d counts samples, not seconds, so it cannot bound a high-rate run);
+    return (output, cpu seconds, wall seconds)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = p.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -76,19 +84,19 @@ def measure_cost(tool, pyspy, python, depth, seconds):
             out = os.path.join(d, "out.txt")
             if tool == "pyrometer":
                 cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "100000",
-                       "-d", str(seconds), "-f", "raw", "-o", out, "--quiet"]
+                       "-f", "raw", "-o", out, "--quiet"]
             else:
                 cmd = [str(pyspy), "record", "--pid", str(target.pid), "--nonblocking",
-                       "-r", "100000", "-d", str(seconds), "-f", "raw", "-o", out]
-            text, cpu, wall = run_child(cmd)
+                       "-r", "100000", "-f", "raw", "-o", out]
+            text, cpu, wall = run_child(cmd, seconds)
             samples = count_raw_samples(out) if os.path.exists(out) else 0
     finally:
         target.kill()
         target.wait()
     if samples == 0:
         raise RuntimeError(f"{tool} took no samples:\n{text}")
-    return {"samples": samples, "cpu_s": cpu, "seconds": seconds,
-            "cpu_us_per_sample": cpu * 1e6 / samples, "rate": samples / seconds}
+    return {"samples": samples, "cpu_s": cpu, "seconds": wall,
+            "cpu_us_per_sample": cpu * 1e6 / samples, "rate": samples / wall}
 
 
 def measure_slowdown(tool, pyspy, python, idle, seconds):

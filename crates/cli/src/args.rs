@@ -146,6 +146,10 @@ pub struct RecordArgs {
     /// Most frames read per thread; deeper stacks are cut and counted.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_depth: u32,
+    /// Also sample every descendant Python process (gunicorn and uvicorn
+    /// workers, multiprocessing children), following them as they come and go.
+    #[arg(short, long)]
+    pub subprocesses: bool,
     /// Do not print the one-line status while recording.
     #[arg(long)]
     pub quiet: bool,

@@ -39,10 +39,14 @@ impl Launched {
 }
 
 /// Launch `command` and attach as soon as its interpreter is initialized.
-pub fn launch(command: &[String]) -> Result<(Target, Launched)> {
+/// With `allow_non_python` (for `--subprocesses`), a command that is not
+/// itself Python (a shell, a process manager) is accepted: `None` is
+/// returned and only its Python descendants are sampled.
+pub fn launch(command: &[String], allow_non_python: bool) -> Result<(Option<Target>, Launched)> {
     let Some((program, args)) = command.split_first() else {
         bail!("no command given after --");
     };
+    let own_exe = std::fs::read_link("/proc/self/exe").ok();
     let child = Command::new(program)
         .args(args)
         .spawn()
@@ -50,6 +54,7 @@ pub fn launch(command: &[String]) -> Result<(Target, Launched)> {
     let pid = child.id() as i32;
     let mut launched = Launched { child };
     let start = Instant::now();
+    let mut exec_seen: Option<Instant> = None;
     // Poll quickly so the first instructions are seen; the interpreter maps
     // libpython and initializes within milliseconds of exec.
     let mut last_err: Option<anyhow::Error> = None;
@@ -58,41 +63,51 @@ pub fn launch(command: &[String]) -> Result<(Target, Launched)> {
             let why = last_err.map(|e| format!(" ({e:#})")).unwrap_or_default();
             bail!("`{program}` exited ({status}) before its Python interpreter could be read{why}");
         }
+        if exec_seen.is_none() {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            if exe.is_some() && exe != own_exe {
+                exec_seen = Some(Instant::now());
+            }
+        }
         match Target::attach(pid) {
             Ok(mut target) => {
                 // The runtime exists before the first thread state: wait for it.
                 match target.sample(Duration::ZERO) {
-                    Ok(_) => return Ok((target, launched)),
+                    Ok(_) => return Ok((Some(target), launched)),
                     Err(e) => last_err = Some(e.into()),
                 }
             }
-            Err(TargetError::Cpython(CpythonError::UnsupportedVersion { version, hint })) => {
-                let _ = launched.child.kill();
-                let _ = launched.child.wait();
-                return Err(CpythonError::UnsupportedVersion { version, hint })
-                    .with_context(|| format!("cannot profile `{program}`"));
+            Err(TargetError::Cpython(e @ CpythonError::UnsupportedVersion { .. }))
+            | Err(TargetError::Cpython(e @ CpythonError::FreeThreaded { .. })) => {
+                stop(&mut launched);
+                return Err(e).with_context(|| format!("cannot profile `{program}`"));
             }
-            Err(TargetError::Process(ProcessError::PermissionDenied { pid, what })) => {
-                let _ = launched.child.kill();
-                let _ = launched.child.wait();
-                return Err(ProcessError::PermissionDenied { pid, what })
-                    .with_context(|| format!("cannot profile `{program}`"));
+            Err(TargetError::Process(e @ ProcessError::PermissionDenied { .. })) => {
+                stop(&mut launched);
+                return Err(e).with_context(|| format!("cannot profile `{program}`"));
             }
+            // Well after exec and still no interpreter: not a Python program
+            // (the pause covers the dynamic loader mapping libpython).
             Err(TargetError::Cpython(e @ CpythonError::NotPython { .. }))
-                if start.elapsed() > Duration::from_secs(3) =>
+                if exec_seen.is_some_and(|t| t.elapsed() > Duration::from_millis(300)) =>
             {
-                // Long past exec and still no interpreter: not a Python program.
-                let _ = launched.child.kill();
-                let _ = launched.child.wait();
+                if allow_non_python {
+                    return Ok((None, launched));
+                }
+                stop(&mut launched);
                 return Err(e).with_context(|| format!("cannot profile `{program}`"));
             }
             Err(e) => last_err = Some(e.into()),
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let _ = launched.child.kill();
-    let _ = launched.child.wait();
+    stop(&mut launched);
     Err(last_err.unwrap_or_else(|| anyhow::anyhow!("timed out"))).with_context(|| {
         format!("`{program}` did not start a Python interpreter pyrometer can read within 30 s")
     })
+}
+
+fn stop(l: &mut Launched) {
+    let _ = l.child.kill();
+    let _ = l.child.wait();
 }

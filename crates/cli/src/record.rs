@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use pyrometer_outputs::{write_flamegraph, write_folded, write_speedscope, StackOptions};
 use pyrometer_profile::Profile;
-use pyrometer_sampler::{Clock, SampleError, Target};
+use pyrometer_sampler::{Clock, Session};
 
 use crate::args::{Format, Mode, RecordArgs};
 use crate::attach::{attach_pid, launch, Launched};
@@ -39,28 +39,41 @@ pub fn run(args: RecordArgs) -> Result<()> {
     ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
         .context("cannot install the Ctrl-C handler")?;
 
-    let (mut target, mut launched) = match args.pid {
-        Some(pid) => (attach_pid(pid)?, None),
+    let (mut session, mut launched) = match args.pid {
+        Some(pid) => (Session::new(attach_pid(pid)?, args.subprocesses), None),
         None => {
-            let (t, l) = launch(&args.command)?;
-            (t, Some(l))
+            let (root, l) = launch(&args.command, args.subprocesses)?;
+            let session = match root {
+                Some(t) => Session::new(t, args.subprocesses),
+                None => Session::children_of(l.child.id() as i32),
+            };
+            (session, Some(l))
         }
     };
-    target.blocking = args.blocking;
-    target.set_max_depth(args.max_depth as usize);
-    let pid = target.pid();
+    session.set_blocking(args.blocking);
+    session.set_max_depth(args.max_depth as usize);
+    let pid = session.root_pid();
     let output = explicit_output.unwrap_or_else(|| default_output(pid, args.format));
 
     let mut profile = Profile::new();
+    let root_cmdline = session
+        .targets()
+        .first()
+        .map(|t| t.cmdline().to_string())
+        .unwrap_or_default();
     profile.meta.target = if args.command.is_empty() {
-        format!("pid {pid}: {}", target.cmdline())
+        format!("pid {pid}: {root_cmdline}")
     } else {
         args.command.join(" ")
     };
-    profile.meta.python_version = target.interpreter().version.to_string();
+    profile.meta.python_version = session
+        .targets()
+        .first()
+        .map(|t| t.interpreter().version.to_string())
+        .unwrap_or_default();
     profile.meta.rate = args.rate as f64;
 
-    let outcome = sample_loop(&mut target, &mut launched, &mut profile, &args);
+    let outcome = sample_loop(&mut session, &mut launched, &mut profile, &args);
     if let Some(l) = launched.as_mut() {
         stop_child(l);
     }
@@ -85,9 +98,6 @@ pub fn run(args: RecordArgs) -> Result<()> {
         }
         return Err(e);
     }
-    if let Some(err) = outcome.fatal {
-        return Err(err);
-    }
     Ok(())
 }
 
@@ -98,6 +108,7 @@ fn stack_options(args: &RecordArgs) -> StackOptions {
     o.no_line_numbers = args.nolineno;
     o.function_lines = args.function;
     o.full_filenames = args.full_filenames;
+    o.processes = args.subprocesses;
     o
 }
 
@@ -115,13 +126,13 @@ struct Outcome {
     ticks: u64,
     late_ticks: u64,
     errors: u64,
+    torn_threads: u64,
     ended_by: &'static str,
-    fatal: Option<anyhow::Error>,
     cpu: Duration,
 }
 
 fn sample_loop(
-    target: &mut Target,
+    session: &mut Session,
     launched: &mut Option<Launched>,
     profile: &mut Profile,
     args: &RecordArgs,
@@ -133,9 +144,10 @@ fn sample_loop(
     let status = !args.quiet && std::io::stderr().is_terminal();
     let mut last_status = Instant::now();
     let mode = if args.gil { Mode::Gil } else { args.mode };
-    let mut errors = 0u64;
     let mut ended_by = "duration";
-    let mut fatal = None;
+    for t in session.targets() {
+        profile.set_process(t.pid(), t.cmdline());
+    }
     loop {
         let Some(tick) = clock.wait(deadline, || STOP.load(Ordering::SeqCst)) else {
             if STOP.load(Ordering::SeqCst) {
@@ -144,31 +156,25 @@ fn sample_loop(
             break;
         };
         let time = tick.due.saturating_duration_since(start);
-        match target.sample(time) {
-            Ok(samples) => {
-                for s in &samples {
-                    let keep = match mode {
-                        Mode::Wall => true,
-                        Mode::Cpu => s.state.is_active(),
-                        Mode::Gil => s.holds_gil,
-                    };
-                    if keep {
-                        profile.add_sample(s);
-                    }
-                }
+        let (samples, events) = session.sample(time);
+        for pid in &events.attached {
+            if let Some(t) = session.targets().iter().find(|t| t.pid() == *pid) {
+                profile.set_process(*pid, t.cmdline());
             }
-            Err(SampleError::ProcessGone) => {
-                ended_by = "target exited";
-                break;
+        }
+        for s in &samples {
+            let keep = match mode {
+                Mode::Wall => true,
+                Mode::Cpu => s.state.is_active(),
+                Mode::Gil => s.holds_gil,
+            };
+            if keep {
+                profile.add_sample(s);
             }
-            Err(SampleError::PermissionDenied) => {
-                fatal = Some(
-                    anyhow::Error::new(SampleError::PermissionDenied)
-                        .context(format!("lost access to process {}", target.pid())),
-                );
-                break;
-            }
-            Err(_) => errors += 1,
+        }
+        if session.targets().is_empty() && (session.finished() || !args.subprocesses) {
+            ended_by = "target exited";
+            break;
         }
         if let Some(l) = launched.as_mut() {
             if l.exited().is_some() {
@@ -180,10 +186,11 @@ fn sample_loop(
             last_status = Instant::now();
             let secs = start.elapsed().as_secs_f64();
             eprint!(
-                "\r\x1b[Kpyrometer: {} samples, {:.0} Hz, {} errors, {:.1} s",
+                "\r\x1b[Kpyrometer: {} samples, {} processes, {:.0} Hz, {} errors, {:.1} s",
                 profile.total_samples(),
+                session.targets().len(),
                 clock.ticks as f64 / secs.max(1e-9),
-                errors,
+                session.stats.errors,
                 secs
             );
         }
@@ -195,14 +202,15 @@ fn sample_loop(
     profile.meta.duration = elapsed;
     profile.meta.ticks = clock.ticks;
     profile.meta.late_ticks = clock.late_ticks;
+    let errors = session.stats.errors;
     profile.meta.errors = errors;
     Outcome {
         elapsed,
         ticks: clock.ticks,
         late_ticks: clock.late_ticks,
         errors,
+        torn_threads: session.stats.torn_threads,
         ended_by,
-        fatal,
         cpu: own_cpu_time().saturating_sub(cpu_start),
     }
 }
@@ -266,8 +274,8 @@ fn print_summary(
         0.0
     };
     eprintln!(
-        "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks dropped as torn reads)",
-        o.errors
+        "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks had a failed read), {} thread samples dropped as torn",
+        o.errors, o.torn_threads
     );
     if total > 0 {
         let split: Vec<String> = profile

@@ -16,7 +16,16 @@ pub fn folded_lines(profile: &Profile, opts: &StackOptions) -> Vec<String> {
         if key.state == ThreadState::Idle && !opts.include_idle {
             continue;
         }
+        if key.stack.is_none() {
+            // A thread running no Python code has nothing to show.
+            continue;
+        }
         let mut parts = Vec::new();
+        if opts.processes {
+            let pid = profile.thread(key.thread).pid;
+            let cmd = profile.process_cmdline(pid).unwrap_or("");
+            parts.push(sanitize_frame_text(&format!("process {pid}:\"{cmd}\"")));
+        }
         if opts.threads {
             parts.push(sanitize_frame_text(&format!(
                 "thread ({})",

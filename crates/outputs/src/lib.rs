@@ -24,6 +24,8 @@ pub struct StackOptions {
     pub function_lines: bool,
     /// Full file names instead of shortened ones (`--full-filenames`).
     pub full_filenames: bool,
+    /// A `process PID:"cmdline"` root frame per process (`--subprocesses`).
+    pub processes: bool,
 }
 
 impl StackOptions {

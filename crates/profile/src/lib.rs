@@ -117,6 +117,8 @@ pub struct Profile {
     threads: Vec<ThreadInfo>,
     thread_ids: FxHashMap<(i32, u64), ThreadKey>,
     counts: FxHashMap<SampleKey, u64>,
+    /// Command line of each sampled process.
+    processes: std::collections::BTreeMap<i32, String>,
     /// Samples whose stack was cut at the depth cap.
     pub truncated_samples: u64,
     /// Facts about the recording.
@@ -127,6 +129,21 @@ impl Profile {
     /// An empty profile.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Record the command line of a sampled process.
+    pub fn set_process(&mut self, pid: i32, cmdline: &str) {
+        self.processes.insert(pid, cmdline.to_string());
+    }
+
+    /// The command line of a process, if known.
+    pub fn process_cmdline(&self, pid: i32) -> Option<&str> {
+        self.processes.get(&pid).map(String::as_str)
+    }
+
+    /// Every sampled process: (pid, command line).
+    pub fn processes(&self) -> impl Iterator<Item = (i32, &str)> {
+        self.processes.iter().map(|(p, c)| (*p, c.as_str()))
     }
 
     /// Intern a string.

@@ -281,34 +281,42 @@ pub fn expected_interpreters() -> Vec<Expected> {
 /// `PYROMETER_EXPECTED_PYTHONS`, exactly the interpreters it names; else
 /// every discovered one (all pyenv 3.8–3.13 installs and Debian's).
 pub fn resolve() -> Result<Vec<Interp>, Vec<String>> {
-    let (found, broken) = match expected_override() {
-        Some(paths) => {
-            let (exist, absent): (Vec<_>, Vec<_>) = paths.into_iter().partition(|p| p.exists());
-            let mut d = probe_all(&exist.into_iter().map(|p| (p, "env")).collect::<Vec<_>>());
-            d.broken.extend(
-                absent
-                    .into_iter()
-                    .map(|p| (p, "does not exist".to_string())),
-            );
-            (d.found, d.broken)
-        }
-        None => {
-            let d = discover();
-            (d.found, d.broken)
-        }
-    };
+    if let Some(paths) = expected_override() {
+        let (exist, absent): (Vec<_>, Vec<_>) = paths.into_iter().partition(|p| p.exists());
+        let d = probe_all(&exist.into_iter().map(|p| (p, "env")).collect::<Vec<_>>());
+        let mut problems: Vec<String> = absent
+            .iter()
+            .map(|p| {
+                format!(
+                    "missing: {} (named by {ENV_EXPECTED}; does not exist)",
+                    p.display()
+                )
+            })
+            .collect();
+        problems.extend(
+            d.broken
+                .iter()
+                .map(|(p, why)| format!("unusable: {}: {why}", p.display())),
+        );
+        return if problems.is_empty() {
+            Ok(d.found)
+        } else {
+            Err(problems)
+        };
+    }
+    let d = discover();
     let mut problems: Vec<String> = expected_interpreters()
         .iter()
-        .filter(|e| !found.iter().any(|i| e.is_met_by(i)))
+        .filter(|e| !d.found.iter().any(|i| e.is_met_by(i)))
         .map(|e| format!("missing: {e}"))
         .collect();
     problems.extend(
-        broken
+        d.broken
             .iter()
             .map(|(p, why)| format!("unusable: {}: {why}", p.display())),
     );
     if problems.is_empty() {
-        Ok(found)
+        Ok(d.found)
     } else {
         Err(problems)
     }
@@ -333,19 +341,19 @@ pub fn require_all() -> Vec<Interp> {
             found
         }
         Err(problems) => {
-            let found = interpreters();
             let expected: Vec<String> = expected_interpreters()
                 .iter()
                 .map(|e| format!("  {e}"))
                 .collect();
             panic!(
                 "the interpreters these tests must run on are not all there:\n  {}\n\
-                 expected:\n{}\n{}\
+                 expected:\n{}\n\
+                 discovered on this machine (pyenv, Debian): {}\
                  Install them (pyenv install 3.X) or set {ENV_EXPECTED}=/path/python,... \
                  to name the interpreters to test.",
                 problems.join("\n  "),
                 expected.join("\n"),
-                matrix(&found),
+                matrix(&interpreters()),
             );
         }
     }
