@@ -53,6 +53,9 @@ pub struct CodeInfo {
     pub kinds: Vec<u8>,
     /// ≤3.10: number of plain locals.
     pub nlocals: usize,
+    /// ≤3.10: names of cell variables (`co_cellvars`), whose cells follow
+    /// the plain locals in the frame.
+    pub cellvars: Vec<Arc<str>>,
     /// Decoded line table.
     pub lines: LineTable,
     /// Address of the first code unit (3.11+), for instruction offsets.
@@ -108,6 +111,8 @@ pub struct StackReader<M: Memory> {
     pub max_depth: usize,
     /// 3.14+: the interpreter's code-object generation when the cache was filled.
     code_generation: Option<u64>,
+    /// ≤3.10: (code object, class) → `Class.method`.
+    method_names: FxHashMap<(u64, u64), Arc<str>>,
 }
 
 impl<M: Memory> StackReader<M> {
@@ -120,6 +125,7 @@ impl<M: Memory> StackReader<M> {
             pthread_tid_offset: None,
             max_depth: DEFAULT_MAX_DEPTH,
             code_generation: None,
+            method_names: FxHashMap::default(),
         }
     }
 
@@ -463,6 +469,21 @@ impl<M: Memory> StackReader<M> {
             Some(off) => m.read_i32(addr + off)?.max(0) as usize,
             None => varnames.len(),
         };
+        let cellvars = match l.code_cellvars {
+            Some(off) => {
+                let p = m.read_u64(addr + off)?;
+                objects::tuple_items(m, l, p, 4096)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| {
+                        objects::read_str(m, l, p, MAX_NAME)
+                            .map(Arc::from)
+                            .unwrap_or_else(|_| Arc::from("?"))
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let code_start = l.code_code_adaptive.map(|o| addr + o).unwrap_or(0);
         Ok(CodeInfo {
             name,
@@ -473,6 +494,7 @@ impl<M: Memory> StackReader<M> {
             varnames,
             kinds,
             nlocals,
+            cellvars,
             lines,
             code_start,
             addr,
@@ -481,34 +503,60 @@ impl<M: Memory> StackReader<M> {
 
     /// ≤3.10 has no `co_qualname`: name methods `Class.method` when the
     /// first argument is `self` or `cls`, as py-spy does.
-    fn legacy_name(&self, code: &CodeInfo, localsplus: u64) -> Arc<str> {
+    fn legacy_name(&mut self, code: &CodeInfo, localsplus: u64) -> Arc<str> {
         if code.argcount < 1 {
             return code.name.clone();
         }
-        let Some(first) = code.varnames.first() else {
-            return code.name.clone();
+        let is_self = match code.varnames.first().map(|n| &**n) {
+            Some("self") => true,
+            Some("cls") => false,
+            _ => return code.name.clone(),
         };
-        let l = &self.interp.layout;
-        let class = match &**first {
-            "self" => self
-                .mem
-                .read_u64(localsplus)
-                .ok()
-                .filter(|p| *p != 0)
-                .and_then(|obj| objects::type_name(&self.mem, l, obj).ok()),
-            "cls" => self
-                .mem
-                .read_u64(localsplus)
-                .ok()
-                .filter(|p| *p != 0)
-                .and_then(|ty| self.mem.read_u64(ty + l.type_tp_name).ok())
-                .and_then(|p| objects::read_c_string(&self.mem, p, 256).ok()),
-            _ => None,
-        };
-        match class {
-            Some(c) => Arc::from(format!("{}.{}", short_type_name(&c), code.name)),
-            None => code.name.clone(),
+        let first = &code.varnames[0];
+        let mut value = self.mem.read_u64(localsplus).unwrap_or(0);
+        if value == 0 {
+            // An argument captured by a closure lives in its cell (≤3.10
+            // clears the argument's own slot).
+            if let Some(i) = code.cellvars.iter().position(|c| c == first) {
+                let slot = localsplus + 8 * (code.nlocals + i) as u64;
+                value = self
+                    .mem
+                    .read_u64(slot)
+                    .ok()
+                    .filter(|c| *c != 0 && *c <= MAX_USER_ADDRESS)
+                    .and_then(|cell| self.mem.read_u64(cell + 16).ok())
+                    .unwrap_or(0);
+            }
         }
+        if value == 0 || value > MAX_USER_ADDRESS {
+            return code.name.clone();
+        }
+        let l = &self.interp.layout;
+        let ty = if is_self {
+            match self.mem.read_u64(value + l.ob_type) {
+                Ok(t) => t,
+                Err(_) => return code.name.clone(),
+            }
+        } else {
+            value
+        };
+        if let Some(n) = self.method_names.get(&(code.addr, ty)) {
+            return n.clone();
+        }
+        let class = self
+            .mem
+            .read_u64(ty + l.type_tp_name)
+            .ok()
+            .and_then(|p| objects::read_c_string(&self.mem, p, 256).ok());
+        let name: Arc<str> = match class {
+            Some(c) => Arc::from(format!("{}.{}", short_type_name(&c), code.name)),
+            None => return code.name.clone(),
+        };
+        if self.method_names.len() >= 100_000 {
+            self.method_names.clear();
+        }
+        self.method_names.insert((code.addr, ty), name.clone());
+        name
     }
 
     /// The local variables of a frame: (name, object address), in the order
@@ -539,16 +587,46 @@ impl<M: Memory> StackReader<M> {
             if obj == 0 {
                 continue;
             }
-            if kind & 0xc0 != 0 && kind & 0x20 == 0 {
-                // A cell: the value is its `ob_ref` (right after the header).
-                match self.mem.read_u64(obj + 16) {
-                    Ok(v) if v != 0 => obj = v,
-                    _ => continue,
+            if kind & 0xc0 != 0 {
+                // A cell (once MAKE_CELL ran): its value is `ob_ref`.
+                match self.cell_contents(obj) {
+                    Some(v) => obj = v,
+                    None => continue,
                 }
             }
             out.push((name.clone(), obj));
         }
+        // ≤3.10: cell variables follow the plain locals.
+        if !l.has_interpreter_frames() {
+            for (i, name) in code.cellvars.iter().take(1024).enumerate() {
+                let slot = base + 8 * (code.nlocals + i) as u64;
+                let Some(v) = self
+                    .mem
+                    .read_u64(slot)
+                    .ok()
+                    .and_then(|cell| self.cell_contents(cell))
+                else {
+                    continue;
+                };
+                out.retain(|(n, _)| n != name);
+                out.push((name.clone(), v));
+            }
+        }
         out
+    }
+
+    /// The value inside a cell object (`None` for an empty cell); an object
+    /// that is not a cell is returned as it is.
+    fn cell_contents(&self, obj: u64) -> Option<u64> {
+        if obj == 0 || obj > MAX_USER_ADDRESS {
+            return None;
+        }
+        let l = &self.interp.layout;
+        match objects::type_name(&self.mem, l, obj) {
+            Ok(t) if t == "cell" => self.mem.read_u64(obj + 16).ok().filter(|v| *v != 0),
+            Ok(_) => Some(obj),
+            Err(_) => None,
+        }
     }
 
     /// Thread names from `threading._active` (ident → name). Empty when

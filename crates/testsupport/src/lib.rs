@@ -148,6 +148,8 @@ pub struct Discovery {
     pub found: Vec<Interp>,
     /// `(path, why)` of candidates that failed their version probe.
     pub broken: Vec<(PathBuf, String)>,
+    /// Free-threaded builds, which pyrometer does not support: left out.
+    pub skipped: Vec<PathBuf>,
 }
 
 /// The candidate executables of pyenv and Debian, in a stable order.
@@ -186,6 +188,8 @@ fn candidates() -> Vec<(PathBuf, &'static str)> {
     out
 }
 
+const FREE_THREADED: &str = "a free-threaded build (pyrometer does not support those)";
+
 const PROBE: &str = "import sys, sysconfig; \
 print('%d.%d.%d' % sys.version_info[:3], sysconfig.get_config_var('Py_GIL_DISABLED') or 0)";
 
@@ -211,7 +215,7 @@ fn probe(path: &Path, source: &str) -> Result<Interp, String> {
         return Err(format!("unexpected version probe output {text:?}"));
     };
     if words.next() == Some("1") {
-        return Err("a free-threaded build (pyrometer does not support those)".into());
+        return Err(FREE_THREADED.into());
     }
     Ok(Interp {
         path: path.to_path_buf(),
@@ -227,6 +231,7 @@ fn probe_all(paths: &[(PathBuf, &'static str)]) -> Discovery {
     for ((path, _), r) in paths.iter().zip(results) {
         match r {
             Ok(i) => d.found.push(i),
+            Err(e) if e == FREE_THREADED => d.skipped.push(path.clone()),
             Err(e) => d.broken.push((path.clone(), e)),
         }
     }
@@ -298,6 +303,11 @@ pub fn resolve() -> Result<Vec<Interp>, Vec<String>> {
                 .iter()
                 .map(|(p, why)| format!("unusable: {}: {why}", p.display())),
         );
+        problems.extend(
+            d.skipped
+                .iter()
+                .map(|p| format!("unusable: {}: {FREE_THREADED}", p.display())),
+        );
         return if problems.is_empty() {
             Ok(d.found)
         } else {
@@ -337,7 +347,11 @@ pub fn matrix(interps: &[Interp]) -> String {
 pub fn require_all() -> Vec<Interp> {
     match resolve() {
         Ok(found) => {
-            println!("{}", matrix(&found));
+            let mut m = matrix(&found);
+            for p in discover().skipped {
+                m.push_str(&format!("  (left out: {}: {FREE_THREADED})\n", p.display()));
+            }
+            println!("{m}");
             found
         }
         Err(problems) => {
