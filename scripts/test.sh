@@ -15,4 +15,4 @@ echo "== cargo test"
 cargo test --workspace -- --nocapture 2>&1 | tee target/test-output.txt
 grep -E "^test result:" target/test-output.txt | awk '
     { passed += $4; failed += $6 }
-    END { printf "\nall suites: %d passed, %d failed\n", passed, failed; exit failed > 0 }'
+    END { printf "\ntotal: %d passed, %d failed\n", passed, failed; exit failed > 0 }'

@@ -12,10 +12,7 @@ use pyrometer_sampler::{Target, TargetError};
 /// A PID from the command line: positive and within `pid_t`.
 pub fn checked_pid(pid: i64) -> Result<i32> {
     if pid <= 0 || pid > i32::MAX as i64 {
-        return Err(ProcessError::InvalidPid(
-            pid.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-        ))
-        .with_context(|| format!("{pid} is not a valid PID (it must be a positive number)"));
+        return Err(ProcessError::InvalidPid(pid).into());
     }
     Ok(pid as i32)
 }

@@ -30,9 +30,9 @@ pub enum ProcessError {
     /// No process with that PID.
     #[error("no process with PID {0}")]
     NoSuchProcess(i32),
-    /// PID is not valid.
-    #[error("{0} is not a valid PID")]
-    InvalidPid(i32),
+    /// PID is not valid (zero, negative, or beyond `pid_t`).
+    #[error("{0} is not a valid PID (it must be a positive number)")]
+    InvalidPid(i64),
     /// The process exists but is a zombie or kernel thread.
     #[error("process {pid} cannot be profiled: {why}")]
     NotProfileable {

@@ -33,7 +33,7 @@ impl Process {
     /// Check that `pid` names a live, user-space process that can be read.
     pub fn attach(pid: i32) -> Result<Self, ProcessError> {
         if pid <= 0 {
-            return Err(ProcessError::InvalidPid(pid));
+            return Err(ProcessError::InvalidPid(pid as i64));
         }
         let stat_path = format!("/proc/{pid}/stat");
         let stat = match std::fs::read_to_string(&stat_path) {

@@ -60,15 +60,16 @@ pub struct ThreadInfo {
 }
 
 impl ThreadInfo {
-    /// `NAME (TID)` as shown in outputs.
+    /// `NAME TID` (or just `TID` for a thread without a name), as the
+    /// `thread (NAME TID)` root frames and per-thread profiles show it.
     pub fn label(&self) -> String {
         let id = match self.native_id {
             Some(t) => t.to_string(),
             None => format!("{:#x}", self.thread_id),
         };
         match &self.name {
-            Some(n) => format!("{n} ({id})"),
-            None => format!("thread ({id})"),
+            Some(n) => format!("{n} {id}"),
+            None => id,
         }
     }
 }
