@@ -64,7 +64,7 @@ def run_child(cmd, seconds):
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return out.stdout, cpu, wall
+    return out, cpu, wall
 
 
 def count_raw_samples(path):

@@ -97,6 +97,10 @@ pub struct ThreadStack {
     pub truncated: bool,
     /// The innermost frame pointer the walk started from (for torn-read checks).
     pub top_frame: u64,
+    /// 3.15+: the thread's base frame (0 before).
+    pub base_frame: u64,
+    /// Whether the frames were read (a caller may skip idle threads' stacks).
+    pub walked: bool,
 }
 
 /// Reads stacks of one interpreter through a memory source.
@@ -210,13 +214,43 @@ impl<M: Memory> StackReader<M> {
 
     /// Read every Python thread and its stack.
     pub fn read_all(&mut self) -> Result<Vec<ThreadStack>, CpythonError> {
+        self.read_all_filtered(|_| true)
+    }
+
+    /// Read every Python thread; walk the stacks only of those for which
+    /// `walk` (given the thread's header: ids, GIL, top frame) says so. The
+    /// others come back with `walked: false` and no frames.
+    pub fn read_all_filtered(
+        &mut self,
+        mut walk: impl FnMut(&ThreadStack) -> bool,
+    ) -> Result<Vec<ThreadStack>, CpythonError> {
         self.check_code_generation()?;
         let states = self.thread_states()?;
         let mut out = Vec::with_capacity(states.len());
         for (ts, holds_gil) in states {
-            out.push(self.read_thread(ts, holds_gil)?);
+            let mut st = self.read_header(ts, holds_gil)?;
+            if walk(&st) {
+                let (frames, truncated) = self.walk(st.top_frame, st.base_frame)?;
+                st.frames = frames;
+                st.truncated = truncated;
+                st.walked = true;
+            }
+            out.push(st);
         }
         Ok(out)
+    }
+
+    /// Where the frame at `frame` is in its code: `instr_ptr` (3.11+) or
+    /// `f_lasti` (≤3.10). With the frame address it identifies the point a
+    /// thread is parked at.
+    pub fn frame_position(&self, frame: u64) -> Result<u64, CpythonError> {
+        if frame == 0 || frame > MAX_USER_ADDRESS {
+            return Ok(0);
+        }
+        Ok(match self.interp.layout.frame {
+            FrameModel::FrameObject { lasti, .. } => self.mem.read_u32(frame + lasti)? as u64,
+            FrameModel::Interpreter { instr_ptr, .. } => self.mem.read_u64(frame + instr_ptr)?,
+        })
     }
 
     /// 3.14+: drop cached code objects when the interpreter says some were
@@ -246,6 +280,16 @@ impl<M: Memory> StackReader<M> {
         tstate: u64,
         holds_gil: bool,
     ) -> Result<ThreadStack, CpythonError> {
+        let mut st = self.read_header(tstate, holds_gil)?;
+        let (frames, truncated) = self.walk(st.top_frame, st.base_frame)?;
+        st.frames = frames;
+        st.truncated = truncated;
+        st.walked = true;
+        Ok(st)
+    }
+
+    /// Read a thread state's ids, GIL flags and top frame, not its stack.
+    fn read_header(&mut self, tstate: u64, holds_gil: bool) -> Result<ThreadStack, CpythonError> {
         let l = self.interp.layout.clone();
         let thread_id = self.mem.read_u64(tstate + l.tstate_thread_id)?;
         let native_id = match l.tstate_native_thread_id {
@@ -264,16 +308,17 @@ impl<M: Memory> StackReader<M> {
             None => 0,
         };
         let top = self.top_frame(tstate)?;
-        let (frames, truncated) = self.walk(top, base)?;
         Ok(ThreadStack {
             thread_id,
             native_id,
             tstate,
             holds_gil,
             gil_requested,
-            frames,
-            truncated,
+            frames: Vec::new(),
+            truncated: false,
             top_frame: top,
+            base_frame: base,
+            walked: false,
         })
     }
 

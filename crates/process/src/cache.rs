@@ -14,6 +14,8 @@ use crate::memory::Memory;
 pub const PAGE: u64 = 4096;
 /// Pages kept before the cache resets itself (bounds memory within a sample).
 const MAX_PAGES: usize = 256;
+/// Pages of the last sample fetched ahead of the next one.
+const MAX_PREFETCH: usize = 64;
 
 /// Counters of a [`PageCache`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -24,19 +26,26 @@ pub struct CacheStats {
     pub page_fetches: u64,
     /// Reads that went straight to the target (unmapped neighbours, large reads).
     pub direct_reads: u64,
+    /// Pages fetched ahead, in vectored reads (counted in `page_fetches` as
+    /// one fetch per vectored read).
+    pub prefetched: u64,
 }
+
+/// A cached page: its address, its contents, and whether this sample used it.
+type CachedPage = (u64, Box<[u8]>, Cell<bool>);
 
 /// Caches pages of `M` until [`PageCache::clear`] is called.
 #[derive(Debug)]
 pub struct PageCache<M: Memory> {
     inner: M,
     /// A sample touches a handful of pages: a linear scan beats hashing.
-    pages: RefCell<Vec<(u64, Box<[u8]>)>>,
+    pages: RefCell<Vec<CachedPage>>,
     /// Page buffers kept for reuse, so a sample allocates nothing.
     spare: RefCell<Vec<Box<[u8]>>>,
     reads: Cell<u64>,
     page_fetches: Cell<u64>,
     direct_reads: Cell<u64>,
+    prefetched: Cell<u64>,
 }
 
 impl<M: Memory> PageCache<M> {
@@ -49,13 +58,50 @@ impl<M: Memory> PageCache<M> {
             reads: Cell::new(0),
             page_fetches: Cell::new(0),
             direct_reads: Cell::new(0),
+            prefetched: Cell::new(0),
         }
     }
 
-    /// Forget every cached page: call at the start of each sample.
+    /// Forget every cached page: call at the start of each sample. The
+    /// pages the last sample used are fetched again at once, in one
+    /// vectored read: the next walk most likely needs the same ones.
     pub fn clear(&self) {
+        let mut pages = self.pages.borrow_mut();
+        let hot: Vec<u64> = pages
+            .iter()
+            .filter(|(_, _, used)| used.get())
+            .take(MAX_PREFETCH)
+            .map(|(a, _, _)| *a)
+            .collect();
         let mut spare = self.spare.borrow_mut();
-        spare.extend(self.pages.borrow_mut().drain(..).map(|(_, b)| b));
+        spare.extend(pages.drain(..).map(|(_, b, _)| b));
+        if hot.is_empty() {
+            return;
+        }
+        let mut bufs: Vec<Box<[u8]>> = hot
+            .iter()
+            .map(|_| {
+                spare
+                    .pop()
+                    .unwrap_or_else(|| vec![0u8; PAGE as usize].into_boxed_slice())
+            })
+            .collect();
+        let mut reqs: Vec<(u64, &mut [u8])> = hot
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(a, b)| (*a, &mut b[..]))
+            .collect();
+        let n = self.inner.read_many(&mut reqs);
+        drop(reqs);
+        self.page_fetches.set(self.page_fetches.get() + 1);
+        self.prefetched.set(self.prefetched.get() + n as u64);
+        for (i, (addr, buf)) in hot.into_iter().zip(bufs).enumerate() {
+            if i < n {
+                pages.push((addr, buf, Cell::new(false)));
+            } else {
+                spare.push(buf);
+            }
+        }
         spare.truncate(MAX_PAGES);
     }
 
@@ -71,11 +117,13 @@ impl<M: Memory> PageCache<M> {
             reads: self.reads.get(),
             page_fetches: self.page_fetches.get(),
             direct_reads: self.direct_reads.get(),
+            prefetched: self.prefetched.get(),
         }
     }
 
     fn with_page<R>(&self, page: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, MemoryError> {
-        if let Some((_, p)) = self.pages.borrow().iter().find(|(a, _)| *a == page) {
+        if let Some((_, p, used)) = self.pages.borrow().iter().find(|(a, _, _)| *a == page) {
+            used.set(true);
             return Ok(f(p));
         }
         let mut buf = self
@@ -92,10 +140,10 @@ impl<M: Memory> PageCache<M> {
         let mut pages = self.pages.borrow_mut();
         if pages.len() >= MAX_PAGES {
             let mut spare = self.spare.borrow_mut();
-            spare.extend(pages.drain(..).map(|(_, b)| b));
+            spare.extend(pages.drain(..).map(|(_, b, _)| b));
             spare.truncate(MAX_PAGES);
         }
-        pages.push((page, buf));
+        pages.push((page, buf, Cell::new(true)));
         Ok(r)
     }
 }
@@ -156,9 +204,13 @@ mod tests {
             cache.read_u64(0x10000 + i * 64).unwrap();
         }
         assert_eq!(cache.stats().page_fetches, 2);
+        // Clearing fetches the two pages again in one vectored read.
         cache.clear();
-        cache.read_u64(0x10000).unwrap();
         assert_eq!(cache.stats().page_fetches, 3);
+        assert_eq!(cache.stats().prefetched, 2);
+        cache.read_u64(0x10000).unwrap();
+        cache.read_u64(0x10000 + 2 * PAGE).unwrap();
+        assert_eq!(cache.stats().page_fetches, 4);
     }
 
     #[test]

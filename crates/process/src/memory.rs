@@ -9,6 +9,20 @@ pub trait Memory {
     /// Fill `buf` with the bytes at `addr`. A partial read is an error.
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
 
+    /// Read several ranges; return how many of them, from the first, were
+    /// read in full (a source may stop at the first that fails). Live
+    /// processes do this in one system call.
+    fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        let mut n = 0;
+        for (addr, buf) in reqs.iter_mut() {
+            if self.read(*addr, buf).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// Read a little-endian `u64`.
     fn read_u64(&self, addr: u64) -> Result<u64, MemoryError> {
         let mut b = [0u8; 8];
@@ -47,6 +61,9 @@ pub trait Memory {
 impl<M: Memory + ?Sized> Memory for &M {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         (**self).read(addr, buf)
+    }
+    fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        (**self).read_many(reqs)
     }
 }
 

@@ -211,17 +211,55 @@ impl Process {
             }),
         }
     }
-
-    /// Read many ranges with one vectored syscall where possible. Each entry
-    /// succeeds or fails on its own.
-    pub fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> Vec<Result<(), MemoryError>> {
-        reqs.iter_mut()
-            .map(|(addr, buf)| self.read(*addr, buf))
-            .collect()
-    }
 }
 
 impl Memory for Process {
+    fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        // One process_vm_readv for up to IOV_MAX ranges; the kernel stops at
+        // the first range it cannot read.
+        let mut done = 0;
+        for chunk in reqs.chunks_mut(1024) {
+            let local: Vec<libc::iovec> = chunk
+                .iter_mut()
+                .map(|(_, b)| libc::iovec {
+                    iov_base: b.as_mut_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                })
+                .collect();
+            let remote: Vec<libc::iovec> = chunk
+                .iter()
+                .map(|(a, b)| libc::iovec {
+                    iov_base: *a as *mut libc::c_void,
+                    iov_len: b.len(),
+                })
+                .collect();
+            // SAFETY: `local` describes our own live buffers; `remote` is only
+            // interpreted by the kernel in the target's address space.
+            let n = unsafe {
+                libc::process_vm_readv(
+                    self.pid,
+                    local.as_ptr(),
+                    local.len() as libc::c_ulong,
+                    remote.as_ptr(),
+                    remote.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            if n < 0 {
+                return done;
+            }
+            let mut left = n as usize;
+            for (_, b) in chunk.iter() {
+                if left < b.len() {
+                    return done;
+                }
+                left -= b.len();
+                done += 1;
+            }
+        }
+        done
+    }
+
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         if buf.is_empty() {
             return Ok(());

@@ -51,6 +51,7 @@ pub struct Session {
     pending: HashMap<i32, (Instant, bool)>,
     max_depth: usize,
     blocking: bool,
+    idle_stacks: bool,
     /// Counters.
     pub stats: SessionStats,
 }
@@ -67,6 +68,7 @@ impl Session {
             pending: HashMap::new(),
             max_depth: pyrometer_cpython::stack::DEFAULT_MAX_DEPTH,
             blocking: false,
+            idle_stacks: true,
             stats: SessionStats::default(),
         }
     }
@@ -83,6 +85,7 @@ impl Session {
             pending: HashMap::new(),
             max_depth: pyrometer_cpython::stack::DEFAULT_MAX_DEPTH,
             blocking: false,
+            idle_stacks: true,
             stats: SessionStats::default(),
         }
     }
@@ -100,6 +103,14 @@ impl Session {
         self.blocking = blocking;
         for t in &mut self.targets {
             t.blocking = blocking;
+        }
+    }
+
+    /// Walk the stacks of idle threads (`--idle`), for every target.
+    pub fn set_idle_stacks(&mut self, on: bool) {
+        self.idle_stacks = on;
+        for t in &mut self.targets {
+            t.set_idle_stacks(on);
         }
     }
 
@@ -191,6 +202,7 @@ impl Session {
                 Ok(mut t) => {
                     t.set_max_depth(self.max_depth);
                     t.blocking = self.blocking;
+                    t.set_idle_stacks(self.idle_stacks);
                     self.pending.remove(&pid);
                     events.attached.push(pid);
                     self.targets.push(t);

@@ -1,6 +1,8 @@
 //! A target: one process with a located interpreter, sampled thread by thread.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -159,6 +161,19 @@ pub struct Target {
     tid_map: NsTidMap,
     tid_map_read_at: Instant,
     in_pid_namespace: bool,
+    /// Walk the stacks of sleeping threads.
+    idle_stacks: bool,
+    /// Where sleeping threads were parked at the last sample.
+    parked: FxHashMap<u64, Parked>,
+}
+
+/// A sleeping thread's stack, kept to be reused while it does not move.
+#[derive(Debug)]
+struct Parked {
+    top_frame: u64,
+    position: u64,
+    frames: Vec<pyrometer_cpython::Frame>,
+    truncated: bool,
 }
 
 impl Target {
@@ -185,6 +200,8 @@ impl Target {
             tid_map,
             tid_map_read_at: Instant::now(),
             in_pid_namespace,
+            idle_stacks: true,
+            parked: FxHashMap::default(),
         })
     }
 
@@ -233,8 +250,11 @@ impl Target {
         }
     }
 
-    /// Read every thread's stack, stopping the threads first with `--blocking`.
-    fn read_stacks(&mut self) -> Result<Vec<ThreadStack>, SampleError> {
+    /// Read every thread's stack, stopping the threads first with
+    /// `--blocking`. Each thread's scheduler state is read first: stacks of
+    /// sleeping threads are not walked when idle stacks are not wanted, and
+    /// are reused from the last sample when the thread has not moved.
+    fn read_stacks(&mut self) -> Result<Vec<(ThreadStack, SchedState)>, SampleError> {
         self.stats.ticks += 1;
         let _stopped = if self.blocking {
             let tids = self
@@ -248,49 +268,119 @@ impl Target {
             None
         };
         self.reader.memory().clear();
-        match self.reader.read_all() {
-            Ok(mut stacks) => {
-                // A thread whose innermost frame moved while it was walked has
-                // a torn stack: drop it, count it.
-                let layout = self.reader.layout();
-                let live = self.reader.memory().inner();
-                let before = stacks.len();
-                stacks.retain(|st| {
-                    top_frame_of(live, layout, st.tstate).is_ok_and(|top| top == st.top_frame)
-                });
-                self.stats.torn_threads += (before - stacks.len()) as u64;
-                Ok(stacks)
-            }
+        let pid = self.pid();
+        let in_ns = self.in_pid_namespace;
+        let want_idle = self.idle_stacks;
+        let (stat, tid_map) = (&mut self.stat, &self.tid_map);
+        let mut scheds: Vec<SchedState> = Vec::new();
+        let parked = &self.parked;
+        let mut reuse: Vec<bool> = Vec::new();
+        let result = self.reader.read_all_filtered(|st| {
+            let host = st
+                .native_id
+                .and_then(|ns| if in_ns { tid_map.to_host(ns) } else { Some(ns) });
+            let sched = match host {
+                Some(tid) => stat.state(pid, tid),
+                None => SchedState::Running,
+            };
+            scheds.push(sched);
+            // Threads waiting for the GIL are wanted like running ones.
+            let waits_for_gil = st.gil_requested && !st.holds_gil;
+            let sleeping = sched != SchedState::Running && !waits_for_gil;
+            let parked_here = sleeping
+                && parked
+                    .get(&st.tstate)
+                    .is_some_and(|p| p.top_frame == st.top_frame && st.top_frame != 0);
+            reuse.push(parked_here);
+            !(sleeping && (!want_idle || parked_here))
+        });
+        let mut stacks = match result {
+            Ok(s) => s,
             Err(e) => {
                 let err = SampleError::from(e);
                 let gone = !self.is_alive();
-                match err {
+                return match err {
                     _ if gone => Err(SampleError::ProcessGone),
                     SampleError::Torn(_) => {
                         self.stats.torn += 1;
                         Err(err)
                     }
                     _ => Err(err),
+                };
+            }
+        };
+        // A parked thread's stack is reused only if it is still at the same
+        // instruction of the same frame.
+        for (st, reused) in stacks.iter_mut().zip(&reuse) {
+            if !*reused {
+                continue;
+            }
+            let position = self.reader.frame_position(st.top_frame).unwrap_or(u64::MAX);
+            match self.parked.get(&st.tstate) {
+                Some(p) if p.position == position => {
+                    st.frames = p.frames.clone();
+                    st.truncated = p.truncated;
+                    st.walked = true;
+                }
+                _ => {
+                    if let Ok(full) = self.reader.read_thread(st.tstate, st.holds_gil) {
+                        *st = full;
+                    }
                 }
             }
         }
+        // A thread whose innermost frame moved while it was walked has a
+        // torn stack: drop it, count it.
+        let layout = self.reader.layout();
+        let live = self.reader.memory().inner();
+        let mut out = Vec::with_capacity(stacks.len());
+        for (st, sched) in stacks.into_iter().zip(scheds) {
+            if st.walked
+                && sched == SchedState::Running
+                && !top_frame_of(live, layout, st.tstate).is_ok_and(|top| top == st.top_frame)
+            {
+                self.stats.torn_threads += 1;
+                continue;
+            }
+            out.push((st, sched));
+        }
+        // Remember where sleeping threads are parked.
+        if want_idle {
+            let mut parked = FxHashMap::default();
+            for (st, sched) in &out {
+                if *sched != SchedState::Running && st.walked {
+                    let position = self.reader.frame_position(st.top_frame).unwrap_or(u64::MAX);
+                    parked.insert(
+                        st.tstate,
+                        Parked {
+                            top_frame: st.top_frame,
+                            position,
+                            frames: st.frames.clone(),
+                            truncated: st.truncated,
+                        },
+                    );
+                }
+            }
+            self.parked = parked;
+        }
+        Ok(out)
     }
 
-    fn make_samples(&mut self, stacks: &[ThreadStack], time: Duration) -> Vec<Sample> {
+    fn make_samples(
+        &mut self,
+        stacks: &[(ThreadStack, SchedState)],
+        time: Duration,
+    ) -> Vec<Sample> {
         if stacks
             .iter()
-            .any(|s| !self.names.contains_key(&s.thread_id))
+            .any(|(s, _)| !self.names.contains_key(&s.thread_id))
         {
             self.refresh_names(false);
         }
         let pid = self.pid();
         let mut out = Vec::with_capacity(stacks.len());
-        for st in stacks {
+        for (st, sched) in stacks {
             let host_tid = st.native_id.and_then(|ns| self.host_tid(ns));
-            let sched = match host_tid {
-                Some(tid) => self.stat.state(pid, tid),
-                None => SchedState::Running,
-            };
             let state = match sched {
                 _ if st.gil_requested && !st.holds_gil => ThreadState::GilWait,
                 SchedState::Running if st.holds_gil => ThreadState::Python,
@@ -348,6 +438,15 @@ impl Target {
         Ok(self.make_samples(&stacks, time))
     }
 
+    /// Whether stacks of idle threads are read (`--idle`, `dump`). Without
+    /// it, idle threads are still counted (their state) but not walked.
+    pub fn set_idle_stacks(&mut self, on: bool) {
+        self.idle_stacks = on;
+        if !on {
+            self.parked.clear();
+        }
+    }
+
     /// Every thread with its stack and, if asked, its locals (for `dump`).
     pub fn dump(&mut self, with_locals: bool) -> Result<Vec<ThreadSummary>, SampleError> {
         self.refresh_names(true);
@@ -366,7 +465,7 @@ impl Target {
             let samples = self.make_samples(&stacks, Duration::ZERO);
             let out = samples
                 .into_iter()
-                .zip(stacks.iter())
+                .zip(stacks.iter().map(|(st, _)| st))
                 .map(|(sample, st)| {
                     let locals = if with_locals {
                         st.frames
