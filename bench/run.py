@@ -42,8 +42,15 @@ def ensure_pyspy():
     return exe
 
 
+# On a 2-core machine the target runs on core 0 and the profiler on core 1,
+# so a profiler's own CPU does not show up as target slowdown by competing
+# for the same core; what remains is its real effect on the target.
+TARGET_CPU = ["taskset", "-c", "0"]
+PROFILER_CPU = ["taskset", "-c", "1"]
+
+
 def start_target(python, depth, idle=0, report=False):
-    args = [python, str(TARGET), str(depth), str(idle)] + (["report"] if report else [])
+    args = TARGET_CPU + [python, str(TARGET), str(depth), str(idle)] + (["report"] if report else [])
     p = subprocess.Popen(args, stdout=subprocess.PIPE if report else subprocess.DEVNULL, text=True)
     time.sleep(1.0)
     return p
@@ -55,7 +62,7 @@ def run_child(cmd, seconds):
     return (output, cpu seconds, wall seconds)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(PROFILER_CPU + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = p.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -99,6 +106,59 @@ def measure_cost(tool, pyspy, python, depth, seconds):
             "cpu_us_per_sample": cpu * 1e6 / samples, "rate": samples / wall}
 
 
+def measure_syscalls(tool, pyspy, python, depth, seconds):
+    """System calls per sample (all of them, counted by strace -c -f) at 200 Hz."""
+    target = start_target(python, depth)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "out.txt")
+            counts = os.path.join(d, "strace.txt")
+            if tool == "pyrometer":
+                cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "200",
+                       "-f", "raw", "-o", out, "--quiet"]
+            else:
+                cmd = [str(pyspy), "record", "--pid", str(target.pid), "--nonblocking",
+                       "-r", "200", "-f", "raw", "-o", out]
+            run_child(["strace", "-c", "-f", "-o", counts] + cmd, seconds)
+            samples = count_raw_samples(out) if os.path.exists(out) else 0
+            total = 0
+            by_name = {}
+            for line in open(counts):
+                parts = line.split()
+                if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                    by_name[parts[-1]] = int(parts[3])
+                    total += int(parts[3])
+    finally:
+        target.kill()
+        target.wait()
+    if samples == 0:
+        raise RuntimeError(f"{tool} took no samples under strace")
+    reads = by_name.get("process_vm_readv", 0)
+    return {"samples": samples, "syscalls_per_sample": total / samples,
+            "process_vm_readv_per_sample": reads / samples}
+
+
+def measure_torn(python, seconds):
+    """Share of thread samples dropped as torn at 1 kHz on churn.py."""
+    churn = ROOT / "bench" / "targets" / "churn.py"
+    target = subprocess.Popen(TARGET_CPU + [python, str(churn)])
+    time.sleep(1.0)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "out.txt")
+            text, _, _ = run_child([str(PYROMETER), "record", "--pid", str(target.pid), "-r", "1000",
+                                    "-d", str(seconds), "-f", "raw", "-o", out], seconds + 30)
+    finally:
+        target.kill()
+        target.wait()
+    kept = int(re.search(r"samples: (\d+) thread samples", text).group(1))
+    torn = int(re.search(r"(\d+) thread samples dropped as torn", text).group(1))
+    failed = int(re.search(r"errors: (\d+)", text).group(1))
+    ticks = int(re.search(r"(\d+) ticks at", text).group(1))
+    return {"kept": kept, "torn_threads": torn, "failed_ticks": failed, "ticks": ticks,
+            "torn_pct": 100.0 * (torn + failed) / max(1, kept + torn + failed)}
+
+
 def measure_slowdown(tool, pyspy, python, idle, seconds):
     """The target's work rate (loops/s) while `tool` samples it at 1 kHz."""
     target = start_target(python, 20, idle=idle, report=True)
@@ -106,12 +166,12 @@ def measure_slowdown(tool, pyspy, python, idle, seconds):
     try:
         if tool == "pyrometer":
             prof = subprocess.Popen(
-                [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "1000", "-d", str(seconds + 3),
+                PROFILER_CPU + [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "1000", "-d", str(seconds + 3),
                  "-f", "raw", "-o", os.path.join(tempfile.gettempdir(), "bench-pyrometer.txt"), "--quiet"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         elif tool.startswith("py-spy"):
             extra = ["--nonblocking"] if tool == "py-spy --nonblocking" else []
-            prof = subprocess.Popen([str(pyspy), "record", "--pid", str(target.pid), "-r", "1000",
+            prof = subprocess.Popen(PROFILER_CPU + [str(pyspy), "record", "--pid", str(target.pid), "-r", "1000",
                                      "-d", str(seconds + 3), "-f", "raw",
                                      "-o", os.path.join(tempfile.gettempdir(), "bench-pyspy.txt")] + extra,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -141,9 +201,20 @@ def main():
     for depth in (20, 100):
         for tool in ("pyrometer", "py-spy"):
             result["cost"][f"{tool} depth {depth}"] = measure_cost(tool, pyspy, a.python, depth, secs)
+    result["torn"] = measure_torn(a.python, secs)
+    for tool in ("pyrometer", "py-spy"):
+        result["syscalls"] = result.get("syscalls", {})
+        result["syscalls"][tool] = measure_syscalls(tool, pyspy, a.python, 20, secs)
+    # Alternate the configurations over several rounds and take the median,
+    # so drift in the machine's speed hits all of them alike.
+    rounds = 2 if a.quick else 3
     for idle in (0, 50):
-        for tool in ("none", "pyrometer", "py-spy", "py-spy --nonblocking"):
-            result["slowdown"][f"{tool} idle {idle}"] = measure_slowdown(tool, pyspy, a.python, idle, secs)
+        runs = {tool: [] for tool in ("none", "pyrometer", "py-spy", "py-spy --nonblocking")}
+        for _ in range(rounds):
+            for tool in runs:
+                runs[tool].append(measure_slowdown(tool, pyspy, a.python, idle, secs))
+        for tool, values in runs.items():
+            result["slowdown"][f"{tool} idle {idle}"] = statistics.median(values)
 
     print(f"\nPython: {a.python}; py-spy: {subprocess.check_output([str(pyspy), '--version'], text=True).strip()}\n")
     print("| stack | pyrometer µs CPU/sample | py-spy --nonblocking µs CPU/sample | ratio | pyrometer max rate | py-spy max rate | ratio |")
@@ -154,6 +225,15 @@ def main():
         print(f"| {depth} frames | {p['cpu_us_per_sample']:.1f} | {s['cpu_us_per_sample']:.1f} | "
               f"{s['cpu_us_per_sample'] / p['cpu_us_per_sample']:.1f}× cheaper | {p['rate']:.0f}/s | "
               f"{s['rate']:.0f}/s | {p['rate'] / s['rate']:.1f}× |")
+    p, s = result["syscalls"]["pyrometer"], result["syscalls"]["py-spy"]
+    print("\n| one 20-frame thread at 200 Hz | syscalls/sample | process_vm_readv/sample |")
+    print("|---|---|---|")
+    print(f"| pyrometer | {p['syscalls_per_sample']:.1f} | {p['process_vm_readv_per_sample']:.1f} |")
+    print(f"| py-spy --nonblocking | {s['syscalls_per_sample']:.1f} | {s['process_vm_readv_per_sample']:.1f} |")
+    t = result["torn"]
+    print(f"\nTorn samples at 1 kHz on a deep, fast-changing stack (churn.py): "
+          f"{t['torn_pct']:.2f} % ({t['torn_threads']} thread samples and {t['failed_ticks']} ticks "
+          f"dropped, {t['kept']} kept)")
     print("\n| target at 1 kHz | work rate | vs unprofiled |")
     print("|---|---|---|")
     for idle in (0, 50):

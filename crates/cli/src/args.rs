@@ -26,6 +26,18 @@ pub enum Command {
         after_help = "Examples:\n  pyrometer record --pid 1234 -d 30 -o profile.svg\n  pyrometer record -r 1000 -f speedscope -o out.json -- python3 app.py"
     )]
     Record(RecordArgs),
+    /// Render a saved pprof profile (`record -f pprof`) as a flame graph,
+    /// folded stacks or speedscope.
+    #[command(
+        after_help = "Examples:\n  pyrometer record --pid 1234 -d 30 -f pprof -o run.pb.gz\n  pyrometer report run.pb.gz -o run.svg\n  pyrometer report run.pb.gz -f raw --threads -o run.txt"
+    )]
+    Report(ReportArgs),
+    /// Compare two saved pprof profiles in a differential flame graph: the
+    /// shape is AFTER's; red frames have more own samples, blue ones fewer.
+    #[command(
+        after_help = "Examples:\n  pyrometer diff before.pb.gz after.pb.gz -o diff.svg\n  pyrometer diff before.pb.gz after.pb.gz --nolineno -o diff.svg"
+    )]
+    Diff(DiffArgs),
     /// Measure the cost of one sample of a process (for benchmarks).
     #[command(hide = true)]
     BenchSample(BenchArgs),
@@ -72,6 +84,12 @@ pub enum Format {
     Raw,
     /// speedscope JSON (one profile per thread).
     Speedscope,
+    /// Gzipped pprof (profile.proto): every sample with its thread and
+    /// state; for `pyrometer report`/`diff`, go tool pprof, Pyroscope.
+    Pprof,
+    /// A self-contained HTML report to read offline in a browser: summary,
+    /// hot lines with their source, functions, threads, flame graph.
+    Html,
 }
 
 impl Format {
@@ -80,8 +98,21 @@ impl Format {
             Format::Flamegraph => "svg",
             Format::Raw => "txt",
             Format::Speedscope => "json",
+            Format::Pprof => "pb.gz",
+            Format::Html => "html",
         }
     }
+}
+
+/// What `raw` stacks are grouped under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupBy {
+    /// An `endpoint (METHOD module.view)` root frame.
+    Endpoint,
+    /// A `process PID:"cmdline"` root frame.
+    Process,
+    /// A `thread (NAME TID)` root frame.
+    Thread,
 }
 
 /// Which threads each tick samples.
@@ -146,6 +177,10 @@ pub struct RecordArgs {
     /// Most frames read per thread; deeper stacks are cut and counted.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_depth: u32,
+    /// Group stacks under a root frame per endpoint, process or thread
+    /// (repeatable).
+    #[arg(long, value_enum)]
+    pub group_by: Vec<GroupBy>,
     /// Also sample every descendant Python process (gunicorn and uvicorn
     /// workers, multiprocessing children), following them as they come and go.
     #[arg(short, long)]
@@ -156,4 +191,59 @@ pub struct RecordArgs {
     /// Command to launch and profile from its start (after `--`).
     #[arg(last = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+/// How `report` and `diff` label frames and which samples they keep (the
+/// stack flags of `record`).
+#[derive(Debug, Args)]
+pub struct StackFlags {
+    /// A `thread (NAME TID)` root frame per thread.
+    #[arg(short, long)]
+    pub threads: bool,
+    /// Include samples of idle threads.
+    #[arg(short, long)]
+    pub idle: bool,
+    /// Leave line numbers out of frames.
+    #[arg(long)]
+    pub nolineno: bool,
+    /// Aggregate by function (first line) instead of by current line.
+    #[arg(short = 'F', long)]
+    pub function: bool,
+    /// Show full file names.
+    #[arg(long)]
+    pub full_filenames: bool,
+    /// A `process PID:"cmdline"` root frame per process (the default when
+    /// the profile holds several processes).
+    #[arg(short = 's', long)]
+    pub subprocesses: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A profile saved by `pyrometer record -f pprof` (.pb.gz).
+    pub input: PathBuf,
+    /// Output file (default: the input's name with the format's extension).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Flamegraph)]
+    pub format: Format,
+    #[command(flatten)]
+    pub stacks: StackFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The baseline profile (`record -f pprof`).
+    pub before: PathBuf,
+    /// The profile compared with it.
+    pub after: PathBuf,
+    /// Output SVG (default: AFTER's name with `.diff.svg`).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Compare raw sample counts instead of scaling BEFORE to AFTER's total.
+    #[arg(long)]
+    pub no_normalize: bool,
+    #[command(flatten)]
+    pub stacks: StackFlags,
 }

@@ -4,10 +4,12 @@
 mod args;
 mod attach;
 mod bench;
+mod diff;
 mod dump;
 mod exit;
 mod output;
 mod record;
+mod report;
 
 use clap::Parser;
 
@@ -21,6 +23,8 @@ fn main() {
     let result = match cli.command {
         args::Command::Dump(a) => dump::run(a),
         args::Command::Record(a) => record::run(a),
+        args::Command::Report(a) => report::run(a),
+        args::Command::Diff(a) => diff::run(a),
         args::Command::BenchSample(a) => bench::run(a),
     };
     if let Err(err) = result {

@@ -10,7 +10,7 @@ use pyrometer_outputs::{write_flamegraph, write_folded, write_speedscope, StackO
 use pyrometer_profile::Profile;
 use pyrometer_sampler::{Clock, Session};
 
-use crate::args::{Format, Mode, RecordArgs};
+use crate::args::{Format, GroupBy, Mode, RecordArgs};
 use crate::attach::{attach_pid, launch, Launched};
 use crate::output::{check_writable, write_atomic};
 
@@ -51,6 +51,11 @@ pub fn run(args: RecordArgs) -> Result<()> {
         }
     };
     session.set_blocking(args.blocking);
+    // Idle threads' samples are dropped from outputs unless --idle: do not
+    // spend reads walking their stacks.
+    // Saved profiles (pprof) keep idle stacks, so `report --idle` can show
+    // them later.
+    session.set_idle_stacks(args.idle || args.format == Format::Pprof);
     session.set_max_depth(args.max_depth as usize);
     let pid = session.root_pid();
     let output = explicit_output.unwrap_or_else(|| default_output(pid, args.format));
@@ -72,8 +77,11 @@ pub fn run(args: RecordArgs) -> Result<()> {
         .map(|t| t.interpreter().version.to_string())
         .unwrap_or_default();
     profile.meta.rate = args.rate as f64;
+    profile.meta.start_time = Some(std::time::SystemTime::now());
 
+    profile.set_period(Duration::from_secs_f64(1.0 / args.rate as f64));
     let outcome = sample_loop(&mut session, &mut launched, &mut profile, &args);
+    profile.finish();
     if let Some(l) = launched.as_mut() {
         stop_child(l);
     }
@@ -85,6 +93,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
         Format::Flamegraph => write_flamegraph(&profile, &opts, &title, w),
         Format::Raw => write_folded(&profile, &opts, w),
         Format::Speedscope => write_speedscope(&profile, &opts, &title, w),
+        Format::Pprof => pyrometer_outputs::write_pprof(&profile, w),
+        Format::Html => pyrometer_outputs::write_html(&profile, &opts, &title, w),
     });
     print_summary(&profile, &outcome, &output, format, written.is_ok());
     if let Err(e) = written {
@@ -108,7 +118,9 @@ fn stack_options(args: &RecordArgs) -> StackOptions {
     o.no_line_numbers = args.nolineno;
     o.function_lines = args.function;
     o.full_filenames = args.full_filenames;
-    o.processes = args.subprocesses;
+    o.processes = args.subprocesses || args.group_by.contains(&GroupBy::Process);
+    o.threads |= args.group_by.contains(&GroupBy::Thread);
+    o.endpoints = args.group_by.contains(&GroupBy::Endpoint);
     o
 }
 
@@ -254,6 +266,8 @@ fn print_summary(
         Format::Flamegraph => "flame graph",
         Format::Raw => "folded stacks",
         Format::Speedscope => "speedscope profile",
+        Format::Pprof => "pprof profile",
+        Format::Html => "HTML report",
     };
     if written {
         eprintln!("pyrometer: wrote {what} to {}", output.display());
@@ -291,9 +305,85 @@ fn print_summary(
             profile.truncated_samples
         );
     }
+    print_endpoints(profile);
     eprintln!(
         "  pyrometer CPU: {:.3} s ({:.2} % of one core)",
         o.cpu.as_secs_f64(),
         100.0 * o.cpu.as_secs_f64() / secs
     );
+}
+
+/// The endpoint table of the summary: top endpoints by CPU and by wall
+/// time, requests seen, estimated latency percentiles, category split.
+fn print_endpoints(profile: &Profile) {
+    use std::collections::HashMap;
+    struct Row {
+        wall: u64,
+        cpu: u64,
+        categories: HashMap<String, u64>,
+    }
+    let mut rows: HashMap<String, Row> = HashMap::new();
+    let mut total_cpu = 0u64;
+    for (key, count) in profile.counts() {
+        if key.state.is_active() {
+            total_cpu += count;
+        }
+        let Some(e) = key.endpoint else { continue };
+        let row = rows.entry(profile.str(e).to_string()).or_insert(Row {
+            wall: 0,
+            cpu: 0,
+            categories: HashMap::new(),
+        });
+        row.wall += count;
+        if key.state.is_active() {
+            row.cpu += count;
+        }
+        let cat = match (key.state, key.category) {
+            (pyrometer_sampler::ThreadState::Idle, _) => "idle".to_string(),
+            (_, Some(c)) => profile.str(c).to_string(),
+            (_, None) => "other".to_string(),
+        };
+        *row.categories.entry(cat).or_insert(0) += count;
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let requests: HashMap<String, &pyrometer_profile::EndpointRequests> = profile
+        .requests()
+        .endpoints()
+        .map(|(e, r)| (profile.str(e).to_string(), r))
+        .collect();
+    let mut list: Vec<_> = rows.into_iter().collect();
+    list.sort_by(|a, b| b.1.cpu.cmp(&a.1.cpu).then(b.1.wall.cmp(&a.1.wall)));
+    let ms = |d: Option<Duration>| {
+        d.map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+            .unwrap_or_else(|| "-".into())
+    };
+    eprintln!("  endpoints (by CPU; latencies estimated from samples, ms):");
+    eprintln!(
+        "    {:<40} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}  categories",
+        "endpoint", "CPU %", "wall s", "requests", "p50", "p95", "max"
+    );
+    let period = 1.0 / profile.meta.rate.max(1e-9);
+    for (name, row) in list.iter().take(15) {
+        let r = requests.get(name);
+        let mut cats: Vec<_> = row.categories.iter().collect();
+        cats.sort_by(|a, b| b.1.cmp(a.1));
+        let split: Vec<String> = cats
+            .iter()
+            .take(4)
+            .map(|(c, n)| format!("{c} {:.0}%", 100.0 * **n as f64 / row.wall.max(1) as f64))
+            .collect();
+        eprintln!(
+            "    {:<40} {:>6.1}% {:>7.2} {:>8} {:>8} {:>8} {:>8}  {}",
+            crate::output::terminal_safe(name),
+            100.0 * row.cpu as f64 / total_cpu.max(1) as f64,
+            row.wall as f64 * period,
+            r.map(|r| r.count).unwrap_or(0),
+            ms(r.and_then(|r| r.quantile(0.5))),
+            ms(r.and_then(|r| r.quantile(0.95))),
+            ms(r.map(|r| r.max)),
+            split.join(", ")
+        );
+    }
 }

@@ -11,10 +11,12 @@ mod error;
 pub mod layout;
 pub mod linetable;
 pub mod objects;
+pub mod request;
 pub mod stack;
 pub mod synthetic;
 
 pub use discover::{locate, Interpreter};
 pub use error::CpythonError;
 pub use layout::{Layout, Version};
+pub use request::{RequestInfo, RequestKind};
 pub use stack::{top_frame_of, CodeInfo, Frame, StackReader, ThreadStack};

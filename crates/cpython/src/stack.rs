@@ -30,7 +30,7 @@ const MAX_NAME: usize = 1024;
 const MAX_LINETABLE: usize = 1 << 20;
 /// Highest user-space address on x86-64 / aarch64 (47-bit): a pointer above
 /// it is garbage, and adding a field offset to it could overflow.
-const MAX_USER_ADDRESS: u64 = 0x0000_7fff_ffff_ffff;
+pub(crate) const MAX_USER_ADDRESS: u64 = 0x0000_7fff_ffff_ffff;
 /// `PyModuleObject.md_dict`, the same in every supported version.
 const MODULE_DICT_OFFSET: u64 = 16;
 
@@ -60,8 +60,13 @@ pub struct CodeInfo {
     pub lines: LineTable,
     /// Address of the first code unit (3.11+), for instruction offsets.
     pub code_start: u64,
+    /// The fast local holding a WSGI `environ` or ASGI `scope`, if any.
+    pub request_slot: Option<(usize, crate::request::RequestKind)>,
     /// Address the code object was read from.
     pub addr: u64,
+    /// `co_filename` and `co_name` pointers when it was read: a cheap
+    /// identity check that the address still holds the same code.
+    pub identity: (u64, u64),
 }
 
 /// One frame of a sampled stack.
@@ -101,6 +106,8 @@ pub struct ThreadStack {
     pub base_frame: u64,
     /// Whether the frames were read (a caller may skip idle threads' stacks).
     pub walked: bool,
+    /// The walk failed: the stack changed while it was read.
+    pub torn: bool,
 }
 
 /// Reads stacks of one interpreter through a memory source.
@@ -108,7 +115,12 @@ pub struct ThreadStack {
 pub struct StackReader<M: Memory> {
     mem: M,
     interp: Interpreter,
-    codes: FxHashMap<u64, Arc<CodeInfo>>,
+    /// Code objects by address, with the epoch in which each was last
+    /// checked to still be the same object.
+    codes: FxHashMap<u64, (Arc<CodeInfo>, u64)>,
+    /// Current verification epoch (see [`StackReader::code`]).
+    epoch: u64,
+    created: std::time::Instant,
     /// ≤3.10: offset of the TID inside glibc's `struct pthread`.
     pthread_tid_offset: Option<u64>,
     /// Maximum frames per stack.
@@ -126,6 +138,8 @@ impl<M: Memory> StackReader<M> {
             mem,
             interp,
             codes: FxHashMap::default(),
+            epoch: 0,
+            created: std::time::Instant::now(),
             pthread_tid_offset: None,
             max_depth: DEFAULT_MAX_DEPTH,
             code_generation: None,
@@ -213,27 +227,49 @@ impl<M: Memory> StackReader<M> {
     }
 
     /// Read every Python thread and its stack.
+    /// Any thread whose stack cannot be read fails the whole read.
     pub fn read_all(&mut self) -> Result<Vec<ThreadStack>, CpythonError> {
-        self.read_all_filtered(|_| true)
+        self.read_threads(|_| true, true)
     }
 
     /// Read every Python thread; walk the stacks only of those for which
     /// `walk` (given the thread's header: ids, GIL, top frame) says so. The
     /// others come back with `walked: false` and no frames.
+    /// A thread whose stack cannot be read (it changed under the walk)
+    /// comes back with `torn: true`; the others are kept.
     pub fn read_all_filtered(
         &mut self,
-        mut walk: impl FnMut(&ThreadStack) -> bool,
+        walk: impl FnMut(&ThreadStack) -> bool,
     ) -> Result<Vec<ThreadStack>, CpythonError> {
+        self.read_threads(walk, false)
+    }
+
+    fn read_threads(
+        &mut self,
+        mut walk: impl FnMut(&ThreadStack) -> bool,
+        strict: bool,
+    ) -> Result<Vec<ThreadStack>, CpythonError> {
+        self.epoch = self.created.elapsed().as_millis() as u64 / 100;
         self.check_code_generation()?;
         let states = self.thread_states()?;
         let mut out = Vec::with_capacity(states.len());
         for (ts, holds_gil) in states {
             let mut st = self.read_header(ts, holds_gil)?;
             if walk(&st) {
-                let (frames, truncated) = self.walk(st.top_frame, st.base_frame)?;
-                st.frames = frames;
-                st.truncated = truncated;
-                st.walked = true;
+                // One thread's stack changing under the walk spoils only
+                // that thread's sample.
+                match self.walk(st.top_frame, st.base_frame) {
+                    Ok((frames, truncated)) => {
+                        st.frames = frames;
+                        st.truncated = truncated;
+                        st.walked = true;
+                    }
+                    Err(e @ CpythonError::Memory(pyrometer_process::MemoryError::ProcessGone)) => {
+                        return Err(e)
+                    }
+                    Err(e) if strict => return Err(e),
+                    Err(_) => st.torn = true,
+                }
             }
             out.push(st);
         }
@@ -319,6 +355,7 @@ impl<M: Memory> StackReader<M> {
             top_frame: top,
             base_frame: base,
             walked: false,
+            torn: false,
         })
     }
 
@@ -429,8 +466,8 @@ impl<M: Memory> StackReader<M> {
     /// On 3.13+ `f_executable` may hold objects that are not code (frames
     /// of C functions on some builds): those are skipped.
     fn code_if_code(&mut self, addr: u64) -> Result<Option<Arc<CodeInfo>>, CpythonError> {
-        if let Some(c) = self.codes.get(&addr) {
-            return Ok(Some(c.clone()));
+        if self.codes.contains_key(&addr) {
+            return self.code(addr).map(Some);
         }
         if !addr.is_multiple_of(8) || addr > MAX_USER_ADDRESS {
             return Err(CpythonError::Corrupt("bad code object pointer"));
@@ -450,9 +487,27 @@ impl<M: Memory> StackReader<M> {
     }
 
     /// Read (or fetch from the cache) the code object at `addr`.
+    ///
+    /// A code object can be freed and its address reused by another (the
+    /// main script compiled where startup modules' code was, `exec`, module
+    /// reloads). Before 3.14 nothing says so, so a cached entry is checked
+    /// once per 100 ms epoch against the object's name and file pointers;
+    /// 3.14+ also drops the cache when the interpreter's code-object
+    /// generation changes.
     pub fn code(&mut self, addr: u64) -> Result<Arc<CodeInfo>, CpythonError> {
-        if let Some(c) = self.codes.get(&addr) {
-            return Ok(c.clone());
+        if let Some((c, checked)) = self.codes.get(&addr) {
+            if *checked == self.epoch {
+                return Ok(c.clone());
+            }
+            let l = &self.interp.layout;
+            let same = self.mem.read_u64(addr + l.code_filename).ok() == Some(c.identity.0)
+                && self.mem.read_u64(addr + l.code_name).ok() == Some(c.identity.1);
+            if same {
+                let c = c.clone();
+                self.codes.insert(addr, (c.clone(), self.epoch));
+                return Ok(c);
+            }
+            self.codes.remove(&addr);
         }
         if addr == 0 || !addr.is_multiple_of(8) || addr > MAX_USER_ADDRESS {
             return Err(CpythonError::Corrupt("bad code object pointer"));
@@ -463,7 +518,7 @@ impl<M: Memory> StackReader<M> {
         if self.codes.len() >= 100_000 {
             self.codes.clear();
         }
-        self.codes.insert(addr, info.clone());
+        self.codes.insert(addr, (info.clone(), self.epoch));
         Ok(info)
     }
 
@@ -483,6 +538,8 @@ impl<M: Memory> StackReader<M> {
         };
         let name = string(l.code_name)?;
         let filename = string(l.code_filename)?;
+        let name_ptr = m.read_u64(addr + l.code_name)?;
+        let filename_ptr = m.read_u64(addr + l.code_filename)?;
         let qualname = match l.code_qualname {
             Some(off) => string(off)?,
             None => name.clone(),
@@ -530,6 +587,7 @@ impl<M: Memory> StackReader<M> {
             None => Vec::new(),
         };
         let code_start = l.code_code_adaptive.map(|o| addr + o).unwrap_or(0);
+        let request_slot = crate::request::request_slot(&varnames, nlocals);
         Ok(CodeInfo {
             name,
             qualname,
@@ -543,6 +601,8 @@ impl<M: Memory> StackReader<M> {
             lines,
             code_start,
             addr,
+            request_slot,
+            identity: (filename_ptr, name_ptr),
         })
     }
 
@@ -658,6 +718,21 @@ impl<M: Memory> StackReader<M> {
             }
         }
         out
+    }
+
+    /// The object in fast local `index` of a frame (cells dereferenced).
+    pub fn local_value(&self, frame: &Frame, index: usize) -> Option<u64> {
+        let l = &self.interp.layout;
+        let base = match l.frame {
+            FrameModel::FrameObject { localsplus, .. } => frame.frame_addr + localsplus,
+            FrameModel::Interpreter { localsplus, .. } => frame.frame_addr + localsplus,
+        };
+        let obj = self.mem.read_u64(base + 8 * index as u64).ok()?;
+        let kind = frame.code.kinds.get(index).copied().unwrap_or(0x20);
+        if kind & 0xc0 != 0 {
+            return self.cell_contents(obj);
+        }
+        (obj != 0 && obj <= MAX_USER_ADDRESS).then_some(obj)
     }
 
     /// The value inside a cell object (`None` for an empty cell); an object

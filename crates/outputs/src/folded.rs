@@ -21,10 +21,21 @@ pub fn folded_lines(profile: &Profile, opts: &StackOptions) -> Vec<String> {
             continue;
         }
         let mut parts = Vec::new();
+        if opts.endpoints {
+            let e = key.endpoint.map(|e| profile.str(e)).unwrap_or("none");
+            parts.push(sanitize_frame_text(&format!("endpoint ({e})")));
+        }
         if opts.processes {
             let pid = profile.thread(key.thread).pid;
             let cmd = profile.process_cmdline(pid).unwrap_or("");
-            parts.push(sanitize_frame_text(&format!("process {pid}:\"{cmd}\"")));
+            // Flame graphs cut long labels: keep the PID and the start of
+            // the command line readable.
+            let short: String = if cmd.chars().count() > 80 {
+                cmd.chars().take(77).chain("...".chars()).collect()
+            } else {
+                cmd.to_string()
+            };
+            parts.push(sanitize_frame_text(&format!("process {pid}:\"{short}\"")));
         }
         if opts.threads {
             parts.push(sanitize_frame_text(&format!(

@@ -2,9 +2,15 @@
 #![deny(missing_docs)]
 
 mod folded;
+mod html;
+mod pprof;
 mod speedscope;
 
 pub use folded::{folded_lines, write_flamegraph, write_folded};
+pub use html::write_html;
+pub use pprof::{
+    decode_pprof, pprof_message, proto as pprof_proto, read_pprof, write_pprof, PprofError,
+};
 pub use speedscope::write_speedscope;
 
 use pyrometer_profile::{FrameInfo, Profile};
@@ -26,6 +32,9 @@ pub struct StackOptions {
     pub full_filenames: bool,
     /// A `process PID:"cmdline"` root frame per process (`--subprocesses`).
     pub processes: bool,
+    /// An `endpoint (METHOD module.view)` root frame (`--group-by endpoint`);
+    /// samples serving no request go under `endpoint (none)`.
+    pub endpoints: bool,
 }
 
 impl StackOptions {

@@ -19,7 +19,9 @@ pub fn write_speedscope(
 ) -> std::io::Result<()> {
     let mut frames = Vec::new();
     let mut frame_index: HashMap<(FrameId, bool), usize> = HashMap::new();
-    let mut per_thread: BTreeMap<ThreadKey, (Vec<Vec<usize>>, Vec<f64>)> = BTreeMap::new();
+    // One profile per thread; with `endpoints`, per (endpoint, thread).
+    type Group = (Option<String>, ThreadKey);
+    let mut per_thread: BTreeMap<Group, (Vec<Vec<usize>>, Vec<f64>)> = BTreeMap::new();
     let weight = if profile.meta.rate > 0.0 {
         1.0 / profile.meta.rate
     } else {
@@ -55,17 +57,26 @@ pub fn write_speedscope(
         if stack.is_empty() {
             continue;
         }
-        let entry = per_thread.entry(key.thread).or_default();
+        let group = opts.endpoints.then(|| {
+            key.endpoint
+                .map(|e| profile.str(e).to_string())
+                .unwrap_or_else(|| "none".into())
+        });
+        let entry = per_thread.entry((group, key.thread)).or_default();
         entry.0.push(stack);
         entry.1.push(count as f64 * weight);
     }
     let profiles: Vec<_> = per_thread
         .into_iter()
-        .map(|(thread, (samples, weights))| {
+        .map(|((group, thread), (samples, weights))| {
             let total: f64 = weights.iter().sum();
+            let name = match group {
+                Some(e) => format!("{e} — {}", profile.thread(thread).label()),
+                None => profile.thread(thread).label(),
+            };
             json!({
                 "type": "sampled",
-                "name": profile.thread(thread).label(),
+                "name": name,
                 "unit": "seconds",
                 "startValue": 0.0,
                 "endValue": total,

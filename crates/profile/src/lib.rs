@@ -7,6 +7,9 @@
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
+
+mod requests;
+pub use requests::{EndpointRequests, Request, RequestTracker, SLOWEST_KEPT};
 use std::time::Duration;
 
 use pyrometer_sampler::{Sample, ThreadState};
@@ -83,6 +86,10 @@ pub struct SampleKey {
     pub thread: ThreadKey,
     /// What the thread was doing.
     pub state: ThreadState,
+    /// The web endpoint being served (`METHOD module.view`), if any.
+    pub endpoint: Option<StrId>,
+    /// The category of code the sample was in (app, framework, database, ...).
+    pub category: Option<StrId>,
 }
 
 /// Facts about the recording, for headers and summaries.
@@ -102,6 +109,8 @@ pub struct Meta {
     pub late_ticks: u64,
     /// Ticks dropped because a read was torn or failed.
     pub errors: u64,
+    /// When the recording started, if known (saved profiles carry it).
+    pub start_time: Option<std::time::SystemTime>,
 }
 
 /// The aggregated profile.
@@ -118,6 +127,11 @@ pub struct Profile {
     threads: Vec<ThreadInfo>,
     thread_ids: FxHashMap<(i32, u64), ThreadKey>,
     counts: FxHashMap<SampleKey, u64>,
+    /// Each thread's last stack, root first, as (code, line, stack node):
+    /// consecutive samples share most of their stack, so the shared prefix
+    /// is matched without hashing.
+    last_path: FxHashMap<ThreadKey, Vec<(u64, i32, StackId)>>,
+    requests: RequestTracker,
     /// Command line of each sampled process.
     processes: std::collections::BTreeMap<i32, String>,
     /// Samples whose stack was cut at the depth cap.
@@ -242,8 +256,19 @@ impl Profile {
             native_id: sample.native_id,
             name: sample.thread_name.as_deref().map(str::to_string),
         });
+        let mut path = self.last_path.remove(&thread).unwrap_or_default();
         let mut parent = None;
+        let mut depth = 0;
         for f in sample.frames.iter().rev() {
+            if let Some(&(code, line, id)) = path.get(depth) {
+                if code == f.code_key && line == f.line && code != 0 {
+                    parent = Some(id);
+                    depth += 1;
+                    continue;
+                }
+            }
+            path.truncate(depth);
+            depth = usize::MAX;
             let code_key = (sample.pid, f.code_key, f.line);
             let frame = match self.frame_by_code.get(&code_key) {
                 Some(id) if f.code_key != 0 => *id,
@@ -261,25 +286,102 @@ impl Profile {
                     id
                 }
             };
-            parent = Some(self.stack_id(StackNode { parent, frame }));
+            let id = self.stack_id(StackNode { parent, frame });
+            parent = Some(id);
+            path.push((f.code_key, f.line, id));
         }
+        if depth != usize::MAX {
+            path.truncate(depth);
+        }
+        self.last_path.insert(thread, path);
         if sample.truncated {
             self.truncated_samples += 1;
         }
+        let endpoint = sample.request.as_ref().map(|r| self.intern(&r.endpoint));
+        let category = sample.category.map(|c| self.intern(c.as_str()));
+        let request = sample
+            .request
+            .as_ref()
+            .map(|r| (r.key, self.intern(&r.endpoint), self.intern(&r.path)));
+        let overflow = self.intern("(other endpoints)");
+        self.requests
+            .observe(thread, sample.time, sample.walked, request, parent, || {
+                overflow
+            });
         self.add(
             SampleKey {
                 stack: parent,
                 thread,
                 state: sample.state,
+                endpoint,
+                category,
             },
             1,
         );
     }
 
+    /// Close open requests: call when the recording ends.
+    pub fn finish(&mut self) {
+        let overflow = self.intern("(other endpoints)");
+        self.requests.close_all(|| overflow);
+    }
+
+    /// Requests per endpoint.
+    pub fn requests(&self) -> &RequestTracker {
+        &self.requests
+    }
+
+    /// Set the sampling period used to estimate request durations.
+    pub fn set_period(&mut self, period: Duration) {
+        self.requests.period = period;
+    }
+
+    /// Add `count` samples of a stack given as frames, root first (for
+    /// readers of saved profiles). Returns the innermost stack node.
+    pub fn add_stack(
+        &mut self,
+        frames: &[FrameInfo],
+        thread: ThreadKey,
+        state: ThreadState,
+        count: u64,
+    ) -> Option<StackId> {
+        self.add_stack_labelled(frames, thread, state, None, None, count)
+    }
+
+    /// [`Profile::add_stack`] with endpoint and category labels.
+    pub fn add_stack_labelled(
+        &mut self,
+        frames: &[FrameInfo],
+        thread: ThreadKey,
+        state: ThreadState,
+        endpoint: Option<&str>,
+        category: Option<&str>,
+        count: u64,
+    ) -> Option<StackId> {
+        let endpoint = endpoint.map(|e| self.intern(e));
+        let category = category.map(|c| self.intern(c));
+        let mut parent = None;
+        for f in frames {
+            let frame = self.frame_id(*f);
+            parent = Some(self.stack_id(StackNode { parent, frame }));
+        }
+        self.add(
+            SampleKey {
+                stack: parent,
+                thread,
+                state,
+                endpoint,
+                category,
+            },
+            count,
+        );
+        parent
+    }
+
     /// Every (key, count), in a stable order.
     pub fn counts(&self) -> Vec<(SampleKey, u64)> {
         let mut v: Vec<_> = self.counts.iter().map(|(k, c)| (*k, *c)).collect();
-        v.sort_by_key(|(k, _)| (k.thread, k.stack, k.state));
+        v.sort_by_key(|(k, _)| (k.thread, k.stack, k.state, k.endpoint, k.category));
         v
     }
 
@@ -360,7 +462,78 @@ mod tests {
                 })
                 .collect(),
             truncated: false,
+            walked: true,
+            request: None,
+            category: None,
         }
+    }
+
+    fn keyed(frames: &[(&str, i32, u64)]) -> Sample {
+        let mut s = sample(&[], ThreadState::Python);
+        s.frames = frames
+            .iter()
+            .map(|(n, l, k)| SampledFrame {
+                name: Arc::from(*n),
+                filename: Arc::from("/x.py"),
+                line: *l,
+                first_line: 1,
+                code_key: *k,
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn prefix_reuse_gives_the_same_stacks_as_a_fresh_walk() {
+        let seq = [
+            vec![("leaf", 3, 30), ("mid", 5, 20), ("main", 10, 10)],
+            vec![("leaf", 4, 30), ("mid", 5, 20), ("main", 10, 10)],
+            vec![("main", 10, 10)],
+            vec![("other", 7, 40), ("mid", 6, 20), ("main", 10, 10)],
+            vec![("leaf", 3, 30), ("mid", 5, 20), ("main", 10, 10)],
+            vec![],
+            vec![
+                ("deeper", 1, 50),
+                ("leaf", 3, 30),
+                ("mid", 5, 20),
+                ("main", 10, 10),
+            ],
+        ];
+        let mut cached = Profile::new();
+        for frames in &seq {
+            cached.add_sample(&keyed(frames));
+        }
+        let render = |p: &Profile| {
+            let mut v: Vec<(Vec<String>, u64)> = p
+                .counts()
+                .into_iter()
+                .map(|(k, c)| {
+                    let names = p
+                        .stack_frames(k.stack)
+                        .into_iter()
+                        .map(|f| format!("{}:{}", p.str(p.frame(f).name), p.frame(f).line))
+                        .collect();
+                    (names, c)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let mut fresh_counts = Vec::new();
+        for frames in &seq {
+            let mut p = Profile::new();
+            p.add_sample(&keyed(frames));
+            fresh_counts.extend(render(&p));
+        }
+        fresh_counts.sort();
+        let mut merged: Vec<(Vec<String>, u64)> = Vec::new();
+        for (k, c) in fresh_counts {
+            match merged.last_mut() {
+                Some((lk, lc)) if *lk == k => *lc += c,
+                _ => merged.push((k, c)),
+            }
+        }
+        assert_eq!(render(&cached), merged);
     }
 
     #[test]

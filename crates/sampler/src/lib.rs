@@ -8,9 +8,11 @@
 mod clock;
 mod session;
 mod target;
+pub mod web;
 
 pub use clock::{Clock, Tick};
 pub use session::{Session, SessionEvents, SessionStats};
 pub use target::{
     Sample, SampleError, SampledFrame, Target, TargetError, ThreadState, ThreadSummary,
 };
+pub use web::{Category, SampledRequest};

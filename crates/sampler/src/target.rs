@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
+
+use crate::web::{Category, EndpointNamer, SampledRequest};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +82,12 @@ pub struct Sample {
     pub frames: Vec<SampledFrame>,
     /// The stack was deeper than the cap.
     pub truncated: bool,
+    /// Whether the stack was read (idle threads' stacks may be skipped).
+    pub walked: bool,
+    /// The web request the thread was serving, if any.
+    pub request: Option<SampledRequest>,
+    /// What kind of code the thread was in (app, framework, database, ...).
+    pub category: Option<Category>,
 }
 
 /// A thread as shown by `dump`.
@@ -165,6 +173,11 @@ pub struct Target {
     idle_stacks: bool,
     /// Where sleeping threads were parked at the last sample.
     parked: FxHashMap<u64, Parked>,
+    /// Attribute samples to web requests and code categories.
+    web: bool,
+    /// Thread states that were serving a request at their last walk.
+    serving: rustc_hash::FxHashSet<u64>,
+    endpoints: EndpointNamer,
 }
 
 /// A sleeping thread's stack, kept to be reused while it does not move.
@@ -202,6 +215,9 @@ impl Target {
             in_pid_namespace,
             idle_stacks: true,
             parked: FxHashMap::default(),
+            web: true,
+            serving: Default::default(),
+            endpoints: EndpointNamer::default(),
         })
     }
 
@@ -268,12 +284,14 @@ impl Target {
             None
         };
         self.reader.memory().clear();
+        let fetches_at_start = self.reader.memory().stats().page_fetches;
         let pid = self.pid();
         let in_ns = self.in_pid_namespace;
         let want_idle = self.idle_stacks;
         let (stat, tid_map) = (&mut self.stat, &self.tid_map);
         let mut scheds: Vec<SchedState> = Vec::new();
         let parked = &self.parked;
+        let serving = &self.serving;
         let mut reuse: Vec<bool> = Vec::new();
         let result = self.reader.read_all_filtered(|st| {
             let host = st
@@ -292,7 +310,10 @@ impl Target {
                     .get(&st.tstate)
                     .is_some_and(|p| p.top_frame == st.top_frame && st.top_frame != 0);
             reuse.push(parked_here);
-            !(sleeping && (!want_idle || parked_here))
+            // A sleeping thread that was serving a request is still read, to
+            // see when the request ends (a parked stack is reused cheaply).
+            let wanted = want_idle || serving.contains(&st.tstate);
+            !(sleeping && (!wanted || parked_here))
         });
         let mut stacks = match result {
             Ok(s) => s,
@@ -329,23 +350,25 @@ impl Target {
                 }
             }
         }
-        // A thread whose innermost frame moved while it was walked has a
-        // torn stack: drop it, count it.
+        // A stack read entirely from the snapshot taken at the start of the
+        // tick (one vectored read) is consistent. If the walk had to fetch
+        // more pages while the target ran, a running thread whose innermost
+        // frame moved meanwhile may be torn: drop it, count it.
+        let snapshot_only = self.reader.memory().stats().page_fetches == fetches_at_start;
         let layout = self.reader.layout();
         let live = self.reader.memory().inner();
         let mut out = Vec::with_capacity(stacks.len());
         for (st, sched) in stacks.into_iter().zip(scheds) {
-            if st.walked
-                && sched == SchedState::Running
-                && !top_frame_of(live, layout, st.tstate).is_ok_and(|top| top == st.top_frame)
-            {
+            let moved =
+                || !top_frame_of(live, layout, st.tstate).is_ok_and(|top| top == st.top_frame);
+            if st.torn || (st.walked && !snapshot_only && sched == SchedState::Running && moved()) {
                 self.stats.torn_threads += 1;
                 continue;
             }
             out.push((st, sched));
         }
         // Remember where sleeping threads are parked.
-        if want_idle {
+        {
             let mut parked = FxHashMap::default();
             for (st, sched) in &out {
                 if *sched != SchedState::Running && st.walked {
@@ -407,7 +430,28 @@ impl Target {
                     })
                     .collect(),
                 truncated: st.truncated,
+                walked: st.walked,
+                request: if self.web {
+                    self.reader.request_of(st).map(|r| SampledRequest {
+                        endpoint: self.endpoints.name(&r, &st.frames),
+                        key: r.key,
+                        method: r.method,
+                        path: r.path,
+                    })
+                } else {
+                    None
+                },
+                category: if self.web {
+                    crate::web::stack_category(&st.frames)
+                } else {
+                    None
+                },
             });
+        }
+        for (s, (st, _)) in out.iter().zip(stacks) {
+            if s.request.is_some() {
+                self.serving.insert(st.tstate);
+            }
         }
         self.stats.samples += out.len() as u64;
         out
@@ -438,6 +482,12 @@ impl Target {
         Ok(self.make_samples(&stacks, time))
     }
 
+    /// Whether samples are attributed to web requests and categories (on by
+    /// default; it costs a dict read per thread serving a request).
+    pub fn set_web_attribution(&mut self, on: bool) {
+        self.web = on;
+    }
+
     /// Whether stacks of idle threads are read (`--idle`, `dump`). Without
     /// it, idle threads are still counted (their state) but not walked.
     pub fn set_idle_stacks(&mut self, on: bool) {
@@ -452,8 +502,15 @@ impl Target {
         self.refresh_names(true);
         // A torn read is likely transient: retry a few times.
         let mut last = SampleError::NotInitialized;
-        for _ in 0..10 {
+        for attempt in 0..10 {
+            let torn_before = self.stats.torn_threads;
             let stacks = match self.read_stacks() {
+                // A dump shows every thread: if one was torn, read again.
+                Ok(_) if self.stats.torn_threads > torn_before && attempt < 9 => {
+                    last = SampleError::Torn("a thread's stack changed while it was read".into());
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
                 Ok(s) => s,
                 Err(SampleError::Torn(e)) => {
                     last = SampleError::Torn(e);

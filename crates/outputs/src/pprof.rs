@@ -1,0 +1,886 @@
+//! pprof (`perftools.profiles.Profile`, google/pprof `proto/profile.proto`),
+//! gzipped: pyrometer's saved profile. [`write_pprof`] writes every
+//! (stack, thread, state) of a [`Profile`] as one sample; [`read_pprof`]
+//! rebuilds the `Profile`, so that `pyrometer report` renders from the
+//! saved file exactly what `record` would have rendered.
+//!
+//! Layout:
+//! * sample types `samples/count`, `wall/nanoseconds` (count × 1e9/rate)
+//!   and `cpu/nanoseconds` (the same, only for samples of threads on a CPU:
+//!   state python or native); period type `wall/nanoseconds`, period
+//!   1e9/rate;
+//! * one function per (name, file, first line), `system_name` = file name
+//!   (pprof leaves a function alone when it differs from the name, so
+//!   `<module>` is not "demangled" away);
+//! * one location per frame, with one line (function, line);
+//! * labels per sample: `thread_name`, `process` (command line) and `state`
+//!   (python, native, gil-wait, idle) as strings; `pid`, `thread_id`
+//!   (`threading.get_ident()`) and `native_id` (OS thread id) as numbers;
+//! * `comment`s `pyrometer.KEY=VALUE` with the recording's facts (target,
+//!   Python version, rate, ticks, late ticks, errors, …), values escaped
+//!   with `\\`, `\n`, `\r`, `\t`.
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::io::{Read, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use pyrometer_profile::{FrameId, FrameInfo, Profile, StackNode, ThreadInfo, ThreadKey};
+use pyrometer_sampler::ThreadState;
+
+/// The messages of `profile.proto`, derived by hand from its field numbers.
+pub mod proto {
+    /// `perftools.profiles.Profile`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Profile {
+        /// What each value of a sample measures.
+        #[prost(message, repeated, tag = "1")]
+        pub sample_type: Vec<ValueType>,
+        /// The samples.
+        #[prost(message, repeated, tag = "2")]
+        pub sample: Vec<Sample>,
+        /// Binary mappings (none for interpreted code).
+        #[prost(message, repeated, tag = "3")]
+        pub mapping: Vec<Mapping>,
+        /// Locations referenced by samples.
+        #[prost(message, repeated, tag = "4")]
+        pub location: Vec<Location>,
+        /// Functions referenced by locations.
+        #[prost(message, repeated, tag = "5")]
+        pub function: Vec<Function>,
+        /// Every string; index 0 is `""`.
+        #[prost(string, repeated, tag = "6")]
+        pub string_table: Vec<String>,
+        /// Regex of frames to drop (string index).
+        #[prost(int64, tag = "7")]
+        pub drop_frames: i64,
+        /// Regex of frames to keep (string index).
+        #[prost(int64, tag = "8")]
+        pub keep_frames: i64,
+        /// Start of the recording, Unix nanoseconds.
+        #[prost(int64, tag = "9")]
+        pub time_nanos: i64,
+        /// Length of the recording.
+        #[prost(int64, tag = "10")]
+        pub duration_nanos: i64,
+        /// What `period` measures.
+        #[prost(message, optional, tag = "11")]
+        pub period_type: Option<ValueType>,
+        /// Time between two samples.
+        #[prost(int64, tag = "12")]
+        pub period: i64,
+        /// Free-form comments (string indices).
+        #[prost(int64, repeated, tag = "13")]
+        pub comment: Vec<i64>,
+        /// The sample type viewers show first (string index).
+        #[prost(int64, tag = "14")]
+        pub default_sample_type: i64,
+        /// Documentation link (string index).
+        #[prost(int64, tag = "15")]
+        pub doc_url: i64,
+    }
+
+    /// A type and unit, as string indices.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueType {
+        /// E.g. `cpu`.
+        #[prost(int64, tag = "1")]
+        pub r#type: i64,
+        /// E.g. `nanoseconds`.
+        #[prost(int64, tag = "2")]
+        pub unit: i64,
+    }
+
+    /// One stack with its values and labels.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        /// Locations, leaf first.
+        #[prost(uint64, repeated, tag = "1")]
+        pub location_id: Vec<u64>,
+        /// One value per sample type.
+        #[prost(int64, repeated, tag = "2")]
+        pub value: Vec<i64>,
+        /// Labels.
+        #[prost(message, repeated, tag = "3")]
+        pub label: Vec<Label>,
+    }
+
+    /// A key with a string or a number.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        /// String index.
+        #[prost(int64, tag = "1")]
+        pub key: i64,
+        /// String index (0: none).
+        #[prost(int64, tag = "2")]
+        pub str: i64,
+        /// Numeric value.
+        #[prost(int64, tag = "3")]
+        pub num: i64,
+        /// Unit of `num` (string index).
+        #[prost(int64, tag = "4")]
+        pub num_unit: i64,
+    }
+
+    /// A binary mapped into the process.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Mapping {
+        /// Unique, non-zero.
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        /// Start address.
+        #[prost(uint64, tag = "2")]
+        pub memory_start: u64,
+        /// End address.
+        #[prost(uint64, tag = "3")]
+        pub memory_limit: u64,
+        /// Offset in the file.
+        #[prost(uint64, tag = "4")]
+        pub file_offset: u64,
+        /// File name (string index).
+        #[prost(int64, tag = "5")]
+        pub filename: i64,
+        /// Build id (string index).
+        #[prost(int64, tag = "6")]
+        pub build_id: i64,
+        /// Functions are known.
+        #[prost(bool, tag = "7")]
+        pub has_functions: bool,
+        /// File names are known.
+        #[prost(bool, tag = "8")]
+        pub has_filenames: bool,
+        /// Line numbers are known.
+        #[prost(bool, tag = "9")]
+        pub has_line_numbers: bool,
+        /// Inlined functions are known.
+        #[prost(bool, tag = "10")]
+        pub has_inline_frames: bool,
+    }
+
+    /// A program location: one or more lines (inlined calls, caller last).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Location {
+        /// Unique, non-zero.
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        /// Mapping (0: none).
+        #[prost(uint64, tag = "2")]
+        pub mapping_id: u64,
+        /// Instruction address (0: none).
+        #[prost(uint64, tag = "3")]
+        pub address: u64,
+        /// Lines, innermost first.
+        #[prost(message, repeated, tag = "4")]
+        pub line: Vec<Line>,
+        /// Folded into its caller.
+        #[prost(bool, tag = "5")]
+        pub is_folded: bool,
+    }
+
+    /// A function at a line.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Line {
+        /// Function id.
+        #[prost(uint64, tag = "1")]
+        pub function_id: u64,
+        /// Line number.
+        #[prost(int64, tag = "2")]
+        pub line: i64,
+        /// Column number.
+        #[prost(int64, tag = "3")]
+        pub column: i64,
+    }
+
+    /// A function.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Function {
+        /// Unique, non-zero.
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        /// Name (string index).
+        #[prost(int64, tag = "2")]
+        pub name: i64,
+        /// System name (string index).
+        #[prost(int64, tag = "3")]
+        pub system_name: i64,
+        /// Source file (string index).
+        #[prost(int64, tag = "4")]
+        pub filename: i64,
+        /// First line of the function.
+        #[prost(int64, tag = "5")]
+        pub start_line: i64,
+    }
+}
+
+/// Why a file could not be read as a pprof profile.
+#[derive(Debug, thiserror::Error)]
+pub enum PprofError {
+    /// Not gzip, or gzip of something that is not a profile.
+    #[error("not a gzipped pprof profile ({0})")]
+    NotPprof(String),
+    /// A profile whose references do not resolve.
+    #[error("corrupt pprof profile: {0}")]
+    Corrupt(String),
+}
+
+const COMMENT_PREFIX: &str = "pyrometer.";
+
+/// A string table under construction.
+struct Strings {
+    table: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl Strings {
+    fn new() -> Self {
+        let mut s = Strings {
+            table: Vec::new(),
+            index: HashMap::new(),
+        };
+        s.get("");
+        s
+    }
+
+    fn get(&mut self, s: &str) -> i64 {
+        if let Some(i) = self.index.get(s) {
+            return *i;
+        }
+        let i = self.table.len() as i64;
+        self.table.push(s.to_string());
+        self.index.insert(s.to_string(), i);
+        i
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+fn state_label(state: ThreadState) -> &'static str {
+    state.as_str()
+}
+
+fn parse_state(s: &str) -> Option<ThreadState> {
+    [
+        ThreadState::Python,
+        ThreadState::Native,
+        ThreadState::GilWait,
+        ThreadState::Idle,
+    ]
+    .into_iter()
+    .find(|st| st.as_str() == s)
+}
+
+/// Nanoseconds per sample at `rate` Hz (0 when the rate is unknown).
+fn ns_per_sample(rate: f64) -> f64 {
+    if rate > 0.0 && rate.is_finite() {
+        1e9 / rate
+    } else {
+        0.0
+    }
+}
+
+/// The profile as an uncompressed `profile.proto` message.
+pub fn pprof_message(profile: &Profile) -> proto::Profile {
+    let mut st = Strings::new();
+    let meta = &profile.meta;
+    let per = ns_per_sample(meta.rate);
+
+    let sample_type = vec![
+        proto::ValueType {
+            r#type: st.get("samples"),
+            unit: st.get("count"),
+        },
+        proto::ValueType {
+            r#type: st.get("wall"),
+            unit: st.get("nanoseconds"),
+        },
+        proto::ValueType {
+            r#type: st.get("cpu"),
+            unit: st.get("nanoseconds"),
+        },
+    ];
+
+    let mut functions: Vec<proto::Function> = Vec::new();
+    let mut function_ids: HashMap<(i64, i64, i32), u64> = HashMap::new();
+    let mut locations: Vec<proto::Location> = Vec::new();
+    let mut location_ids: HashMap<FrameId, u64> = HashMap::new();
+    let mut samples = Vec::new();
+
+    let keys = [
+        st.get("thread_name"),
+        st.get("thread_id"),
+        st.get("native_id"),
+        st.get("pid"),
+        st.get("process"),
+        st.get("state"),
+    ];
+    let [k_name, k_tid, k_native, k_pid, k_process, k_state] = keys;
+
+    for (key, count) in profile.counts() {
+        let mut location_id = Vec::new();
+        let frames = profile.stack_frames(key.stack);
+        for fid in frames.iter().rev() {
+            let id = match location_ids.get(fid) {
+                Some(id) => *id,
+                None => {
+                    let f = profile.frame(*fid);
+                    let name = st.get(profile.str(f.name));
+                    let filename = st.get(profile.str(f.filename));
+                    let func = *function_ids
+                        .entry((name, filename, f.first_line))
+                        .or_insert_with(|| {
+                            let id = functions.len() as u64 + 1;
+                            functions.push(proto::Function {
+                                id,
+                                name,
+                                system_name: filename,
+                                filename,
+                                start_line: i64::from(f.first_line),
+                            });
+                            id
+                        });
+                    let id = locations.len() as u64 + 1;
+                    locations.push(proto::Location {
+                        id,
+                        mapping_id: 1,
+                        address: 0,
+                        line: vec![proto::Line {
+                            function_id: func,
+                            line: i64::from(f.line),
+                            column: 0,
+                        }],
+                        is_folded: false,
+                    });
+                    location_ids.insert(*fid, id);
+                    id
+                }
+            };
+            location_id.push(id);
+        }
+        let thread = profile.thread(key.thread);
+        let mut label = Vec::new();
+        let str_label = |st: &mut Strings, key: i64, value: &str| proto::Label {
+            key,
+            str: st.get(value),
+            num: 0,
+            num_unit: 0,
+        };
+        let num_label = |key: i64, num: i64| proto::Label {
+            key,
+            str: 0,
+            num,
+            num_unit: 0,
+        };
+        if let Some(name) = &thread.name {
+            label.push(str_label(&mut st, k_name, name));
+        }
+        label.push(num_label(k_tid, thread.thread_id as i64));
+        if let Some(native) = thread.native_id {
+            label.push(num_label(k_native, i64::from(native)));
+        }
+        label.push(num_label(k_pid, i64::from(thread.pid)));
+        if let Some(cmd) = profile.process_cmdline(thread.pid) {
+            label.push(str_label(&mut st, k_process, cmd));
+        }
+        label.push(str_label(&mut st, k_state, state_label(key.state)));
+        if let Some(e) = key.endpoint {
+            let k = st.get("endpoint");
+            label.push(str_label(&mut st, k, profile.str(e)));
+        }
+        if let Some(c) = key.category {
+            let k = st.get("category");
+            label.push(str_label(&mut st, k, profile.str(c)));
+        }
+        let wall = (count as f64 * per).round() as i64;
+        let cpu = if key.state.is_active() { wall } else { 0 };
+        samples.push(proto::Sample {
+            location_id,
+            value: vec![count as i64, wall, cpu],
+            label,
+        });
+    }
+
+    let mut comments: Vec<(String, String)> = vec![
+        ("version".into(), env!("CARGO_PKG_VERSION").into()),
+        ("target".into(), meta.target.clone()),
+        ("python_version".into(), meta.python_version.clone()),
+        ("rate".into(), meta.rate.to_string()),
+        (
+            "duration_ns".into(),
+            meta.duration.as_nanos().min(i64::MAX as u128).to_string(),
+        ),
+        ("ticks".into(), meta.ticks.to_string()),
+        ("late_ticks".into(), meta.late_ticks.to_string()),
+        ("errors".into(), meta.errors.to_string()),
+        (
+            "truncated_samples".into(),
+            profile.truncated_samples.to_string(),
+        ),
+    ];
+    for (pid, cmd) in profile.processes() {
+        comments.push((format!("process.{pid}"), cmd.to_string()));
+    }
+    let comment = comments
+        .iter()
+        .map(|(k, v)| st.get(&format!("{COMMENT_PREFIX}{k}={}", escape(v))))
+        .collect();
+
+    let duration_nanos = meta.duration.as_nanos().min(i64::MAX as u128) as i64;
+    let start = meta.start_time.unwrap_or_else(|| {
+        SystemTime::now()
+            .checked_sub(meta.duration)
+            .unwrap_or(UNIX_EPOCH)
+    });
+    let time_nanos = start
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0);
+
+    let period_type = Some(proto::ValueType {
+        r#type: st.get("wall"),
+        unit: st.get("nanoseconds"),
+    });
+    let default_sample_type = st.get("wall");
+    // One pseudo-mapping that says every location is already symbolized,
+    // so that pprof tools neither look for a binary nor complain about it.
+    let mapping = vec![proto::Mapping {
+        id: 1,
+        filename: st.get("python"),
+        has_functions: true,
+        has_filenames: true,
+        has_line_numbers: true,
+        ..Default::default()
+    }];
+    proto::Profile {
+        sample_type,
+        sample: samples,
+        mapping,
+        location: locations,
+        function: functions,
+        string_table: st.table,
+        drop_frames: 0,
+        keep_frames: 0,
+        time_nanos,
+        duration_nanos,
+        period_type,
+        period: per.round() as i64,
+        comment,
+        default_sample_type,
+        doc_url: 0,
+    }
+}
+
+/// Write the profile as a gzipped pprof (`.pb.gz`).
+pub fn write_pprof(profile: &Profile, out: &mut dyn Write) -> std::io::Result<()> {
+    let bytes = pprof_message(profile).encode_to_vec();
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    gz.write_all(&bytes)?;
+    gz.finish()?.flush()
+}
+
+/// Decode a pprof profile, gzipped (as written) or not.
+pub fn decode_pprof(bytes: &[u8]) -> Result<proto::Profile, PprofError> {
+    let gzipped = bytes.starts_with(&[0x1f, 0x8b]);
+    let mut inflated = Vec::new();
+    let data: &[u8] = if gzipped {
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut inflated)
+            .map_err(|e| PprofError::NotPprof(format!("bad gzip data: {e}")))?;
+        &inflated
+    } else {
+        bytes
+    };
+    let why = |detail: String| {
+        PprofError::NotPprof(if gzipped {
+            detail
+        } else {
+            "no gzip header".into()
+        })
+    };
+    let p = proto::Profile::decode(data)
+        .map_err(|e| why(format!("the data is not a profile.proto message: {e}")))?;
+    if p.string_table.first().map(String::as_str) != Some("") || p.sample_type.is_empty() {
+        return Err(why("no string table or sample types".into()));
+    }
+    Ok(p)
+}
+
+/// One sample of the file, resolved.
+struct Parsed {
+    frames: Vec<FrameInfo>,
+    thread: ThreadKey,
+    state: ThreadState,
+    endpoint: Option<String>,
+    category: Option<String>,
+    count: u64,
+}
+
+/// Rebuild a [`Profile`] from a pprof file (gzipped or not): pyrometer's
+/// own, with its labels and comments, or another tool's (threads and
+/// states then default to one thread running Python).
+pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
+    let p = decode_pprof(bytes)?;
+    let s = |i: i64| -> Result<&str, PprofError> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| p.string_table.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| PprofError::Corrupt(format!("string index {i} out of range")))
+    };
+    let mut profile = Profile::new();
+
+    // Which value is the sample count, and what to divide it by.
+    let mut count_index = None;
+    for (i, t) in p.sample_type.iter().enumerate() {
+        if s(t.r#type)? == "samples" && s(t.unit)? == "count" {
+            count_index = Some(i);
+        }
+    }
+    let (value_index, divisor) = match count_index {
+        Some(i) => (i, 1.0),
+        None => {
+            let default = s(p.default_sample_type)?;
+            let i = p
+                .sample_type
+                .iter()
+                .position(|t| !default.is_empty() && s(t.r#type).ok() == Some(default))
+                .unwrap_or(p.sample_type.len() - 1);
+            let t = &p.sample_type[i];
+            let same_unit = match &p.period_type {
+                Some(pt) => s(pt.unit)? == s(t.unit)?,
+                None => false,
+            };
+            if same_unit && p.period > 0 {
+                (i, p.period as f64)
+            } else {
+                (i, 1.0)
+            }
+        }
+    };
+
+    // Facts from the comments.
+    let mut facts: BTreeMap<String, String> = BTreeMap::new();
+    for c in &p.comment {
+        if let Some((k, v)) = s(*c)?
+            .strip_prefix(COMMENT_PREFIX)
+            .and_then(|kv| kv.split_once('='))
+        {
+            facts.insert(k.to_string(), unescape(v));
+        }
+    }
+    let num = |k: &str| facts.get(k).and_then(|v| v.parse::<u64>().ok());
+    let meta = &mut profile.meta;
+    meta.target = facts.get("target").cloned().unwrap_or_default();
+    meta.python_version = facts.get("python_version").cloned().unwrap_or_default();
+    meta.rate = match facts.get("rate").and_then(|v| v.parse::<f64>().ok()) {
+        Some(r) => r,
+        None => match &p.period_type {
+            Some(pt) if s(pt.unit)? == "nanoseconds" && p.period > 0 => 1e9 / p.period as f64,
+            _ => 0.0,
+        },
+    };
+    meta.duration = match num("duration_ns") {
+        Some(ns) => Duration::from_nanos(ns),
+        None => Duration::from_nanos(p.duration_nanos.max(0) as u64),
+    };
+    meta.ticks = num("ticks").unwrap_or(0);
+    meta.late_ticks = num("late_ticks").unwrap_or(0);
+    meta.errors = num("errors").unwrap_or(0);
+    if p.time_nanos > 0 {
+        meta.start_time = Some(UNIX_EPOCH + Duration::from_nanos(p.time_nanos as u64));
+    }
+    profile.truncated_samples = num("truncated_samples").unwrap_or(0);
+    for (k, v) in &facts {
+        if let Some(pid) = k.strip_prefix("process.").and_then(|p| p.parse().ok()) {
+            profile.set_process(pid, v);
+        }
+    }
+
+    // Functions and locations.
+    let mut functions = HashMap::new();
+    for f in &p.function {
+        if f.id == 0 {
+            return Err(PprofError::Corrupt("function id 0".into()));
+        }
+        let name = profile.intern(s(f.name)?);
+        let filename = profile.intern(s(f.filename)?);
+        functions.insert(f.id, (name, filename, f.start_line as i32));
+    }
+    let mut locations: HashMap<u64, Vec<FrameInfo>> = HashMap::new();
+    for l in &p.location {
+        if l.id == 0 {
+            return Err(PprofError::Corrupt("location id 0".into()));
+        }
+        let mut lines = Vec::new();
+        for line in &l.line {
+            let (name, filename, first_line) =
+                *functions.get(&line.function_id).ok_or_else(|| {
+                    PprofError::Corrupt(format!(
+                        "location {} refers to function {}, which does not exist",
+                        l.id, line.function_id
+                    ))
+                })?;
+            lines.push(FrameInfo {
+                name,
+                filename,
+                line: line.line as i32,
+                first_line,
+            });
+        }
+        if lines.is_empty() {
+            // An unsymbolized address: show it as such.
+            let name = profile.intern(&format!("{:#x}", l.address));
+            let filename = profile.intern("");
+            lines.push(FrameInfo {
+                name,
+                filename,
+                line: 0,
+                first_line: 0,
+            });
+        }
+        locations.insert(l.id, lines);
+    }
+
+    // Samples, in file order; threads interned in order of appearance.
+    let mut parsed = Vec::with_capacity(p.sample.len());
+    for sample in &p.sample {
+        let Some(v) = sample.value.get(value_index) else {
+            return Err(PprofError::Corrupt(format!(
+                "a sample has {} values for {} sample types",
+                sample.value.len(),
+                p.sample_type.len()
+            )));
+        };
+        let count = (*v as f64 / divisor).round();
+        if count < 1.0 {
+            continue;
+        }
+        let mut thread = ThreadInfo {
+            pid: 0,
+            thread_id: 0,
+            native_id: None,
+            name: None,
+        };
+        let mut state = ThreadState::Python;
+        let mut cmdline = None;
+        let mut endpoint = None;
+        let mut category = None;
+        for l in &sample.label {
+            let key = s(l.key)?;
+            let text = s(l.str)?;
+            let number = if l.str != 0 {
+                text.parse::<i64>().ok()
+            } else {
+                Some(l.num)
+            };
+            match key {
+                "thread_name" if !text.is_empty() => thread.name = Some(text.to_string()),
+                "thread_id" => thread.thread_id = number.unwrap_or(0) as u64,
+                "native_id" => thread.native_id = number.map(|n| n as i32),
+                "pid" => thread.pid = number.unwrap_or(0) as i32,
+                "process" => cmdline = Some(text),
+                "state" => state = parse_state(text).unwrap_or(ThreadState::Python),
+                "endpoint" if !text.is_empty() => endpoint = Some(text.to_string()),
+                "category" if !text.is_empty() => category = Some(text.to_string()),
+                _ => {}
+            }
+        }
+        if let Some(cmd) = cmdline {
+            if profile.process_cmdline(thread.pid).is_none() {
+                profile.set_process(thread.pid, cmd);
+            }
+        }
+        let mut frames = Vec::new();
+        for id in sample.location_id.iter().rev() {
+            let lines = locations.get(id).ok_or_else(|| {
+                PprofError::Corrupt(format!(
+                    "a sample refers to location {id}, which does not exist"
+                ))
+            })?;
+            // Lines are innermost first: the caller is last.
+            frames.extend(lines.iter().rev().copied());
+        }
+        parsed.push(Parsed {
+            frames,
+            thread: profile.thread_key(thread),
+            state,
+            endpoint,
+            category,
+            count: count as u64,
+        });
+    }
+
+    intern_stacks_in_order(&mut profile, &parsed);
+    for s in &parsed {
+        profile.add_stack_labelled(
+            &s.frames,
+            s.thread,
+            s.state,
+            s.endpoint.as_deref(),
+            s.category.as_deref(),
+            s.count,
+        );
+    }
+    Ok(profile)
+}
+
+/// Intern the samples' stacks so that, within each thread, their order
+/// follows the file's: the writer emits samples in `Profile::counts()`
+/// order (by thread, then stack), so the rebuilt profile lists them the
+/// same way and order-sensitive outputs (speedscope) come out identical.
+///
+/// Each distinct leaf must come after the one before it in the same
+/// thread, and after any leaf that is a prefix of it (interning a stack
+/// interns its prefixes). A topological order of these constraints
+/// (smallest file position first; a cycle, possible only in a file
+/// pyrometer did not write, is broken the same way) gives each leaf a new
+/// stack id larger than those of the leaves before it.
+fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
+    // A trie of the stacks: node → (parent, frame).
+    let mut trie: Vec<(Option<usize>, FrameInfo)> = Vec::new();
+    let mut trie_ids: HashMap<(Option<usize>, FrameInfo), usize> = HashMap::new();
+    let mut leaf_of_node: HashMap<usize, usize> = HashMap::new();
+    let mut leaves: Vec<usize> = Vec::new(); // leaf index → trie node
+    let mut sample_leaf: Vec<Option<usize>> = Vec::with_capacity(parsed.len());
+    for s in parsed {
+        let mut node = None;
+        for f in &s.frames {
+            let next = trie.len();
+            let id = *trie_ids.entry((node, *f)).or_insert(next);
+            if id == next {
+                trie.push((node, *f));
+            }
+            node = Some(id);
+        }
+        sample_leaf.push(node.map(|n| {
+            *leaf_of_node.entry(n).or_insert_with(|| {
+                leaves.push(n);
+                leaves.len() - 1
+            })
+        }));
+    }
+    let n = leaves.len();
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut indegree = vec![0usize; n];
+    let mut add_edge = |a: usize, b: usize, edges: &mut Vec<Vec<usize>>| {
+        if a != b && !edges[a].contains(&b) {
+            edges[a].push(b);
+            indegree[b] += 1;
+        }
+    };
+    let mut last_in_thread: HashMap<ThreadKey, usize> = HashMap::new();
+    for (s, leaf) in parsed.iter().zip(&sample_leaf) {
+        if let Some(leaf) = *leaf {
+            if let Some(prev) = last_in_thread.insert(s.thread, leaf) {
+                add_edge(prev, leaf, &mut edges);
+            }
+        }
+    }
+    for (leaf, &node) in leaves.iter().enumerate() {
+        let mut up = trie[node].0;
+        while let Some(a) = up {
+            if let Some(&anc) = leaf_of_node.get(&a) {
+                add_edge(anc, leaf, &mut edges);
+                break;
+            }
+            up = trie[a].0;
+        }
+    }
+    let mut ready: BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
+        .filter(|&i| indegree[i] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    let mut next_unseen = 0;
+    while order.len() < n {
+        let leaf = match ready.pop() {
+            Some(std::cmp::Reverse(i)) => i,
+            None => {
+                // A cycle: take the first leaf not yet placed.
+                while done[next_unseen] {
+                    next_unseen += 1;
+                }
+                next_unseen
+            }
+        };
+        if done[leaf] {
+            continue;
+        }
+        done[leaf] = true;
+        order.push(leaf);
+        for &b in &edges[leaf] {
+            indegree[b] = indegree[b].saturating_sub(1);
+            if indegree[b] == 0 && !done[b] {
+                ready.push(std::cmp::Reverse(b));
+            }
+        }
+    }
+    for leaf in order {
+        let mut path = Vec::new();
+        let mut cur = Some(leaves[leaf]);
+        while let Some(c) = cur {
+            path.push(trie[c].1);
+            cur = trie[c].0;
+        }
+        let mut parent = None;
+        for f in path.iter().rev() {
+            let frame = profile.frame_id(*f);
+            parent = Some(profile.stack_id(StackNode { parent, frame }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_round_trip() {
+        for s in ["", "a=b", "x\\ny\nz\t\r\\", "python3 -c 'print(1)'"] {
+            assert_eq!(unescape(&escape(s)), s);
+            assert!(!escape(s).contains('\n'));
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_pprof() {
+        for bad in [&b""[..], b"main;f 3\n", b"\x1f\x8bnot gzip", b"{\"a\": 1}"] {
+            let e = read_pprof(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("not a gzipped pprof profile"),
+                "{e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Web attribution: which endpoint a sample belongs to, and which category
+//! of code (the application, the framework, the database driver, ...) it
+//! is spending its time in.
+
+use std::sync::Arc;
+
+use pyrometer_cpython::{Frame, RequestInfo};
+use rustc_hash::FxHashMap;
+
+/// A request as carried by a sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampledRequest {
+    /// Identity of the request within its thread while it lives.
+    pub key: u64,
+    /// `GET`, `POST`, ...
+    pub method: Arc<str>,
+    /// Raw path, capped.
+    pub path: Arc<str>,
+    /// `METHOD module.view`, or `METHOD /normalized/path` until the view is
+    /// seen: low cardinality by construction.
+    pub endpoint: Arc<str>,
+}
+
+/// Names endpoints: the view function the framework dispatched to, found
+/// as the outermost application frame inside the frame holding the request.
+#[derive(Debug, Default)]
+pub struct EndpointNamer {
+    by_request: FxHashMap<u64, Arc<str>>,
+}
+
+impl EndpointNamer {
+    /// Name the endpoint of `req`, seen in `frames` (innermost first).
+    pub fn name(&mut self, req: &RequestInfo, frames: &[Frame]) -> Arc<str> {
+        // The view is the outermost application frame from the frame that
+        // holds the request inward (inclusive: a plain WSGI app's own
+        // functions may take `environ`).
+        let upto = (req.frame_index + 1).min(frames.len());
+        let view = frames[..upto]
+            .iter()
+            .rev()
+            .find(|f| category_of(&f.code.filename) == Category::App);
+        if let Some(v) = view {
+            let module = module_of(&v.code.filename);
+            let name: Arc<str> = Arc::from(format!("{} {}.{}", req.method, module, v.name));
+            if self.by_request.len() > 10_000 {
+                self.by_request.clear();
+            }
+            self.by_request.insert(req.key, name.clone());
+            return name;
+        }
+        if let Some(n) = self.by_request.get(&req.key) {
+            return n.clone();
+        }
+        Arc::from(format!("{} {}", req.method, normalize_path(&req.path)))
+    }
+}
+
+/// `/users/123/orders/9f8e...` → `/users/{id}/orders/{id}`: ids out of
+/// paths keep endpoint names few.
+pub fn normalize_path(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()).take(6) {
+        out.push('/');
+        let idlike = seg.bytes().any(|b| b.is_ascii_digit())
+            && (seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') || seg.len() > 24);
+        if idlike || seg.parse::<u64>().is_ok() {
+            out.push_str("{id}");
+        } else {
+            out.push_str(seg);
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// `/srv/app/views.py` → `views`.
+fn module_of(filename: &str) -> &str {
+    let base = filename.rsplit('/').next().unwrap_or(filename);
+    base.strip_suffix(".py").unwrap_or(base)
+}
+
+/// What kind of code a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// The application's own code.
+    App,
+    /// Web framework and server.
+    Framework,
+    /// Database drivers and ORMs.
+    Database,
+    /// Template rendering.
+    Templates,
+    /// JSON, pickle and friends.
+    Serialization,
+    /// HTTP clients.
+    HttpClient,
+    /// Other installed libraries.
+    Library,
+    /// The standard library.
+    Stdlib,
+}
+
+impl Category {
+    /// The label used in outputs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Category::App => "app",
+            Category::Framework => "framework",
+            Category::Database => "database",
+            Category::Templates => "templates",
+            Category::Serialization => "serialization",
+            Category::HttpClient => "http-client",
+            Category::Library => "library",
+            Category::Stdlib => "stdlib",
+        }
+    }
+}
+
+/// The category of a file, from its path.
+pub fn category_of(filename: &str) -> Category {
+    let pkg_path = ["/site-packages/", "/dist-packages/"]
+        .iter()
+        .find_map(|m| filename.rfind(m).map(|i| &filename[i + m.len()..]));
+    if let Some(rel) = pkg_path {
+        let top = rel.split('/').next().unwrap_or(rel);
+        let top = top.strip_suffix(".py").unwrap_or(top);
+        return match top {
+            "flask" | "werkzeug" | "starlette" | "fastapi" | "gunicorn" | "uvicorn" | "anyio"
+            | "h11" | "httptools" | "uvloop" | "click" | "itsdangerous" | "asgiref" => {
+                Category::Framework
+            }
+            "django" => {
+                if rel.starts_with("django/db/") {
+                    Category::Database
+                } else if rel.starts_with("django/template/") {
+                    Category::Templates
+                } else {
+                    Category::Framework
+                }
+            }
+            "psycopg" | "psycopg2" | "pymysql" | "MySQLdb" | "sqlalchemy" | "asyncpg"
+            | "aiosqlite" | "pymongo" | "redis" => Category::Database,
+            "jinja2" | "mako" | "markupsafe" => Category::Templates,
+            "orjson" | "ujson" | "simplejson" | "msgpack" | "pydantic" | "pydantic_core" => {
+                Category::Serialization
+            }
+            "requests" | "urllib3" | "httpx" | "httpcore" | "aiohttp" => Category::HttpClient,
+            _ => Category::Library,
+        };
+    }
+    if filename.starts_with("<frozen ") {
+        return Category::Stdlib;
+    }
+    if let Some(i) = filename.find("/lib/python3.") {
+        let rest = &filename[i + "/lib/python3.".len()..];
+        let rel = rest.split_once('/').map(|(_, r)| r).unwrap_or("");
+        let top = rel.split('/').next().unwrap_or("");
+        return match top.strip_suffix(".py").unwrap_or(top) {
+            "sqlite3" => Category::Database,
+            "json" | "pickle" | "copyreg" | "marshal" | "csv" => Category::Serialization,
+            "urllib" => Category::HttpClient,
+            "http" if rel.starts_with("http/client") => Category::HttpClient,
+            _ => Category::Stdlib,
+        };
+    }
+    Category::App
+}
+
+/// The category of a stack: that of the innermost frame outside the
+/// generic standard library (so `socket` under a database driver counts as
+/// the driver, `json` under the app as serialization); the standard library
+/// when the stack has nothing else.
+pub fn stack_category(frames: &[Frame]) -> Option<Category> {
+    frames.first()?;
+    Some(
+        frames
+            .iter()
+            .take(256)
+            .map(|f| category_of(&f.code.filename))
+            .find(|c| *c != Category::Stdlib)
+            .unwrap_or(Category::Stdlib),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_from_paths() {
+        let sp = "/venv/lib/python3.11/site-packages";
+        assert_eq!(
+            category_of(&format!("{sp}/flask/app.py")),
+            Category::Framework
+        );
+        assert_eq!(
+            category_of(&format!("{sp}/django/db/models/query.py")),
+            Category::Database
+        );
+        assert_eq!(
+            category_of(&format!("{sp}/django/template/base.py")),
+            Category::Templates
+        );
+        assert_eq!(
+            category_of(&format!("{sp}/jinja2/environment.py")),
+            Category::Templates
+        );
+        assert_eq!(
+            category_of(&format!("{sp}/numpy/core/numeric.py")),
+            Category::Library
+        );
+        assert_eq!(
+            category_of("/usr/lib/python3.11/json/encoder.py"),
+            Category::Serialization
+        );
+        assert_eq!(
+            category_of("/usr/lib/python3.11/sqlite3/dbapi2.py"),
+            Category::Database
+        );
+        assert_eq!(
+            category_of("/usr/lib/python3.11/threading.py"),
+            Category::Stdlib
+        );
+        assert_eq!(
+            category_of("/usr/lib/python3.11/http/client.py"),
+            Category::HttpClient
+        );
+        assert_eq!(
+            category_of("/usr/lib/python3.11/http/server.py"),
+            Category::Stdlib
+        );
+        assert_eq!(
+            category_of("<frozen importlib._bootstrap>"),
+            Category::Stdlib
+        );
+        assert_eq!(category_of("/srv/app/views.py"), Category::App);
+    }
+
+    #[test]
+    fn paths_normalize_ids_away() {
+        assert_eq!(normalize_path("/users/123/orders"), "/users/{id}/orders");
+        assert_eq!(
+            normalize_path("/a/9f8e7d6c-1111-2222-3333-444455556666"),
+            "/a/{id}"
+        );
+        assert_eq!(normalize_path("/process"), "/process");
+        assert_eq!(normalize_path(""), "/");
+        assert_eq!(normalize_path("/v2/items"), "/v2/items");
+    }
+}
