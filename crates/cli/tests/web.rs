@@ -551,7 +551,7 @@ fn check_image_profile(label: &str, p: &Profile, workers: &[i32]) {
     );
     // The endpoint is named by the Flask view read from the WSGI environ,
     // and it is the one that burns the CPU.
-    assert_top_endpoint(&p, label, "POST app.process");
+    assert_top_endpoint(p, label, "POST app.process");
 }
 
 /// The summary's endpoint table lists `endpoint` first (by CPU).
