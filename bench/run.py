@@ -113,13 +113,16 @@ def measure_syscalls(tool, pyspy, python, depth, seconds):
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "out.txt")
             counts = os.path.join(d, "strace.txt")
+            # Both bounded by -d here (at 200 Hz py-spy keeps up, so its
+            # sample-counting -d is close to seconds too): strace does not
+            # pass SIGINT on to its tracee.
             if tool == "pyrometer":
                 cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "200",
-                       "-f", "raw", "-o", out, "--quiet"]
+                       "-d", str(seconds), "-f", "raw", "-o", out, "--quiet"]
             else:
                 cmd = [str(pyspy), "record", "--pid", str(target.pid), "--nonblocking",
-                       "-r", "200", "-f", "raw", "-o", out]
-            run_child(["strace", "-c", "-f", "-o", counts] + cmd, seconds)
+                       "-r", "200", "-d", str(seconds), "-f", "raw", "-o", out]
+            run_child(["strace", "-c", "-f", "-o", counts] + cmd, seconds * 10 + 30)
             samples = count_raw_samples(out) if os.path.exists(out) else 0
             total = 0
             by_name = {}

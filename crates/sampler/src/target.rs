@@ -283,110 +283,124 @@ impl Target {
         } else {
             None
         };
-        self.reader.memory().clear();
-        let fetches_at_start = self.reader.memory().stats().page_fetches;
-        let pid = self.pid();
-        let in_ns = self.in_pid_namespace;
-        let want_idle = self.idle_stacks;
-        let (stat, tid_map) = (&mut self.stat, &self.tid_map);
-        let mut scheds: Vec<SchedState> = Vec::new();
-        let parked = &self.parked;
-        let serving = &self.serving;
-        let mut reuse: Vec<bool> = Vec::new();
-        let result = self.reader.read_all_filtered(|st| {
-            let host = st
-                .native_id
-                .and_then(|ns| if in_ns { tid_map.to_host(ns) } else { Some(ns) });
-            let sched = match host {
-                Some(tid) => stat.state(pid, tid),
-                None => SchedState::Running,
-            };
-            scheds.push(sched);
-            // Threads waiting for the GIL are wanted like running ones.
-            let waits_for_gil = st.gil_requested && !st.holds_gil;
-            let sleeping = sched != SchedState::Running && !waits_for_gil;
-            let parked_here = sleeping
-                && parked
-                    .get(&st.tstate)
-                    .is_some_and(|p| p.top_frame == st.top_frame && st.top_frame != 0);
-            reuse.push(parked_here);
-            // A sleeping thread that was serving a request is still read, to
-            // see when the request ends (a parked stack is reused cheaply).
-            let wanted = want_idle || serving.contains(&st.tstate);
-            !(sleeping && (!wanted || parked_here))
-        });
-        let mut stacks = match result {
-            Ok(s) => s,
-            Err(e) => {
-                let err = SampleError::from(e);
-                let gone = !self.is_alive();
-                return match err {
-                    _ if gone => Err(SampleError::ProcessGone),
-                    SampleError::Torn(_) => {
-                        self.stats.torn += 1;
-                        Err(err)
-                    }
-                    _ => Err(err),
+        // The walk reads from a snapshot of the pages the last walk used. A
+        // stack that needed pages beyond it, and moved while they were
+        // fetched, is read again from a snapshot that now includes them.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.reader.memory().clear();
+            let fetches_at_start = self.reader.memory().stats().page_fetches;
+            let pid = self.pid();
+            let in_ns = self.in_pid_namespace;
+            let want_idle = self.idle_stacks;
+            let (stat, tid_map) = (&mut self.stat, &self.tid_map);
+            let mut scheds: Vec<SchedState> = Vec::new();
+            let parked = &self.parked;
+            let serving = &self.serving;
+            let mut reuse: Vec<bool> = Vec::new();
+            let result = self.reader.read_all_filtered(|st| {
+                let host =
+                    st.native_id
+                        .and_then(|ns| if in_ns { tid_map.to_host(ns) } else { Some(ns) });
+                let sched = match host {
+                    Some(tid) => stat.state(pid, tid),
+                    None => SchedState::Running,
                 };
-            }
-        };
-        // A parked thread's stack is reused only if it is still at the same
-        // instruction of the same frame.
-        for (st, reused) in stacks.iter_mut().zip(&reuse) {
-            if !*reused {
-                continue;
-            }
-            let position = self.reader.frame_position(st.top_frame).unwrap_or(u64::MAX);
-            match self.parked.get(&st.tstate) {
-                Some(p) if p.position == position => {
-                    st.frames = p.frames.clone();
-                    st.truncated = p.truncated;
-                    st.walked = true;
+                scheds.push(sched);
+                // Threads waiting for the GIL are wanted like running ones.
+                let waits_for_gil = st.gil_requested && !st.holds_gil;
+                let sleeping = sched != SchedState::Running && !waits_for_gil;
+                let parked_here = sleeping
+                    && parked
+                        .get(&st.tstate)
+                        .is_some_and(|p| p.top_frame == st.top_frame && st.top_frame != 0);
+                reuse.push(parked_here);
+                // A sleeping thread that was serving a request is still read, to
+                // see when the request ends (a parked stack is reused cheaply).
+                let wanted = want_idle || serving.contains(&st.tstate);
+                !(sleeping && (!wanted || parked_here))
+            });
+            let mut stacks = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    let err = SampleError::from(e);
+                    let gone = !self.is_alive();
+                    return match err {
+                        _ if gone => Err(SampleError::ProcessGone),
+                        SampleError::Torn(_) => {
+                            self.stats.torn += 1;
+                            Err(err)
+                        }
+                        _ => Err(err),
+                    };
                 }
-                _ => {
-                    if let Ok(full) = self.reader.read_thread(st.tstate, st.holds_gil) {
-                        *st = full;
+            };
+            // A parked thread's stack is reused only if it is still at the same
+            // instruction of the same frame.
+            for (st, reused) in stacks.iter_mut().zip(&reuse) {
+                if !*reused {
+                    continue;
+                }
+                let position = self.reader.frame_position(st.top_frame).unwrap_or(u64::MAX);
+                match self.parked.get(&st.tstate) {
+                    Some(p) if p.position == position => {
+                        st.frames = p.frames.clone();
+                        st.truncated = p.truncated;
+                        st.walked = true;
+                    }
+                    _ => {
+                        if let Ok(full) = self.reader.read_thread(st.tstate, st.holds_gil) {
+                            *st = full;
+                        }
                     }
                 }
             }
-        }
-        // A stack read entirely from the snapshot taken at the start of the
-        // tick (one vectored read) is consistent. If the walk had to fetch
-        // more pages while the target ran, a running thread whose innermost
-        // frame moved meanwhile may be torn: drop it, count it.
-        let snapshot_only = self.reader.memory().stats().page_fetches == fetches_at_start;
-        let layout = self.reader.layout();
-        let live = self.reader.memory().inner();
-        let mut out = Vec::with_capacity(stacks.len());
-        for (st, sched) in stacks.into_iter().zip(scheds) {
-            let moved =
-                || !top_frame_of(live, layout, st.tstate).is_ok_and(|top| top == st.top_frame);
-            if st.torn || (st.walked && !snapshot_only && sched == SchedState::Running && moved()) {
-                self.stats.torn_threads += 1;
+            // A stack read entirely from the snapshot taken at the start of the
+            // tick (one vectored read) is consistent. If the walk had to fetch
+            // more pages while the target ran, a running thread whose innermost
+            // frame moved meanwhile may be torn: drop it, count it.
+            let snapshot_only = self.reader.memory().stats().page_fetches == fetches_at_start;
+            let layout = self.reader.layout();
+            let live = self.reader.memory().inner();
+            let mut out = Vec::with_capacity(stacks.len());
+            let mut dropped = 0;
+            for (st, sched) in stacks.into_iter().zip(scheds) {
+                let moved =
+                    || !top_frame_of(live, layout, st.tstate).is_ok_and(|top| top == st.top_frame);
+                if st.torn
+                    || (st.walked && !snapshot_only && sched == SchedState::Running && moved())
+                {
+                    dropped += 1;
+                    continue;
+                }
+                out.push((st, sched));
+            }
+            if dropped > 0 && attempt < 3 {
                 continue;
             }
-            out.push((st, sched));
-        }
-        // Remember where sleeping threads are parked.
-        {
-            let mut parked = FxHashMap::default();
-            for (st, sched) in &out {
-                if *sched != SchedState::Running && st.walked {
-                    let position = self.reader.frame_position(st.top_frame).unwrap_or(u64::MAX);
-                    parked.insert(
-                        st.tstate,
-                        Parked {
-                            top_frame: st.top_frame,
-                            position,
-                            frames: st.frames.clone(),
-                            truncated: st.truncated,
-                        },
-                    );
+            self.stats.torn_threads += dropped;
+            // Remember where sleeping threads are parked.
+            {
+                let mut parked = FxHashMap::default();
+                for (st, sched) in &out {
+                    if *sched != SchedState::Running && st.walked {
+                        let position = self.reader.frame_position(st.top_frame).unwrap_or(u64::MAX);
+                        parked.insert(
+                            st.tstate,
+                            Parked {
+                                top_frame: st.top_frame,
+                                position,
+                                frames: st.frames.clone(),
+                                truncated: st.truncated,
+                            },
+                        );
+                    }
                 }
+                self.parked = parked;
             }
-            self.parked = parked;
+            return Ok(out);
         }
-        Ok(out)
     }
 
     fn make_samples(
