@@ -346,7 +346,7 @@
     ], rows, 3, -1));
   }
 
-  // Reserved: the profile model has no endpoints yet.
+  // Web endpoints with their request statistics (absent when none).
   function renderEndpoints() {
     var rows = data.endpoints || [];
     if (!rows.length) return;

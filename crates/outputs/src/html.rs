@@ -333,9 +333,45 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
         "threads": threads,
         "processes": processes,
         "flame": flame,
-        "endpoints": [],
+        "endpoints": endpoint_rows(profile),
         "timeline": [],
     })
+}
+
+/// One row per web endpoint: samples by thread state, and the request
+/// statistics the profile's request tracker kept (counts, estimated
+/// latency percentiles).
+fn endpoint_rows(profile: &Profile) -> Value {
+    let mut by: std::collections::BTreeMap<String, Split> = std::collections::BTreeMap::new();
+    for (key, count) in profile.counts() {
+        if let Some(e) = key.endpoint {
+            by.entry(profile.str(e).to_string()).or_insert([0; 4])[state_index(key.state)] += count;
+        }
+    }
+    let requests: std::collections::HashMap<String, &pyrometer_profile::EndpointRequests> = profile
+        .requests()
+        .endpoints()
+        .map(|(e, r)| (profile.str(e).to_string(), r))
+        .collect();
+    let ms = |d: Option<std::time::Duration>| d.map(|d| (d.as_secs_f64() * 1e3).round());
+    let mut rows: Vec<Value> = by
+        .into_iter()
+        .map(|(name, split)| {
+            let r = requests.get(&name);
+            json!({
+                "name": name,
+                "samples": split.iter().sum::<u64>(),
+                "split": split,
+                "requests": r.map(|r| r.count),
+                "p50_ms": ms(r.and_then(|r| r.quantile(0.5))),
+                "p95_ms": ms(r.and_then(|r| r.quantile(0.95))),
+                "p99_ms": ms(r.and_then(|r| r.quantile(0.99))),
+            })
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r["samples"].as_u64().unwrap_or(0)));
+    rows.truncate(300);
+    Value::Array(rows)
 }
 
 /// The rows to show: the `n * 3 / 5` with the most own samples, then the
@@ -1112,7 +1148,11 @@ mod tests {
         add(&mut p, t, &[], ThreadState::Native, 1);
         let d = data_of(&html_of(&p, &StackOptions::new()));
         assert_eq!(d["version"], 1);
-        assert_eq!(d["endpoints"], json!([]));
+        assert_eq!(
+            d["endpoints"],
+            json!([]),
+            "no endpoints without web requests"
+        );
         assert_eq!(d["timeline"], json!([]));
         assert_eq!(d["states"], json!(["python", "native", "gil-wait", "idle"]));
         assert_eq!(d["state_totals"], json!([6, 1, 3, 4]));
