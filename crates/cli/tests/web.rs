@@ -345,6 +345,16 @@ struct Recording {
 }
 
 fn start_record(scratch: &Scratch, master: i32, seconds: f64, extra: &[&str]) -> Recording {
+    start_record_at(scratch, master, seconds, RATE, extra)
+}
+
+fn start_record_at(
+    scratch: &Scratch,
+    master: i32,
+    seconds: f64,
+    rate: &str,
+    extra: &[&str],
+) -> Recording {
     let out = scratch.file("profile.txt");
     let stderr = scratch.file("pyrometer.err");
     let mut args: Vec<String> = [
@@ -355,7 +365,7 @@ fn start_record(scratch: &Scratch, master: i32, seconds: f64, extra: &[&str]) ->
         "-f",
         "raw",
         "-r",
-        RATE,
+        rate,
         "-d",
         &seconds.to_string(),
         "--quiet",
@@ -777,4 +787,77 @@ fn django_under_gunicorn() {
     assert_top_endpoint(&p, "django", "GET app.heavy_view");
     let doc = load.finish();
     assert_eq!(doc["errors"], 0, "failed requests: {doc}");
+}
+
+/// Accuracy against the server's own timing: gunicorn logs each request's
+/// duration (`%(D)s`, µs). With one slow endpoint (noise_reduction, tens of
+/// ms per request) and a cheap one (/health) under load, pyrometer at 1 kHz
+/// must give the slow endpoint the CPU share the access log gives it (within
+/// 5 points) and estimate its median request time within 20 % of the log's.
+#[test]
+fn endpoint_shares_and_latencies_match_the_access_log() {
+    let scratch = Scratch::new("web-accuracy");
+    venv("image-service");
+    let _turn = web_lock();
+    let (server, _workers) = image_service(&scratch, 2, "sync");
+    let load = start_load(
+        &scratch,
+        server.port,
+        8.0,
+        2,
+        "process:noise_reduction=1,health=2",
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let p = start_record_at(&scratch, server.master(), 6.0, "1000", &[]).finish();
+    let doc = load.finish();
+    assert_eq!(doc["errors"], 0, "failed requests: {doc}");
+    drop(server);
+
+    let access = std::fs::read_to_string(scratch.file("access.log")).unwrap_or_default();
+    let mut slow: Vec<f64> = Vec::new();
+    let (mut slow_total, mut all_total) = (0.0, 0.0);
+    for line in access.lines() {
+        let Some(us) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        all_total += us;
+        if line.contains("POST /process") {
+            slow.push(us / 1000.0);
+            slow_total += us;
+        }
+    }
+    assert!(
+        slow.len() >= 20,
+        "too few slow requests logged: {access:.500}"
+    );
+    slow.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let log_p50 = slow[slow.len() / 2];
+    assert!(
+        log_p50 > 20.0,
+        "noise_reduction should take > 20 ms, log p50 {log_p50} ms"
+    );
+    let log_share = 100.0 * slow_total / all_total;
+
+    let row = p
+        .stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("POST app.process"))
+        .unwrap_or_else(|| panic!("no POST app.process row; {}", p.describe()));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    let cpu_share: f64 = cols[2].trim_end_matches('%').parse().expect("CPU %");
+    let p50: f64 = cols[5].parse().expect("p50");
+    println!(
+        "accuracy: access log p50 {log_p50:.1} ms, share {log_share:.1} %; pyrometer p50 {p50:.1} ms, CPU share {cpu_share:.1} %"
+    );
+    assert!(
+        (cpu_share - log_share).abs() <= 5.0,
+        "CPU share {cpu_share:.1} % vs the access log's time share {log_share:.1} %; {}",
+        p.describe()
+    );
+    assert!(
+        (p50 - log_p50).abs() <= 0.2 * log_p50,
+        "estimated p50 {p50:.1} ms vs the access log's {log_p50:.1} ms; {}",
+        p.describe()
+    );
 }
