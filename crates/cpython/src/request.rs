@@ -34,6 +34,20 @@ pub struct RequestInfo {
     pub frame_index: usize,
 }
 
+/// Entries read from a request dict (a WSGI environ has a few dozen).
+const MAX_DICT_ITEMS: usize = 512;
+const KEY_OTHER: u8 = 0;
+
+/// The slot a request-dict key fills: 1 method, 2 path, 3 ASGI type.
+fn key_slot(name: &str) -> u8 {
+    match name {
+        "REQUEST_METHOD" | "method" => 1,
+        "PATH_INFO" | "path" => 2,
+        "type" => 3,
+        _ => KEY_OTHER,
+    }
+}
+
 /// Longest path kept.
 pub const MAX_PATH: usize = 200;
 /// Frames examined per thread, innermost first.
@@ -86,7 +100,37 @@ impl<M: Memory> StackReader<M> {
         if objects::type_name(m, l, dict).ok()? != "dict" {
             return None;
         }
-        let value = |key: &str| objects::dict_get_str(m, l, dict, key).ok().flatten();
+        // Read the dict's entries once (key and value pointers); name each
+        // key through a cache of key-string addresses, so the strings of a
+        // server's constant keys ("REQUEST_METHOD", "path", ...) are read
+        // once per process rather than on every sample.
+        let items = objects::dict_items(m, l, dict, MAX_DICT_ITEMS).ok()?;
+        let mut found: [u64; 4] = [0; 4];
+        {
+            let mut names = self.request_keys.borrow_mut();
+            if names.len() > 65_536 {
+                names.clear();
+            }
+            for (k, v) in items {
+                let slot = match names.get(&k) {
+                    Some(s) => *s,
+                    None => {
+                        let s = objects::read_str_prefix(m, l, k, 20)
+                            .map(|(name, _)| key_slot(&name))
+                            .unwrap_or(KEY_OTHER);
+                        names.insert(k, s);
+                        s
+                    }
+                };
+                if slot != KEY_OTHER {
+                    found[slot as usize] = v;
+                }
+            }
+        }
+        let value = |key: &str| -> Option<u64> {
+            let slot = key_slot(key);
+            Some(found[slot as usize]).filter(|v| *v != 0)
+        };
         let text = |key: &str, max: usize| -> Option<String> {
             objects::read_str_prefix(m, l, value(key)?, max)
                 .ok()

@@ -129,6 +129,8 @@ pub struct StackReader<M: Memory> {
     code_generation: Option<u64>,
     /// ≤3.10: (code object, class) → `Class.method`.
     method_names: FxHashMap<(u64, u64), Arc<str>>,
+    /// Request-dict key strings by address → which field they name.
+    pub(crate) request_keys: std::cell::RefCell<FxHashMap<u64, u8>>,
 }
 
 impl<M: Memory> StackReader<M> {
@@ -144,6 +146,7 @@ impl<M: Memory> StackReader<M> {
             max_depth: DEFAULT_MAX_DEPTH,
             code_generation: None,
             method_names: FxHashMap::default(),
+            request_keys: Default::default(),
         }
     }
 
