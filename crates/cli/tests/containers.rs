@@ -456,7 +456,7 @@ fn pid_namespace_states_case(interp: &Interp, script: &Path) -> String {
     let map = process.ns_tid_map().expect("map");
     // The spinner may be preempted at one instant: a few tries.
     let mut last = Value::Null;
-    for _ in 0..5 {
+    for _ in 0..20 {
         let doc = dump_json(t.host_pid, &what);
         let spin = thread_in(&doc, "spin");
         let nap = thread_in(&doc, "nap");
@@ -474,15 +474,16 @@ fn pid_namespace_states_case(interp: &Interp, script: &Path) -> String {
             spin_ns.and_then(|n| map.to_host(n)),
             "{what}: native_id is the host TID"
         );
-        assert_eq!(nap["active"], false, "{what}: {doc:#}");
-        assert_eq!(main["active"], false, "{what}: {doc:#}");
-        if spin["active"] == true {
+        // The sleeping threads wake briefly now and then (the main thread's
+        // idle loop): a snapshot where one is momentarily on a CPU is
+        // retried, like one where the spinner was preempted.
+        if spin["active"] == true && nap["active"] == false && main["active"] == false {
             return format!("{what}: PID namespace thread states right");
         }
         last = doc;
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what}: the spinning thread was never active: {last:#}");
+    panic!("{what}: never saw the spinner active and the sleepers idle at once: {last:#}");
 }
 
 #[test]
