@@ -159,6 +159,14 @@ fn sample_loop(
     let mut ended_by = "duration";
     for t in session.targets() {
         profile.set_process(t.pid(), t.cmdline());
+        if args.subprocesses {
+            let role = if t.pid() == session.root_pid() {
+                "master"
+            } else {
+                "worker"
+            };
+            profile.set_process_role(t.pid(), role);
+        }
     }
     loop {
         let Some(tick) = clock.wait(deadline, || STOP.load(Ordering::SeqCst)) else {
@@ -172,6 +180,7 @@ fn sample_loop(
         for pid in &events.attached {
             if let Some(t) = session.targets().iter().find(|t| t.pid() == *pid) {
                 profile.set_process(*pid, t.cmdline());
+                profile.set_process_role(*pid, "worker");
             }
         }
         for s in &samples {

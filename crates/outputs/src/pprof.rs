@@ -412,6 +412,10 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         if let Some(cmd) = profile.process_cmdline(thread.pid) {
             label.push(str_label(&mut st, k_process, cmd));
         }
+        if let Some(role) = profile.process_role(thread.pid) {
+            let k = st.get("process_role");
+            label.push(str_label(&mut st, k, role));
+        }
         label.push(str_label(&mut st, k_state, state_label(key.state)));
         if let Some(e) = key.endpoint {
             let k = st.get("endpoint");
@@ -693,6 +697,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         };
         let mut state = ThreadState::Python;
         let mut cmdline = None;
+        let mut role = None;
         let mut endpoint = None;
         let mut category = None;
         for l in &sample.label {
@@ -709,6 +714,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
                 "native_id" => thread.native_id = number.map(|n| n as i32),
                 "pid" => thread.pid = number.unwrap_or(0) as i32,
                 "process" => cmdline = Some(text),
+                "process_role" if !text.is_empty() => role = Some(text),
                 "state" => state = parse_state(text).unwrap_or(ThreadState::Python),
                 "endpoint" if !text.is_empty() => endpoint = Some(text.to_string()),
                 "category" if !text.is_empty() => category = Some(text.to_string()),
@@ -719,6 +725,9 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             if profile.process_cmdline(thread.pid).is_none() {
                 profile.set_process(thread.pid, cmd);
             }
+        }
+        if let Some(r) = role {
+            profile.set_process_role(thread.pid, r);
         }
         let mut frames = Vec::new();
         for id in sample.location_id.iter().rev() {

@@ -58,6 +58,8 @@ fn sample_profile(seed: u64) -> Profile {
     let mut p = Profile::new();
     p.set_process(100, "python3 app.py --workers 2");
     p.set_process(101, "python3 worker.py");
+    p.set_process_role(100, "master");
+    p.set_process_role(101, "worker");
     p.set_process(102, "never sampled");
     let threads: [(i32, u64, Option<i32>, Option<&str>); 4] = [
         (100, 0x7f00_0000_1000, Some(100), Some("MainThread")),
@@ -214,6 +216,59 @@ fn meta_round_trips() {
         v
     };
     assert_eq!(thread_labels(&q), thread_labels(&p));
+    for pid in [100, 101] {
+        if p.counts()
+            .iter()
+            .any(|(k, _)| p.thread(k.thread).pid == pid)
+        {
+            assert_eq!(q.process_role(pid), p.process_role(pid), "role of {pid}");
+        }
+    }
+}
+
+#[test]
+fn endpoint_and_category_labels_round_trip() {
+    use pyrometer_profile::FrameInfo;
+    let mut p = Profile::new();
+    p.meta.rate = 100.0;
+    let thread = p.thread_key(pyrometer_profile::ThreadInfo {
+        pid: 1,
+        thread_id: 7,
+        native_id: Some(7),
+        name: None,
+    });
+    let name = p.intern("view");
+    let file = p.intern("/srv/app.py");
+    let frame = FrameInfo {
+        name,
+        filename: file,
+        line: 3,
+        first_line: 1,
+    };
+    p.add_stack_labelled(
+        &[frame],
+        thread,
+        ThreadState::Python,
+        Some("GET app.view"),
+        Some("app"),
+        5,
+    );
+    let q = read_pprof(&pprof_bytes(&p)).unwrap();
+    let labels: Vec<_> = q
+        .counts()
+        .iter()
+        .map(|(k, c)| {
+            (
+                k.endpoint.map(|e| q.str(e).to_string()),
+                k.category.map(|c| q.str(c).to_string()),
+                *c,
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        vec![(Some("GET app.view".to_string()), Some("app".to_string()), 5)]
+    );
 }
 
 #[test]

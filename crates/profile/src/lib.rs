@@ -134,6 +134,7 @@ pub struct Profile {
     requests: RequestTracker,
     /// Command line of each sampled process.
     processes: std::collections::BTreeMap<i32, String>,
+    process_roles: std::collections::BTreeMap<i32, String>,
     /// Samples whose stack was cut at the depth cap.
     pub truncated_samples: u64,
     /// Facts about the recording.
@@ -149,6 +150,17 @@ impl Profile {
     /// Record the command line of a sampled process.
     pub fn set_process(&mut self, pid: i32, cmdline: &str) {
         self.processes.insert(pid, cmdline.to_string());
+    }
+
+    /// Record the role of a sampled process in its service: `master` (the
+    /// process pyrometer attached to, whose workers it follows) or `worker`.
+    pub fn set_process_role(&mut self, pid: i32, role: &str) {
+        self.process_roles.insert(pid, role.to_string());
+    }
+
+    /// The role of a process, if known.
+    pub fn process_role(&self, pid: i32) -> Option<&str> {
+        self.process_roles.get(&pid).map(String::as_str)
     }
 
     /// The command line of a process, if known.
