@@ -12,7 +12,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 # Integration suites print the interpreter matrix they ran (--nocapture).
-cargo test --workspace -- --nocapture 2>&1 | tee target/test-output.txt
+status=0
+cargo test --workspace --no-fail-fast -- --nocapture 2>&1 | tee target/test-output.txt || status=$?
 grep -E "^test result:" target/test-output.txt | awk '
     { passed += $4; failed += $6 }
     END { printf "\ntotal: %d passed, %d failed\n", passed, failed; exit failed > 0 }'
+exit "$status"

@@ -648,6 +648,10 @@ impl<M: Memory> StackReader<M> {
         } else {
             value
         };
+        // A torn read can leave anything in `ob_type`.
+        if ty == 0 || ty > MAX_USER_ADDRESS {
+            return code.name.clone();
+        }
         if let Some(n) = self.method_names.get(&(code.addr, ty)) {
             return n.clone();
         }

@@ -237,3 +237,27 @@ pub fn parse_folded(text: &str) -> Result<Vec<(Vec<String>, u64)>, String> {
 pub fn folded_name(frame: &str) -> &str {
     frame.rsplit_once(" (").map(|(n, _)| n).unwrap_or(frame)
 }
+
+/// Wait until thread `tid` of `pid` has been asleep (`S` in its `stat`) at
+/// three polls in a row: a target prints its ready line just before it
+/// parks, so a recording started at once can still catch it printing.
+pub fn wait_asleep(pid: i32, tid: i64) -> Result<(), String> {
+    let path = format!("/proc/{pid}/task/{tid}/stat");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut asleep = 0;
+    while asleep < 3 {
+        let stat = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        // The state follows the command name's closing parenthesis.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        asleep = if state == Some('S') { asleep + 1 } else { 0 };
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "thread {tid} of {pid} did not fall asleep (state {state:?})"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
