@@ -206,6 +206,8 @@ def worker(idx, args, target, mix, images, stats, stop, deadline):
             break
         ep = rng.choices(endpoints, weights)[0]
         headers = {"User-Agent": "pyrometer-loadgen"}
+        if args.close:
+            headers["Connection"] = "close"
         body = None
         if ep.op is not None:
             body, ctype = multipart(
@@ -336,6 +338,11 @@ def main(argv=None):
     p.add_argument("--body", default="{}", help="JSON body of post:/PATH requests")
     p.add_argument("--image-size", type=int, default=96, help="width and height of the images")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--close",
+        action="store_true",
+        help="a new connection per request (keep-alive connections stick to one worker)",
+    )
     p.add_argument("--wait", type=float, default=0.0, help="first wait this long for /health")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.add_argument("--save-image", metavar="FILE", help="write a generated PNG and exit")

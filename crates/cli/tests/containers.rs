@@ -129,15 +129,29 @@ fn pyrometer(args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `dump --json` of the target once its main thread has reached
+/// `idle_loop`: the ready line is printed just before, so a dump taken at
+/// once can still find the main thread printing it.
 fn dump_json(pid: i32, what: &str) -> Value {
     let pid_s = pid.to_string();
-    let out = pyrometer(&["dump", "--pid", &pid_s, "--json"]);
-    assert!(
-        out.status.success(),
-        "{what}: dump --pid {pid} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}"))
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = pyrometer(&["dump", "--pid", &pid_s, "--json"]);
+        assert!(
+            out.status.success(),
+            "{what}: dump --pid {pid} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let main_parked = doc["threads"]
+            .as_array()
+            .is_some_and(|ts| ts.iter().any(|t| t["frames"][0]["name"] == "idle_loop"));
+        if main_parked || Instant::now() > deadline {
+            return doc;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The thread of `doc` whose innermost frame is `leaf`.

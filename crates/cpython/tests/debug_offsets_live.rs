@@ -55,16 +55,26 @@ fn idle_line() -> i32 {
 }
 
 /// The innermost frame of the thread sitting in `idle_loop`, as
-/// `(name, file, line)`, read with `interp`.
+/// `(name, file, line)`, read with `interp`. The target prints its ready
+/// line just before it calls `idle_loop`, so the first reads may still
+/// find it at module level.
 fn idle_frame(process: &Process, interp: Interpreter) -> (String, String, Option<i32>) {
     let mut reader = StackReader::new(process, interp);
-    let threads = reader.read_all().expect("read the stacks");
-    let f = threads
-        .iter()
-        .filter_map(|t| t.frames.first())
-        .find(|f| f.name.as_ref() == "idle_loop")
-        .unwrap_or_else(|| panic!("no thread in idle_loop: {threads:?}"));
-    (f.name.to_string(), f.code.filename.to_string(), f.line)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let threads = reader.read_all().expect("read the stacks");
+        let found = threads
+            .iter()
+            .filter_map(|t| t.frames.first())
+            .find(|f| f.name.as_ref() == "idle_loop");
+        if let Some(f) = found {
+            return (f.name.to_string(), f.code.filename.to_string(), f.line);
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("no thread in idle_loop: {threads:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn version_of(i: &Interp) -> Version {
