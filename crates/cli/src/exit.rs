@@ -57,7 +57,9 @@ fn kind(err: &anyhow::Error) -> Kind {
 
 fn process_kind(e: &ProcessError) -> Kind {
     match e {
-        ProcessError::NoSuchProcess(_) | ProcessError::InvalidPid(_) => Kind::NoProcess,
+        ProcessError::NoSuchProcess(_) | ProcessError::InvalidPid(_) | ProcessError::Exited(_) => {
+            Kind::NoProcess
+        }
         ProcessError::PermissionDenied { .. } => Kind::Permission,
         ProcessError::NotProfileable { .. } => Kind::NotPython,
         ProcessError::Memory(m) => memory_kind(m),

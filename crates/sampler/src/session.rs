@@ -26,6 +26,8 @@ pub struct SessionEvents {
     pub attached: Vec<i32>,
     /// PIDs that exited (or became unreadable) and were dropped.
     pub exited: Vec<i32>,
+    /// PIDs that exec'd another program and were dropped (also in `exited`).
+    pub replaced: Vec<i32>,
 }
 
 /// Counters over the whole session.
@@ -156,6 +158,11 @@ impl Session {
                 }
                 Err(SampleError::ProcessGone) => {
                     events.exited.push(target.pid());
+                    self.targets.swap_remove(i);
+                }
+                Err(SampleError::Replaced) => {
+                    events.exited.push(target.pid());
+                    events.replaced.push(target.pid());
                     self.targets.swap_remove(i);
                 }
                 Err(_) => {
