@@ -100,7 +100,7 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
         Kind::Permission => {
             let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
                 .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into());
+                .unwrap_or_else(|_| "not set here (no Yama)".into());
             Some(format!(
                 "hint: reading another process's memory needs the same rights as a debugger.\n\
                  \x20     Run pyrometer as root (sudo pyrometer ...), or give it the capability:\n\
