@@ -5,7 +5,7 @@
 //! | 0 | success |
 //! | 1 | failure while running or writing output |
 //! | 2 | bad command line (from clap) |
-//! | 3 | no such process, or it exited before it could be read |
+//! | 3 | no such process, or it exited (or is a zombie) before it could be read |
 //! | 4 | permission denied |
 //! | 5 | not a Python process, or an unsupported Python |
 

@@ -235,6 +235,46 @@ fn stopped_target_does_not_hang_pyrometer_and_stays_stopped() {
     target
         .next_line(Duration::from_secs(10))
         .expect("progress after SIGCONT");
+
+    // Stopped in the middle of a recording: it keeps sampling (idle) and
+    // ends on time, and the target stays stopped after it.
+    let out = scratch.file("stopped-mid.txt");
+    let t0 = Instant::now();
+    let rec = Background::start(&[
+        "record",
+        "--pid",
+        &pid_s,
+        "-d",
+        "3",
+        "--idle",
+        "-f",
+        "raw",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_millis(1000));
+    // SAFETY: kill(2) of the target this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let f = rec
+        .wait(Duration::from_secs(3) + SLACK)
+        .unwrap_or_else(|e| panic!("target stopped mid-recording: {e}"));
+    println!(
+        "target stopped mid-recording: {:.2} s, {}: {}",
+        t0.elapsed().as_secs_f64(),
+        f.status,
+        f.stderr.trim()
+    );
+    assert_clean("target stopped mid-recording", &f, 0);
+    assert!(f.stderr.contains("stopped: duration"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("python ") && f.stderr.contains("idle "),
+        "running then stopped: both python and idle samples expected: {}",
+        f.stderr
+    );
+    check_folded("target stopped mid-recording", &out, "spin_here");
+    assert_eq!(proc_state(pid), Some('T'), "the target was resumed");
+    // SAFETY: kill(2) of the target this test started.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
 }
 
 #[test]
