@@ -133,6 +133,7 @@ struct Outcome {
     late_ticks: u64,
     errors: u64,
     torn_threads: u64,
+    last_error: Option<String>,
     ended_by: &'static str,
     cpu: Duration,
 }
@@ -231,6 +232,7 @@ fn sample_loop(
         late_ticks: clock.late_ticks,
         errors,
         torn_threads: session.stats.torn_threads,
+        last_error: session.last_error.clone(),
         ended_by,
         cpu: own_cpu_time().saturating_sub(cpu_start),
     }
@@ -300,6 +302,9 @@ fn print_summary(
         "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks had a failed read), {} thread samples dropped as torn",
         o.errors, o.torn_threads
     );
+    if let (true, Some(e)) = (o.errors > 0, &o.last_error) {
+        eprintln!("  last failed read: {}", crate::output::terminal_safe(e));
+    }
     if total > 0 {
         let split: Vec<String> = profile
             .by_state()

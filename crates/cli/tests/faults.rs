@@ -602,3 +602,86 @@ fn closed_stdout_pipe() {
         "/dev/stdout is no longer a symlink"
     );
 }
+
+#[test]
+fn blocking_when_another_debugger_is_attached() {
+    let interp = one_interp();
+    let scratch = Scratch::new("faults-traced");
+    let _cpu = cpu_lock();
+    let target = start(&interp, &["spin"]);
+    let pid = target.pid();
+    let pid_s = pid.to_string();
+    let tracer = ChildGuard::new(
+        Command::new("strace")
+            .args(["-qq", "-o", "/dev/null", "-p", &pid_s])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("strace (scripts/setup.sh installs it)"),
+    );
+    let tracer_pid = |p: i32| -> Option<i32> {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let t0 = Instant::now();
+    while tracer_pid(pid) != Some(tracer.pid()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "strace did not attach to the target"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let f = Background::start(&["dump", "--pid", &pid_s, "--blocking"])
+        .wait(SLACK)
+        .unwrap_or_else(|e| panic!("dump --blocking of a traced target: {e}"));
+    println!(
+        "dump --blocking of a traced target: {}: {}",
+        f.status,
+        f.stderr.trim()
+    );
+    assert_clean("dump --blocking of a traced target", &f, EXIT_FAILURE);
+    let named = format!("already traced by PID {}", tracer.pid());
+    assert!(
+        f.stderr.contains(&named) && f.stderr.contains("run without --blocking"),
+        "the error should name the tracer and the way out: {}",
+        f.stderr
+    );
+    // Without --blocking it reads as usual.
+    let f = Background::start(&["dump", "--pid", &pid_s])
+        .wait(SLACK)
+        .unwrap_or_else(|e| panic!("dump of a traced target: {e}"));
+    assert_clean("dump of a traced target", &f, 0);
+    assert!(f.stdout.contains("spin_here"), "{}", f.stdout);
+    // record --blocking keeps going, and its summary says why reads failed.
+    let out = scratch.file("traced.txt");
+    let f = Background::start(&[
+        "record",
+        "--pid",
+        &pid_s,
+        "--blocking",
+        "-d",
+        "1",
+        "-f",
+        "raw",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .wait(Duration::from_secs(1) + SLACK)
+    .unwrap_or_else(|e| panic!("record --blocking of a traced target: {e}"));
+    println!(
+        "record --blocking of a traced target: {}: {}",
+        f.status,
+        f.stderr.trim()
+    );
+    assert_clean("record --blocking of a traced target", &f, 0);
+    assert!(
+        f.stderr.contains("last failed read:") && f.stderr.contains(&named),
+        "the summary should say why the reads failed: {}",
+        f.stderr
+    );
+    drop(tracer);
+}

@@ -56,6 +56,8 @@ pub struct Session {
     idle_stacks: bool,
     /// Counters.
     pub stats: SessionStats,
+    /// Why the last failed read failed, for the summary.
+    pub last_error: Option<String>,
 }
 
 impl Session {
@@ -72,6 +74,7 @@ impl Session {
             blocking: false,
             idle_stacks: true,
             stats: SessionStats::default(),
+            last_error: None,
         }
     }
 
@@ -89,6 +92,7 @@ impl Session {
             blocking: false,
             idle_stacks: true,
             stats: SessionStats::default(),
+            last_error: None,
         }
     }
 
@@ -165,9 +169,10 @@ impl Session {
                     events.replaced.push(target.pid());
                     self.targets.swap_remove(i);
                 }
-                Err(_) => {
+                Err(e) => {
                     failed = true;
                     self.stats.errors += 1;
+                    self.last_error = Some(format!("process {}: {e}", target.pid()));
                     i += 1;
                 }
             }

@@ -125,6 +125,9 @@ pub enum SampleError {
     /// interpreter that was read is gone.
     #[error("the target process replaced itself with another program (exec)")]
     Replaced,
+    /// `--blocking` could not stop the target's threads (ptrace refused).
+    #[error("cannot stop the target's threads for --blocking: {0}; run without --blocking")]
+    CannotStop(String),
     /// The kernel refused access.
     #[error("permission denied")]
     PermissionDenied,
@@ -293,7 +296,7 @@ impl Target {
                 .inner()
                 .threads()
                 .map_err(|_| SampleError::ProcessGone)?;
-            Some(StoppedThreads::stop(&tids).map_err(|e| SampleError::Torn(e.to_string()))?)
+            Some(StoppedThreads::stop(&tids).map_err(|e| SampleError::CannotStop(e.to_string()))?)
         } else {
             None
         };
