@@ -327,3 +327,122 @@ fn check_speedscope(c: &mut Checks, path: &std::path::Path, names: &[String], fi
         || format!("{file_name:?} not among the files {files:?}"),
     );
 }
+
+#[test]
+fn names_longer_than_kept_are_cut_not_dropped() {
+    let interps = require_all();
+    let scratch = Scratch::new("output-long");
+    let _cpu = cpu_lock();
+    let rows = par_map(&interps, 2, |interp| {
+        let mut c = Checks::new(interp);
+        long_one(interp, &scratch, &mut c);
+        c
+    });
+    common::finish("long names", &["dump", "record"], &rows);
+}
+
+fn long_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
+    let (target, _) = match start_target(interp, "long_names.py", &[]) {
+        Ok(t) => t,
+        Err(e) => return c.fail("dump", e),
+    };
+    let pid = target.pid().to_string();
+    let is_cut =
+        |s: &str, ch: char| s.ends_with('…') && s.trim_end_matches('…').chars().all(|x| x == ch);
+    // Wait for the main thread to be in the long-named function.
+    let t0 = Instant::now();
+    let doc = loop {
+        let out = pyrometer(&["dump", "--pid", &pid, "--json"]);
+        let doc: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+        let found = doc.as_ref().and_then(|d| {
+            d["threads"].as_array()?.iter().find_map(|t| {
+                let name = t["frames"][0]["name"].as_str()?;
+                is_cut(name, 'n').then(|| d.clone())
+            })
+        });
+        if let Some(d) = found {
+            break d;
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            return c.fail(
+                "dump",
+                format!(
+                    "no thread shows the long name, cut: {}; {}",
+                    stdout_of(&out).chars().take(2000).collect::<String>(),
+                    stderr_of(&out)
+                ),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let threads = doc["threads"].as_array().cloned().unwrap_or_default();
+    let main = threads.iter().find(|t| {
+        t["frames"][0]["name"]
+            .as_str()
+            .is_some_and(|n| is_cut(n, 'n'))
+    });
+    let (name, file) = main
+        .map(|t| {
+            (
+                t["frames"][0]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                t["frames"][0]["filename"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .unwrap_or_default();
+    c.check("dump", name.chars().count() < 5000, || {
+        format!("the name was kept at {} characters", name.chars().count())
+    });
+    c.check("dump", is_cut(&file, 'f'), || {
+        format!(
+            "the file name is not cut: {}...",
+            file.chars().take(80).collect::<String>()
+        )
+    });
+    let thread_names: Vec<&str> = threads.iter().filter_map(|t| t["name"].as_str()).collect();
+    c.check("dump", thread_names.iter().any(|n| is_cut(n, 't')), || {
+        format!(
+            "no cut thread name among {:?}",
+            thread_names
+                .iter()
+                .map(|n| n.chars().take(20).collect::<String>())
+                .collect::<Vec<_>>()
+        )
+    });
+    // Recorded: the spinning thread is sampled, not dropped as torn.
+    let out_file = scratch.file(&format!("{}.txt", interp.label.replace('.', "_")));
+    let out = pyrometer(&[
+        "record",
+        "--pid",
+        &pid,
+        "-d",
+        "1",
+        "-f",
+        "raw",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    let err = stderr_of(&out);
+    c.check("record", out.status.success(), || {
+        format!("{}: {err}", out.status)
+    });
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let spun: u64 = parse_folded(&text)
+        .unwrap_or_default()
+        .iter()
+        .filter(|(frames, _)| frames.last().is_some_and(|f| f.starts_with("nnnn")))
+        .map(|(_, n)| n)
+        .sum();
+    c.check("record", spun > 0, || {
+        format!("no sample of the long-named function; summary: {err}")
+    });
+    let torn = summary_counts(&err).map(|(_, _, torn)| torn);
+    c.check("record", torn.is_some_and(|t| t < spun), || {
+        format!("{torn:?} thread samples torn for {spun} kept: {err}")
+    });
+}
