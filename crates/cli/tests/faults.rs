@@ -147,6 +147,51 @@ fn launched_command_that_exits_or_is_killed() {
     assert_clean("launched target exits", &f, 0);
     assert!(f.stderr.contains("stopped: target exited"), "{}", f.stderr);
     check_folded("launched target exits", &out, "spin_here");
+
+    // Ctrl-C (SIGINT to pyrometer alone): the output is written and the
+    // command pyrometer started is terminated, as documented.
+    let marker = scratch.file("pid");
+    let code = format!(
+        "import os\nopen({:?}, 'w').write(str(os.getpid()))\nwhile True: pass",
+        marker.display().to_string()
+    );
+    let rec = Background::start(&[
+        "record",
+        "-f",
+        "raw",
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        interp.path.to_str().unwrap(),
+        "-c",
+        &code,
+    ]);
+    let t0 = Instant::now();
+    let child = loop {
+        if let Some(pid) = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(t0.elapsed() < SLACK, "the launched command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    rec.signal(libc::SIGINT);
+    let f = rec
+        .wait(SLACK)
+        .unwrap_or_else(|e| panic!("launched, Ctrl-C: {e}"));
+    println!("launched, Ctrl-C: {}: {}", f.status, f.stderr.trim());
+    assert_clean("launched, Ctrl-C", &f, 0);
+    assert!(f.stderr.contains("stopped: interrupted"), "{}", f.stderr);
+    let text = std::fs::read_to_string(&out).expect("output after Ctrl-C");
+    let folded = parse_folded(&text).unwrap_or_else(|e| panic!("launched, Ctrl-C: {e}"));
+    assert!(!folded.is_empty(), "launched, Ctrl-C: empty profile");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{child}")).exists(),
+        "the launched command {child} still runs after pyrometer ended"
+    );
 }
 
 #[test]
