@@ -8,6 +8,7 @@
 //! | 3 | no such process, or it exited (or is a zombie) before it could be read |
 //! | 4 | permission denied |
 //! | 5 | not a Python process, or an unsupported Python |
+//! | 130 | interrupted twice (Ctrl-C / SIGTERM again while writing): nothing written |
 
 use pyrometer_cpython::CpythonError;
 use pyrometer_process::{MemoryError, ProcessError};
@@ -17,6 +18,7 @@ pub const FAILURE: i32 = 1;
 pub const NO_PROCESS: i32 = 3;
 pub const PERMISSION: i32 = 4;
 pub const NOT_PYTHON: i32 = 5;
+pub const INTERRUPTED: i32 = 130;
 
 /// A classification of the root error, if it is one of ours.
 enum Kind {

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -16,6 +16,23 @@ use crate::output::{check_writable, describe, write_atomic, write_new};
 
 /// Set by Ctrl-C / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The command launched by `record -- CMD`, once started (0: none).
+static LAUNCHED_PID: AtomicI32 = AtomicI32::new(0);
+
+/// The first Ctrl-C / SIGTERM ends sampling and writes the output; a second
+/// one exits at once, should that writing hang (a FIFO nobody reads).
+fn on_interrupt() {
+    if !STOP.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let child = LAUNCHED_PID.load(Ordering::SeqCst);
+    if child > 0 {
+        // SAFETY: signalling the command this process launched.
+        unsafe { libc::kill(child, libc::SIGTERM) };
+    }
+    eprintln!("pyrometer: interrupted again; exiting without writing the output");
+    std::process::exit(crate::exit::INTERRUPTED);
+}
 
 pub fn run(args: RecordArgs) -> Result<()> {
     // --rate, --duration and the --pid/command choice are checked by clap
@@ -27,13 +44,13 @@ pub fn run(args: RecordArgs) -> Result<()> {
         check_writable(&PathBuf::from("pyrometer-probe"))
             .context("the current directory is not writable; pass -o PATH")?;
     }
-    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
-        .context("cannot install the Ctrl-C handler")?;
+    ctrlc::set_handler(on_interrupt).context("cannot install the Ctrl-C handler")?;
 
     let (mut session, mut launched) = match args.pid {
         Some(pid) => (Session::new(attach_pid(pid)?, args.subprocesses), None),
         None => {
             let (root, l) = launch(&args.command, args.subprocesses)?;
+            LAUNCHED_PID.store(l.child.id() as i32, Ordering::SeqCst);
             let session = match root {
                 Some(t) => Session::new(t, args.subprocesses),
                 None => Session::children_of(l.child.id() as i32),

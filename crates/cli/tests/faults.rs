@@ -730,3 +730,41 @@ fn blocking_when_another_debugger_is_attached() {
     );
     drop(tracer);
 }
+
+#[test]
+fn second_interrupt_exits_when_the_output_blocks() {
+    let interp = one_interp();
+    let scratch = Scratch::new("faults-fifo");
+    let _cpu = cpu_lock();
+    let target = start(&interp, &["spin"]);
+    let pid = target.pid().to_string();
+    // A FIFO nobody reads: writing the output blocks for ever.
+    let fifo = scratch.file("fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo failed");
+    let rec = Background::start(&[
+        "record",
+        "--pid",
+        &pid,
+        "-d",
+        "1",
+        "-f",
+        "raw",
+        "-o",
+        fifo.to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_millis(2000));
+    rec.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    rec.signal(libc::SIGINT);
+    let f = rec
+        .wait(SLACK)
+        .unwrap_or_else(|e| panic!("a second Ctrl-C did not end pyrometer: {e}"));
+    println!(
+        "blocked output, two Ctrl-C: {}: {}",
+        f.status,
+        f.stderr.trim()
+    );
+    assert_clean("blocked output, two Ctrl-C", &f, 130);
+    assert!(f.stderr.contains("interrupted again"), "{}", f.stderr);
+}
