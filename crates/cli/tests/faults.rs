@@ -59,11 +59,11 @@ fn target_exits_is_killed_or_execs_mid_recording() {
     let _cpu = cpu_lock();
     // (mode args, what the summary must say, leaf function seen)
     let cases: [(&str, &[&str], &str); 3] = [
-        ("exits", &["exit", "1.5"], "stopped: target exited"),
+        ("exits", &["exit", "3"], "stopped: target exited"),
         ("SIGKILLed", &["spin"], "stopped: target exited"),
         (
             "execs /bin/sleep",
-            &["exec", "1.5"],
+            &["exec", "3"],
             "stopped: the target replaced itself with another program (exec)",
         ),
     ];
@@ -85,7 +85,7 @@ fn target_exits_is_killed_or_execs_mid_recording() {
         ]);
         if args[0] == "spin" {
             // Let it collect samples, then kill the target under it.
-            std::thread::sleep(Duration::from_millis(1500));
+            wait_sampling(rec.pid()).unwrap_or_else(|e| panic!("{e}"));
             // SAFETY: kill(2) of the target this test started.
             unsafe { libc::kill(target.pid(), libc::SIGKILL) };
             let _ = target.wait_timeout(Duration::from_secs(5));
@@ -139,7 +139,7 @@ fn launched_command_that_exits_or_is_killed() {
         interp.path.to_str().unwrap(),
         script.to_str().unwrap(),
         "exit",
-        "1.5",
+        "3",
     ])
     .wait(Duration::from_secs(3) + SLACK)
     .unwrap_or_else(|e| panic!("launched target exits: {e}"));
@@ -177,7 +177,7 @@ fn launched_command_that_exits_or_is_killed() {
         assert!(t0.elapsed() < SLACK, "the launched command never started");
         std::thread::sleep(Duration::from_millis(20));
     };
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_sampling(rec.pid()).unwrap_or_else(|e| panic!("{e}"));
     rec.signal(libc::SIGINT);
     let f = rec
         .wait(SLACK)
@@ -297,7 +297,7 @@ fn stopped_target_does_not_hang_pyrometer_and_stays_stopped() {
         "-o",
         out.to_str().unwrap(),
     ]);
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_sampling(rec.pid()).unwrap_or_else(|e| panic!("{e}"));
     // SAFETY: kill(2) of the target this test started.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let f = rec
@@ -468,7 +468,7 @@ fn sigint_and_sigterm_write_complete_outputs() {
             "-o",
             out.to_str().unwrap(),
         ]);
-        std::thread::sleep(Duration::from_millis(1500));
+        wait_sampling(rec.pid()).unwrap_or_else(|e| panic!("{name}: {e}"));
         rec.signal(signal);
         let f = rec
             .wait(SLACK)

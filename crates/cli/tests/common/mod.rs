@@ -427,3 +427,32 @@ pub fn one_interp() -> Interp {
         .cloned()
         .expect("at least one interpreter")
 }
+
+/// Wait until a running `pyrometer record` is past its start and sampling:
+/// its sampling loop sleeps between ticks, so its voluntary context
+/// switches climb at the sampling rate once it runs (bounded wait).
+pub fn wait_sampling(pid: i32) -> Result<(), String> {
+    let switches = || -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match switches() {
+            Some(n) if n >= 50 => return Ok(()),
+            None => return Err(format!("pyrometer {pid} exited before sampling")),
+            _ => {}
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "pyrometer {pid} did not start sampling within 30 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
