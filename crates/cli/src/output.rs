@@ -245,10 +245,19 @@ pub fn write_new(
     Ok(path)
 }
 
-/// Strip terminal control sequences from target-controlled text.
+/// Strip terminal control sequences from target-controlled text: control
+/// characters (C0, DEL, C1), and the bidirectional overrides that would
+/// make the terminal show text in another order than it is.
 pub fn terminal_safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -308,5 +317,7 @@ mod tests {
     #[test]
     fn control_characters_are_replaced() {
         assert_eq!(terminal_safe("a\x1b[31mb\nc\u{9b}d"), "a?[31mb?c?d");
+        assert_eq!(terminal_safe("x\u{202e}y\u{2066}z"), "x?y?z");
+        assert_eq!(terminal_safe("日本語 é"), "日本語 é");
     }
 }
