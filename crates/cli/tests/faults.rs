@@ -365,9 +365,10 @@ fn thread_created_and_destroyed_every_millisecond() {
         short_lived > 0,
         "no sample of a short-lived thread: the churn was not sampled"
     );
-    // Failed reads are counted, not fatal, and rare.
+    // Failed reads are counted, not fatal, and rare (a torn thread list is
+    // read again at once).
     assert!(
-        errors * 10 < samples.max(1),
+        errors * 50 < samples.max(1),
         "{errors} failed ticks for {samples} samples"
     );
 }

@@ -346,6 +346,9 @@ impl Target {
                     return match err {
                         _ if gone => Err(SampleError::ProcessGone),
                         _ if self.replaced() => Err(SampleError::Replaced),
+                        // The thread list changed under the walk (a thread
+                        // started or ended): read again at once, a few times.
+                        SampleError::Torn(_) if attempt < 3 => continue,
                         SampleError::Torn(_) => {
                             self.stats.torn += 1;
                             Err(err)
