@@ -139,11 +139,11 @@ pub struct RecordArgs {
     #[arg(short, long, value_enum, default_value_t = Format::Flamegraph)]
     pub format: Format,
     /// Samples per second.
-    #[arg(short, long, default_value_t = 100)]
+    #[arg(short, long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub rate: u32,
     /// Stop after this many seconds of wall-clock time (default: until the
     /// target exits or Ctrl-C).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = positive_seconds)]
     pub duration: Option<f64>,
     /// A `thread (NAME TID)` root frame per thread.
     #[arg(short, long)]
@@ -156,7 +156,7 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = Mode::Wall)]
     pub mode: Mode,
     /// Only sample the thread holding the GIL (same as --mode gil).
-    #[arg(short = 'g', long)]
+    #[arg(short = 'g', long, conflicts_with = "mode")]
     pub gil: bool,
     /// Leave line numbers out of frames.
     #[arg(long)]
@@ -172,7 +172,7 @@ pub struct RecordArgs {
     #[arg(long)]
     pub blocking: bool,
     /// Accepted for py-spy compatibility: this is already the default.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, conflicts_with = "blocking")]
     pub nonblocking: bool,
     /// Most frames read per thread; deeper stacks are cut and counted.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -246,4 +246,12 @@ pub struct DiffArgs {
     pub no_normalize: bool,
     #[command(flatten)]
     pub stacks: StackFlags,
+}
+
+/// `--duration`: a finite number of seconds above zero.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if d > 0.0 && d.is_finite() && d <= 1e9 => Ok(d),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
 }

@@ -52,11 +52,11 @@ pub fn run(args: DiffArgs) -> Result<()> {
     let merged = String::from_utf8(merged).context("cannot merge the two profiles")?;
 
     let mut options = inferno::flamegraph::Options::default();
-    options.title = format!(
+    options.title = pyrometer_outputs::sanitize_text(&format!(
         "pyrometer diff: {} → {}",
         args.before.display(),
         args.after.display()
-    );
+    ));
     options.subtitle = Some(if args.no_normalize {
         "red: more own samples in AFTER, blue: fewer (raw counts)".to_string()
     } else {

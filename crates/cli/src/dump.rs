@@ -29,7 +29,7 @@ pub fn run(args: DumpArgs) -> Result<()> {
         writeln!(
             out,
             "Python v{version} ({})",
-            target.interpreter().binary.display()
+            terminal_safe(&target.interpreter().binary.to_string_lossy())
         )?;
         for t in &threads {
             write_thread(&mut out, t, args.max_depth)?;

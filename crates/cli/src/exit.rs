@@ -5,9 +5,10 @@
 //! | 0 | success |
 //! | 1 | failure while running or writing output |
 //! | 2 | bad command line (from clap) |
-//! | 3 | no such process, or it exited before it could be read |
+//! | 3 | no such process, or it exited (or is a zombie) before it could be read |
 //! | 4 | permission denied |
 //! | 5 | not a Python process, or an unsupported Python |
+//! | 130 | interrupted twice (Ctrl-C / SIGTERM again while writing): nothing written |
 
 use pyrometer_cpython::CpythonError;
 use pyrometer_process::{MemoryError, ProcessError};
@@ -17,6 +18,7 @@ pub const FAILURE: i32 = 1;
 pub const NO_PROCESS: i32 = 3;
 pub const PERMISSION: i32 = 4;
 pub const NOT_PYTHON: i32 = 5;
+pub const INTERRUPTED: i32 = 130;
 
 /// A classification of the root error, if it is one of ours.
 enum Kind {
@@ -57,7 +59,9 @@ fn kind(err: &anyhow::Error) -> Kind {
 
 fn process_kind(e: &ProcessError) -> Kind {
     match e {
-        ProcessError::NoSuchProcess(_) | ProcessError::InvalidPid(_) => Kind::NoProcess,
+        ProcessError::NoSuchProcess(_) | ProcessError::InvalidPid(_) | ProcessError::Exited(_) => {
+            Kind::NoProcess
+        }
         ProcessError::PermissionDenied { .. } => Kind::Permission,
         ProcessError::NotProfileable { .. } => Kind::NotPython,
         ProcessError::Memory(m) => memory_kind(m),
@@ -98,7 +102,7 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
         Kind::Permission => {
             let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
                 .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into());
+                .unwrap_or_else(|_| "not set here (no Yama)".into());
             Some(format!(
                 "hint: reading another process's memory needs the same rights as a debugger.\n\
                  \x20     Run pyrometer as root (sudo pyrometer ...), or give it the capability:\n\

@@ -2,33 +2,41 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use pyrometer_outputs::{write_flamegraph, write_folded, write_speedscope, StackOptions};
 use pyrometer_profile::Profile;
 use pyrometer_sampler::{Clock, Session};
 
 use crate::args::{Format, GroupBy, Mode, RecordArgs};
 use crate::attach::{attach_pid, launch, Launched};
-use crate::output::{check_writable, write_atomic};
+use crate::output::{check_writable, describe, write_atomic, write_new};
 
 /// Set by Ctrl-C / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The command launched by `record -- CMD`, once started (0: none).
+static LAUNCHED_PID: AtomicI32 = AtomicI32::new(0);
+
+/// The first Ctrl-C / SIGTERM ends sampling and writes the output; a second
+/// one exits at once, should that writing hang (a FIFO nobody reads).
+fn on_interrupt() {
+    if !STOP.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let child = LAUNCHED_PID.load(Ordering::SeqCst);
+    if child > 0 {
+        // SAFETY: signalling the command this process launched.
+        unsafe { libc::kill(child, libc::SIGTERM) };
+    }
+    eprintln!("pyrometer: interrupted again; exiting without writing the output");
+    std::process::exit(crate::exit::INTERRUPTED);
+}
 
 pub fn run(args: RecordArgs) -> Result<()> {
-    if args.rate == 0 || args.rate > 100_000 {
-        bail!("--rate must be between 1 and 100000 samples per second");
-    }
-    if let Some(d) = args.duration {
-        if !(d > 0.0 && d.is_finite()) {
-            bail!("--duration must be a positive number of seconds");
-        }
-    }
-    if args.pid.is_some() && !args.command.is_empty() {
-        bail!("give either --pid or a command after --, not both");
-    }
+    // --rate, --duration and the --pid/command choice are checked by clap
+    // (exit code 2).
     let explicit_output = args.output.clone();
     if let Some(path) = &explicit_output {
         check_writable(path)?;
@@ -36,13 +44,13 @@ pub fn run(args: RecordArgs) -> Result<()> {
         check_writable(&PathBuf::from("pyrometer-probe"))
             .context("the current directory is not writable; pass -o PATH")?;
     }
-    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
-        .context("cannot install the Ctrl-C handler")?;
+    ctrlc::set_handler(on_interrupt).context("cannot install the Ctrl-C handler")?;
 
     let (mut session, mut launched) = match args.pid {
         Some(pid) => (Session::new(attach_pid(pid)?, args.subprocesses), None),
         None => {
             let (root, l) = launch(&args.command, args.subprocesses)?;
+            LAUNCHED_PID.store(l.child.id() as i32, Ordering::SeqCst);
             let session = match root {
                 Some(t) => Session::new(t, args.subprocesses),
                 None => Session::children_of(l.child.id() as i32),
@@ -99,12 +107,15 @@ pub fn run(args: RecordArgs) -> Result<()> {
     print_summary(&profile, &outcome, &output, format, written.is_ok());
     if let Err(e) = written {
         // What was collected is never lost: fall back to folded stacks in /tmp.
-        let fallback = std::env::temp_dir().join(format!("pyrometer-{pid}-rescued.txt"));
-        if write_atomic(&fallback, |w| write_folded(&profile, &opts, w)).is_ok() {
-            eprintln!(
+        let dir = std::env::temp_dir();
+        match write_new(&dir, &format!("pyrometer-{pid}-rescued"), |w| {
+            write_folded(&profile, &opts, w)
+        }) {
+            Ok(saved) => eprintln!(
                 "pyrometer: the samples were saved as folded stacks to {}",
-                fallback.display()
-            );
+                saved.display()
+            ),
+            Err(e2) => eprintln!("pyrometer: the samples could not be saved either: {e2:#}"),
         }
         return Err(e);
     }
@@ -139,6 +150,7 @@ struct Outcome {
     late_ticks: u64,
     errors: u64,
     torn_threads: u64,
+    last_error: Option<String>,
     ended_by: &'static str,
     cpu: Duration,
 }
@@ -157,6 +169,7 @@ fn sample_loop(
     let mut last_status = Instant::now();
     let mode = if args.gil { Mode::Gil } else { args.mode };
     let mut ended_by = "duration";
+    let mut root_replaced = false;
     for t in session.targets() {
         profile.set_process(t.pid(), t.cmdline());
         if args.subprocesses {
@@ -177,6 +190,7 @@ fn sample_loop(
         };
         let time = tick.due.saturating_duration_since(start);
         let (samples, events) = session.sample(time);
+        root_replaced |= events.replaced.contains(&session.root_pid());
         for pid in &events.attached {
             if let Some(t) = session.targets().iter().find(|t| t.pid() == *pid) {
                 profile.set_process(*pid, t.cmdline());
@@ -194,7 +208,11 @@ fn sample_loop(
             }
         }
         if session.targets().is_empty() && (session.finished() || !args.subprocesses) {
-            ended_by = "target exited";
+            ended_by = if root_replaced {
+                "the target replaced itself with another program (exec)"
+            } else {
+                "target exited"
+            };
             break;
         }
         if let Some(l) = launched.as_mut() {
@@ -231,6 +249,7 @@ fn sample_loop(
         late_ticks: clock.late_ticks,
         errors,
         torn_threads: session.stats.torn_threads,
+        last_error: session.last_error.clone(),
         ended_by,
         cpu: own_cpu_time().saturating_sub(cpu_start),
     }
@@ -279,7 +298,7 @@ fn print_summary(
         Format::Html => "HTML report",
     };
     if written {
-        eprintln!("pyrometer: wrote {what} to {}", output.display());
+        eprintln!("pyrometer: wrote {what} to {}", describe(output));
     }
     let total = profile.total_samples();
     eprintln!(
@@ -300,6 +319,9 @@ fn print_summary(
         "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks had a failed read), {} thread samples dropped as torn",
         o.errors, o.torn_threads
     );
+    if let (true, Some(e)) = (o.errors > 0, &o.last_error) {
+        eprintln!("  last failed read: {}", crate::output::terminal_safe(e));
+    }
     if total > 0 {
         let split: Vec<String> = profile
             .by_state()

@@ -120,6 +120,18 @@ pub fn locate_with(process: &Process, opts: &LocateOptions) -> Result<Interprete
             Err(e) => last_err = Some(e),
         }
     }
+    // CPython before 3.7 has no _PyRuntime at all: name the version rather
+    // than calling it "not Python".
+    if let Some(old) = candidates.iter().find_map(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(old_version_from_file_name)
+    }) {
+        return Err(CpythonError::UnsupportedVersion {
+            version: old,
+            hint: ". Upgrade the target to a supported CPython.".into(),
+        });
+    }
     Err(last_err.unwrap_or_else(|| CpythonError::NotPython {
         pid,
         why: format!(
@@ -293,6 +305,18 @@ fn detect_version<M: Memory>(
             binary.path.display()
         ),
     })
+}
+
+/// `python2.7`, `libpython3.6m.so.1.0` → `"2.7"`, `"3.6"`: a CPython older
+/// than any pyrometer reads, named by its binary.
+fn old_version_from_file_name(name: &str) -> Option<String> {
+    let rest = name
+        .strip_prefix("libpython")
+        .or_else(|| name.strip_prefix("python"))?;
+    let (major, rest) = rest.split_once('.')?;
+    let minor: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let (major, minor): (u8, u8) = (major.parse().ok()?, minor.parse().ok()?);
+    (major == 2 || (major == 3 && minor < 7)).then(|| format!("{major}.{minor}"))
 }
 
 /// `python3.11`, `libpython3.12.so.1.0`, `libpython3.13t.so` → 3.X.0.
@@ -524,6 +548,22 @@ mod tests {
         );
         assert_eq!(version_from_file_name("python3"), None);
         assert_eq!(version_from_file_name("uwsgi"), None);
+    }
+
+    #[test]
+    fn old_versions_from_names() {
+        assert_eq!(
+            old_version_from_file_name("python2.7").as_deref(),
+            Some("2.7")
+        );
+        assert_eq!(
+            old_version_from_file_name("libpython3.6m.so.1.0").as_deref(),
+            Some("3.6")
+        );
+        assert_eq!(old_version_from_file_name("python3.11"), None);
+        assert_eq!(old_version_from_file_name("python3.7m"), None);
+        assert_eq!(old_version_from_file_name("python3"), None);
+        assert_eq!(old_version_from_file_name("pythonista"), None);
     }
 
     #[test]

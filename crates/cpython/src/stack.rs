@@ -26,6 +26,15 @@ const MAX_THREADS: usize = 4096;
 pub const DEFAULT_MAX_DEPTH: usize = 4096;
 /// Longest name or file name read.
 const MAX_NAME: usize = 1024;
+
+/// A string read as a prefix of `len` code points, marked `…` when cut.
+fn cut_name(prefix: String, len: u64) -> Arc<str> {
+    if (prefix.chars().count() as u64) < len {
+        Arc::from(format!("{prefix}…"))
+    } else {
+        Arc::from(prefix)
+    }
+}
 /// Largest line table read (bytes).
 const MAX_LINETABLE: usize = 1 << 20;
 /// Highest user-space address on x86-64 / aarch64 (47-bit): a pointer above
@@ -533,10 +542,12 @@ impl<M: Memory> StackReader<M> {
                 return Err(CpythonError::Corrupt("frame's code is not a code object"));
             }
         }
+        // A name or file name longer than MAX_NAME is cut, not an error:
+        // an error would drop every sample of a thread running that code.
         let string = |off: u64| -> Result<Arc<str>, CpythonError> {
             let p = m.read_u64(addr + off)?;
-            objects::read_str(m, l, p, MAX_NAME)
-                .map(Arc::from)
+            objects::read_str_prefix(m, l, p, MAX_NAME)
+                .map(|(s, len)| cut_name(s, len))
                 .map_err(|_| CpythonError::Corrupt("unreadable string in code object"))
         };
         let name = string(l.code_name)?;
@@ -788,8 +799,8 @@ impl<M: Memory> StackReader<M> {
             let Ok(Some(name_obj)) = objects::get_attr(m, l, thread, "_name") else {
                 continue;
             };
-            if let Ok(name) = objects::read_str(m, l, name_obj, 256) {
-                out.insert(ident as u64, name);
+            if let Ok((name, len)) = objects::read_str_prefix(m, l, name_obj, 256) {
+                out.insert(ident as u64, cut_name(name, len).to_string());
             }
         }
         Ok(())

@@ -82,7 +82,8 @@ pub fn write_flamegraph(
 ) -> std::io::Result<()> {
     let lines = folded_lines(profile, opts);
     let mut options = inferno::flamegraph::Options::default();
-    options.title = title.to_string();
+    // The title carries the target's command line.
+    options.title = crate::sanitize_text(title);
     options.count_name = "samples".to_string();
     options.direction = inferno::flamegraph::Direction::Inverted;
     if lines.is_empty() {

@@ -76,6 +76,15 @@ pub fn sanitize_frame_text(s: &str) -> String {
         .collect()
 }
 
+/// Make a string from the target safe as a line of text in any output (an
+/// SVG title, a summary): control characters, which XML forbids and
+/// terminals obey, become spaces.
+pub fn sanitize_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// `qualname (file.py:line)`.
 pub fn frame_label(profile: &Profile, frame: &FrameInfo, opts: &StackOptions) -> String {
     let name = profile.str(frame.name);

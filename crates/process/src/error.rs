@@ -33,7 +33,10 @@ pub enum ProcessError {
     /// PID is not valid (zero, negative, or beyond `pid_t`).
     #[error("{0} is not a valid PID (it must be a positive number)")]
     InvalidPid(i64),
-    /// The process exists but is a zombie or kernel thread.
+    /// The process has exited and waits to be reaped (a zombie).
+    #[error("process {0} has exited (it is a zombie, waiting for its parent to reap it)")]
+    Exited(i32),
+    /// The process exists but is a kernel thread, or has no executable.
     #[error("process {pid} cannot be profiled: {why}")]
     NotProfileable {
         /// The PID.

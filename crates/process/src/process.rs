@@ -46,10 +46,7 @@ impl Process {
         let fields = stat_fields(&stat);
         let state = fields.first().copied().unwrap_or("?");
         if state == "Z" || state == "X" {
-            return Err(ProcessError::NotProfileable {
-                pid,
-                why: "it is a zombie (it has exited and waits for its parent)".into(),
-            });
+            return Err(ProcessError::Exited(pid));
         }
         // Field 9 of stat is `flags`; PF_KTHREAD marks kernel threads.
         let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
@@ -116,6 +113,16 @@ impl Process {
     pub fn exe(&self) -> Result<PathBuf, ProcessError> {
         let path = format!("/proc/{}/exe", self.pid);
         std::fs::read_link(&path).map_err(|e| self.map_io(path, e))
+    }
+
+    /// The device and inode of the running executable: they change when
+    /// the process execs another program.
+    pub fn exe_identity(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        // `metadata` follows the magic link to the file itself, in whatever
+        // mount namespace it lives.
+        let m = std::fs::metadata(format!("/proc/{}/exe", self.pid)).ok()?;
+        Some((m.dev(), m.ino()))
     }
 
     /// The command line, arguments joined by spaces.

@@ -24,7 +24,12 @@ impl StoppedThreads {
                 }
                 return Err(ProcessError::Ptrace {
                     tid,
-                    why: err.to_string(),
+                    why: match tracer_of(tid) {
+                        Some(tracer) if tracer != 0 => format!(
+                            "{err}: it is already traced by PID {tracer} (a debugger such as gdb or strace)"
+                        ),
+                        _ => err.to_string(),
+                    },
                 });
             }
             held.tids.push(tid);
@@ -36,6 +41,15 @@ impl StoppedThreads {
         }
         Ok(held)
     }
+}
+
+/// The `TracerPid` of a thread (0: none).
+fn tracer_of(tid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl Drop for StoppedThreads {

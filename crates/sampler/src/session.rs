@@ -26,6 +26,8 @@ pub struct SessionEvents {
     pub attached: Vec<i32>,
     /// PIDs that exited (or became unreadable) and were dropped.
     pub exited: Vec<i32>,
+    /// PIDs that exec'd another program and were dropped (also in `exited`).
+    pub replaced: Vec<i32>,
 }
 
 /// Counters over the whole session.
@@ -54,6 +56,8 @@ pub struct Session {
     idle_stacks: bool,
     /// Counters.
     pub stats: SessionStats,
+    /// Why the last failed read failed, for the summary.
+    pub last_error: Option<String>,
 }
 
 impl Session {
@@ -70,6 +74,7 @@ impl Session {
             blocking: false,
             idle_stacks: true,
             stats: SessionStats::default(),
+            last_error: None,
         }
     }
 
@@ -87,6 +92,7 @@ impl Session {
             blocking: false,
             idle_stacks: true,
             stats: SessionStats::default(),
+            last_error: None,
         }
     }
 
@@ -158,9 +164,15 @@ impl Session {
                     events.exited.push(target.pid());
                     self.targets.swap_remove(i);
                 }
-                Err(_) => {
+                Err(SampleError::Replaced) => {
+                    events.exited.push(target.pid());
+                    events.replaced.push(target.pid());
+                    self.targets.swap_remove(i);
+                }
+                Err(e) => {
                     failed = true;
                     self.stats.errors += 1;
+                    self.last_error = Some(format!("process {}: {e}", target.pid()));
                     i += 1;
                 }
             }

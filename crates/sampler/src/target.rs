@@ -121,6 +121,13 @@ pub enum SampleError {
     /// The data changed under the reader (a torn read): the sample is dropped.
     #[error("torn read: {0}")]
     Torn(String),
+    /// The process replaced itself with another program (exec): the
+    /// interpreter that was read is gone.
+    #[error("the target process replaced itself with another program (exec)")]
+    Replaced,
+    /// `--blocking` could not stop the target's threads (ptrace refused).
+    #[error("cannot stop the target's threads for --blocking: {0}; run without --blocking")]
+    CannotStop(String),
     /// The kernel refused access.
     #[error("permission denied")]
     PermissionDenied,
@@ -178,6 +185,8 @@ pub struct Target {
     /// Thread states that were serving a request at their last walk.
     serving: rustc_hash::FxHashSet<u64>,
     endpoints: EndpointNamer,
+    /// The executable at attach time, to tell an exec from a torn read.
+    exe_identity: Option<(u64, u64)>,
 }
 
 /// A sleeping thread's stack, kept to be reused while it does not move.
@@ -195,6 +204,7 @@ impl Target {
         let process = Process::attach(pid)?;
         let interp = locate(&process)?;
         let cmdline = process.cmdline().unwrap_or_default();
+        let exe_identity = process.exe_identity();
         // Inside a container the interpreter stores the container's thread
         // ids; /proc here speaks ours.
         let tid_map = process.ns_tid_map().unwrap_or_default();
@@ -218,6 +228,7 @@ impl Target {
             web: true,
             serving: Default::default(),
             endpoints: EndpointNamer::default(),
+            exe_identity,
         })
     }
 
@@ -234,6 +245,12 @@ impl Target {
     /// The located interpreter.
     pub fn interpreter(&self) -> &Interpreter {
         self.reader.interpreter()
+    }
+
+    /// Whether the process now runs another executable than at attach.
+    fn replaced(&self) -> bool {
+        let now = self.reader.memory().inner().exe_identity();
+        self.exe_identity.is_some() && now.is_some() && now != self.exe_identity
     }
 
     /// Whether the process is still alive.
@@ -279,7 +296,7 @@ impl Target {
                 .inner()
                 .threads()
                 .map_err(|_| SampleError::ProcessGone)?;
-            Some(StoppedThreads::stop(&tids).map_err(|e| SampleError::Torn(e.to_string()))?)
+            Some(StoppedThreads::stop(&tids).map_err(|e| SampleError::CannotStop(e.to_string()))?)
         } else {
             None
         };
@@ -328,6 +345,10 @@ impl Target {
                     let gone = !self.is_alive();
                     return match err {
                         _ if gone => Err(SampleError::ProcessGone),
+                        _ if self.replaced() => Err(SampleError::Replaced),
+                        // The thread list changed under the walk (a thread
+                        // started or ended): read again at once, a few times.
+                        SampleError::Torn(_) if attempt < 3 => continue,
                         SampleError::Torn(_) => {
                             self.stats.torn += 1;
                             Err(err)

@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use pyrometer_testsupport::serde_json::{self, Value};
+#[allow(unused_imports)]
 pub use pyrometer_testsupport::{par_map, require_all, ChildGuard, Interp};
 
 /// The binary under test.
@@ -260,4 +261,198 @@ pub fn wait_asleep(pid: i32, tid: i64) -> Result<(), String> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Exit code of a denied permission (crates/cli/src/exit.rs).
+pub const EXIT_PERMISSION: i32 = 4;
+
+/// A `pyrometer` started in the background, its stdout and stderr collected
+/// by threads (so that a full pipe never blocks it).
+pub struct Background {
+    pub child: std::process::Child,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// What a background run left.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn collect(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+impl Background {
+    /// Start `pyrometer ARGS...`.
+    pub fn start<S: AsRef<OsStr>>(args: &[S]) -> Background {
+        Background::spawn(Command::new(PYROMETER).args(args))
+    }
+
+    /// Start a prepared command (stdin null, stdout and stderr collected).
+    pub fn spawn(cmd: &mut Command) -> Background {
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let stdout = child.stdout.take().map(collect);
+        let stderr = child.stderr.take().map(collect);
+        Background {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Send `signal` to it.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) of a child this test started and has not reaped.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// Wait at most `timeout` for it to exit; on timeout it is killed and
+    /// `Err` carries what it printed.
+    pub fn wait(mut self, timeout: Duration) -> Result<Finished, String> {
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().ok().flatten() {
+                break Some(s);
+            }
+            if t0.elapsed() > timeout {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let status = match status {
+            Some(s) => s,
+            None => {
+                let _ = self.child.kill();
+                let s = self.child.wait().expect("wait");
+                let f = self.collect_output(s);
+                return Err(format!(
+                    "pyrometer did not finish within {timeout:?}; stderr: {}",
+                    f.stderr
+                ));
+            }
+        };
+        Ok(self.collect_output(status))
+    }
+
+    fn collect_output(&mut self, status: std::process::ExitStatus) -> Finished {
+        let text = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            h.and_then(|h| h.join().ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        Finished {
+            status,
+            stdout: text(self.stdout.take()),
+            stderr: text(self.stderr.take()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The problems of a pyrometer run that must never happen, whatever the
+/// input: a panic, or a death by a signal other than SIGPIPE.
+pub fn never_panics(status: &std::process::ExitStatus, stderr: &str) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    if stderr.contains("panicked") || stderr.contains("RUST_BACKTRACE") {
+        return Some(format!("pyrometer panicked: {stderr}"));
+    }
+    match status.signal() {
+        Some(s) if s != libc::SIGPIPE => Some(format!("pyrometer died of signal {s}: {stderr}")),
+        _ => None,
+    }
+}
+
+/// `errors: N (` and `N thread samples dropped as torn` from a record summary.
+pub fn summary_counts(stderr: &str) -> Option<(u64, u64, u64)> {
+    let after = |key: &str| -> Option<u64> {
+        let rest = &stderr[stderr.find(key)? + key.len()..];
+        rest.trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let samples = after("samples:")?;
+    let errors = after("errors:")?;
+    let torn = stderr
+        .split("ticks had a failed read), ")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((samples, errors, torn))
+}
+
+/// `/proc/PID/stat`'s state letter.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+}
+
+/// The interpreter most tests of one behaviour run with: the newest pyenv
+/// CPython among those required (every one is required by `require_all`).
+pub fn one_interp() -> Interp {
+    let interps = require_all();
+    interps
+        .iter()
+        .filter(|i| i.label.starts_with("pyenv"))
+        .max_by_key(|i| i.version)
+        .or_else(|| interps.first())
+        .cloned()
+        .expect("at least one interpreter")
+}
+
+/// Wait until a running `pyrometer record` is past its start and sampling:
+/// its sampling loop sleeps between ticks, so its voluntary context
+/// switches climb at the sampling rate once it runs (bounded wait).
+pub fn wait_sampling(pid: i32) -> Result<(), String> {
+    let switches = || -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match switches() {
+            Some(n) if n >= 50 => return Ok(()),
+            None => return Err(format!("pyrometer {pid} exited before sampling")),
+            _ => {}
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "pyrometer {pid} did not start sampling within 30 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
