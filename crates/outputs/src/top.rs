@@ -84,6 +84,8 @@ pub struct Column {
     pub numeric: bool,
     /// Lower is kept longer when the terminal is narrow.
     pub priority: u8,
+    /// Takes a share of the width left over (names, files, commands).
+    pub grow: bool,
 }
 
 const fn num(title: &'static str, width: u16, priority: u8) -> Column {
@@ -92,6 +94,7 @@ const fn num(title: &'static str, width: u16, priority: u8) -> Column {
         width,
         numeric: true,
         priority,
+        grow: false,
     }
 }
 
@@ -101,27 +104,36 @@ const fn text(title: &'static str, width: u16, priority: u8) -> Column {
         width,
         numeric: false,
         priority,
+        grow: true,
     }
 }
 
+const fn label(title: &'static str, width: u16, priority: u8) -> Column {
+    Column {
+        grow: false,
+        ..text(title, width, priority)
+    }
+}
+
+// Widths leave room for the sort mark (one cell) after a title.
 const FUNCTION_COLUMNS: &[Column] = &[
     num("OWN%", 6, 0),
-    num("TOTAL%", 6, 1),
-    num("OWN s", 7, 3),
+    num("TOTAL%", 7, 1),
+    num("OWN s", 6, 3),
     num("TOTAL s", 7, 4),
-    num("PY%", 4, 5),
-    num("NAT%", 4, 5),
-    num("GIL%", 4, 6),
-    num("IDLE%", 5, 6),
-    text("FUNCTION", 14, 0),
-    text("FILE:LINE", 14, 2),
+    num("PY", 3, 5),
+    num("NAT", 4, 5),
+    num("GIL", 4, 6),
+    num("IDLE", 5, 6),
+    text("FUNCTION", 13, 0),
+    text("FILE:LINE", 13, 2),
 ];
 
 const LINE_COLUMNS: &[Column] = &[
     num("OWN%", 6, 0),
-    num("TOTAL%", 6, 1),
+    num("TOTAL%", 7, 1),
     num("OWN s", 7, 3),
-    num("TOTAL s", 7, 4),
+    num("TOTAL s", 8, 4),
     text("FILE:LINE", 16, 0),
     text("FUNCTION", 14, 2),
 ];
@@ -138,11 +150,11 @@ const ENDPOINT_COLUMNS: &[Column] = &[
 
 const PROCESS_COLUMNS: &[Column] = &[
     num("PID", 8, 0),
-    text("ROLE", 7, 3),
+    label("ROLE", 7, 3),
     num("CPU%", 6, 0),
     num("SAMP/s", 7, 1),
-    num("THREADS", 7, 4),
-    num("ERRORS", 6, 2),
+    num("THREADS", 8, 4),
+    num("ERRORS", 7, 2),
     text("COMMAND", 12, 0),
 ];
 
