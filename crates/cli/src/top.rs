@@ -199,6 +199,16 @@ fn sample_thread(
     }
 }
 
+/// Debug builds only: `PYROMETER_TEST_PANIC_IN_TOP=1` panics after the
+/// first frame, so the tests can check that the panic hook restores the
+/// terminal.
+fn panic_for_tests() {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("PYROMETER_TEST_PANIC_IN_TOP").is_some_and(|v| v == "1") {
+        panic!("PYROMETER_TEST_PANIC_IN_TOP is set: panicking as the tests asked");
+    }
+}
+
 /// Raw mode and the alternate screen while alive; restored on drop and by
 /// the panic hook.
 struct TerminalGuard;
@@ -325,6 +335,7 @@ impl Ui {
                 term.draw(|f| self.draw(f))
                     .context("cannot draw on the terminal")?;
                 dirty = false;
+                panic_for_tests();
             }
             if event::poll(KEY_POLL).context("cannot read the keyboard")? {
                 match event::read().context("cannot read the keyboard")? {
@@ -471,6 +482,11 @@ impl Ui {
     fn key(&mut self, k: KeyEvent) -> bool {
         if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
             return false;
+        }
+        // Esc quickly followed by a key arrives as Alt-key: take it as both.
+        if k.modifiers.contains(KeyModifiers::ALT) {
+            let plain = KeyEvent::new(k.code, k.modifiers - KeyModifiers::ALT);
+            return self.key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)) && self.key(plain);
         }
         if self.editing_filter {
             match k.code {
@@ -873,6 +889,13 @@ mod tests {
         assert!(ui.help);
         assert!(press(&mut ui, KeyCode::Char('x')));
         assert!(!ui.help);
+        press(&mut ui, KeyCode::Char('/'));
+        press(&mut ui, KeyCode::Char('w'));
+        press(&mut ui, KeyCode::Enter);
+        assert_eq!(ui.filter, "w");
+        assert!(ui.key(KeyEvent::new(KeyCode::Char('l'), KeyModifiers::ALT)));
+        assert_eq!(ui.filter, "");
+        assert_eq!(ui.view, View::Lines);
         assert!(!press(&mut ui, KeyCode::Char('q')));
         assert!(!ui.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
     }
