@@ -403,8 +403,11 @@ impl Ui {
     }
 
     fn end(&mut self, why: String) {
-        // Show the samples of the interval cut short by the exit, then freeze.
-        self.refresh();
+        // Show the samples of the interval cut short by the exit, if it has
+        // any (else the last full interval stays), then freeze.
+        if self.live.current_samples() > 0 {
+            self.refresh();
+        }
         for st in self.processes.values_mut() {
             st.alive = false;
         }

@@ -660,6 +660,11 @@ impl LiveProfile {
         &self.cumulative
     }
 
+    /// Samples in the interval not yet closed by [`LiveProfile::roll`].
+    pub fn current_samples(&self) -> u64 {
+        self.current.total_samples()
+    }
+
     /// Ticks sampled since the start or the last reset.
     pub fn ticks(&self) -> u64 {
         self.ticks_total
