@@ -43,7 +43,8 @@ const KEY_POLL: Duration = Duration::from_millis(50);
 /// One tick of the sampler thread.
 struct Batch {
     samples: Vec<Sample>,
-    attached: Vec<(i32, String)>,
+    /// Processes attached on this tick: PID, command line, Python version.
+    attached: Vec<(i32, String, String)>,
     processes: Vec<ProcessStatus>,
     errors: u64,
     torn_threads: u64,
@@ -161,7 +162,10 @@ fn sample_thread(
             .attached
             .iter()
             .filter_map(|pid| session.targets().iter().find(|t| t.pid() == *pid))
-            .map(|t| (t.pid(), t.cmdline().to_string()))
+            .map(|t| {
+                let version = t.interpreter().version.to_string();
+                (t.pid(), t.cmdline().to_string(), version)
+            })
             .collect();
         let processes = session
             .targets()
@@ -378,8 +382,11 @@ impl Ui {
     }
 
     fn take(&mut self, b: Batch) {
-        for (pid, cmd) in &b.attached {
+        for (pid, cmd, version) in &b.attached {
             self.live.set_process(*pid, cmd, Some("worker"));
+            if self.live.cumulative().meta.python_version.is_empty() {
+                self.live.set_python_version(version);
+            }
         }
         for st in self.processes.values_mut() {
             st.alive = false;

@@ -542,3 +542,43 @@ fn top_on_gunicorn_shows_endpoints_and_workers() {
     assert!(doc["ok"].as_u64().unwrap_or(0) > 0, "{doc}");
     drop(server);
 }
+
+#[test]
+fn top_refuses_bad_input_with_clear_messages() {
+    // Not a terminal: told to use record instead.
+    let out = pyrometer(&["top", "--pid", "1"]);
+    assert_eq!(out.status.code(), Some(EXIT_FAILURE), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("needs a terminal"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = pyrometer(&["top", "--pid", "1", "-r", "0"]);
+    assert!(
+        stderr_of(&out).contains("--rate must be"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = pyrometer(&["top"]);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE), "{}", stderr_of(&out));
+
+    // In a terminal: a PID that does not exist (3), a process that is not
+    // Python (the pane's own shell: 5); the terminal is left as it was.
+    let tmux = Tmux::new("bad", 80, 24);
+    tmux.type_line(&top_line(&["--pid", "2147483647"]));
+    let screen = tmux.expect("no such process", |s| exit_code(s).is_some());
+    assert_eq!(exit_code(&screen).as_deref(), Some("3"), "{screen}");
+    assert!(screen.contains("no process with PID"), "{screen}");
+    tmux.type_line("clear");
+    tmux.expect("a clear screen", |s| !s.contains("TOP-EXIT"));
+    let shell = tmux
+        .run(&["display-message", "-p", "-t", "t", "#{pane_pid}"])
+        .unwrap_or_default();
+    tmux.type_line(&top_line(&["--pid", shell.trim()]));
+    let screen = tmux.expect("not a Python process", |s| exit_code(s).is_some());
+    assert!(
+        screen.contains("does not look like a Python program"),
+        "{screen}"
+    );
+    check_restored(&tmux, "5");
+}

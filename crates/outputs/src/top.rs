@@ -617,6 +617,14 @@ impl LiveProfile {
         }
     }
 
+    /// The target's Python version, when it is learnt late (a launched
+    /// shell whose Python children attach later).
+    pub fn set_python_version(&mut self, version: &str) {
+        for p in [&mut self.cumulative, &mut self.current, &mut self.last] {
+            p.meta.python_version = version.to_string();
+        }
+    }
+
     /// One tick of the clock was sampled.
     pub fn add_tick(&mut self) {
         self.ticks_current += 1;
