@@ -335,13 +335,16 @@ fn top_keys_sort_filter_views_and_target_exit() {
     let reversed = tmux.expect("reversed", |s| {
         row_function(&first_row(s, "OWN%")) == "warm_spin" && s.contains("FUNCTION▲")
     });
+    // Z to A by name (the napping thread, caught waking, may add rows).
     let names: Vec<String> = rows_under(&reversed, "OWN%")
         .iter()
-        .map(|r| row_function(r))
+        .map(|r| row_function(r).to_lowercase())
         .collect();
-    assert_eq!(
-        names,
-        ["warm_spin", "main", "hot_spin", "<module>"],
+    let mut descending = names.clone();
+    descending.sort_by(|a, b| b.cmp(a));
+    assert_eq!(names, descending, "{reversed}");
+    assert!(
+        names.iter().position(|n| n == "warm_spin") < names.iter().position(|n| n == "hot_spin"),
         "{reversed}"
     );
     tmux.keys(&["1"]);
@@ -372,12 +375,21 @@ fn top_keys_sort_filter_views_and_target_exit() {
         let header = s.lines().find(|l| l.starts_with("OWN%")).unwrap_or("");
         header.contains("FILE:LINE") && header.find("FILE:LINE") < header.find("FUNCTION")
     });
-    // hot_spin's loop body (lines 15-16 of the script).
+    // A line of hot_spin's body, attributed to hot_spin.
+    let source = std::fs::read_to_string(common::target("top_busy.py")).expect("top_busy.py");
+    let def = source
+        .lines()
+        .position(|l| l.starts_with("def hot_spin"))
+        .expect("def hot_spin")
+        + 1;
     assert!(
-        rows_under(&lines, "OWN%")
-            .iter()
-            .any(|r| r.contains("top_busy.py:15") || r.contains("top_busy.py:16")),
-        "{lines}"
+        rows_under(&lines, "OWN%").iter().any(|r| {
+            r.ends_with("hot_spin")
+                && (def + 1..=def + 3).any(|n| r.contains(&format!("top_busy.py:{n} ")))
+        }),
+        "no line {}..={} of hot_spin:\n{lines}",
+        def + 1,
+        def + 3
     );
     tmux.keys(&["p"]);
     tmux.expect("the processes view", |s| {
@@ -541,6 +553,37 @@ fn top_on_gunicorn_shows_endpoints_and_workers() {
     let doc = load.finish();
     assert!(doc["ok"].as_u64().unwrap_or(0) > 0, "{doc}");
     drop(server);
+}
+
+#[test]
+fn top_idle_shows_sleeping_threads() {
+    let interp = pick_one(&require_all());
+    let _cpu = cpu_lock();
+    let (target, _) =
+        start_target(&interp, "top_busy.py", &["60"]).unwrap_or_else(|e| panic!("{e}"));
+    let tmux = Tmux::new("idle", 80, 24);
+    tmux.type_line(&top_line(&["--pid", &target.pid().to_string(), "--idle"]));
+    // Half the samples are the sleeping thread's: nap_forever leads, all idle;
+    // hot_spin runs Python.
+    let screen = tmux.expect("nap_forever idle and hot_spin running", |s| {
+        let rows = rows_under(s, "OWN%");
+        let cells = |name: &str| -> Vec<String> {
+            rows.iter()
+                .find(|r| row_function(r) == name)
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        // OWN% TOTAL% OWN s TOTAL s PY NAT GIL IDLE FUNCTION FILE:LINE
+        let nap = cells("nap_forever");
+        let hot = cells("hot_spin");
+        nap.get(7).map(String::as_str) == Some("100")
+            && nap.get(4).map(String::as_str) == Some("0")
+            && hot.get(4).map(String::as_str) == Some("100")
+            && row_function(rows.first().map(String::as_str).unwrap_or("")) == "nap_forever"
+    });
+    println!("{screen}");
+    tmux.keys(&["q"]);
+    check_restored(&tmux, "0");
 }
 
 #[test]

@@ -1,12 +1,14 @@
 """Target of crates/cli/tests/top.rs: keeps one CPU busy, about three
 quarters of the time in `hot_spin` and a quarter in `warm_spin`, until
-SECONDS pass (a bound, so a forgotten target cannot run forever).
+SECONDS pass (a bound, so a forgotten target cannot run forever). A second
+thread sleeps in `nap_forever`: idle, seen only with `--idle`.
 
 usage: top_busy.py SECONDS
 """
 import json
 import os
 import sys
+import threading
 import time
 
 
@@ -24,7 +26,13 @@ def warm_spin(n):
     return s
 
 
+def nap_forever():
+    while True:
+        time.sleep(0.5)
+
+
 def main(seconds):
+    threading.Thread(target=nap_forever, name="napper", daemon=True).start()
     print(json.dumps({"pid": os.getpid()}), flush=True)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
