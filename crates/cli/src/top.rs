@@ -784,12 +784,25 @@ mod tests {
     }
 
     fn ui_with_samples() -> Ui {
+        ui_in_mode(
+            Mode::Wall,
+            &[
+                ("hot_function_with_a_long_name", 30, ThreadState::Python),
+                ("warm", 10, ThreadState::Python),
+            ],
+        )
+    }
+
+    fn ui_in_mode(mode: Mode, samples: &[(&str, usize, ThreadState)]) -> Ui {
         let mut p = Profile::new();
         p.meta.target = "pid 1: python3 \x1b[2Jbusy.py".into();
         p.set_process(1, "python3 busy.py");
         let live = LiveProfile::new(p, Duration::from_millis(10), Duration::ZERO);
-        let mut ui = Ui::new(live, &args(), Instant::now());
-        for (name, n) in [("hot_function_with_a_long_name", 30), ("warm", 10)] {
+        let mut a = args();
+        a.mode = mode;
+        a.idle = true;
+        let mut ui = Ui::new(live, &a, Instant::now());
+        for &(name, n, state) in samples {
             for _ in 0..n {
                 ui.take(Batch {
                     samples: vec![Sample {
@@ -798,8 +811,8 @@ mod tests {
                         thread_id: 1,
                         native_id: Some(1),
                         thread_name: None,
-                        state: ThreadState::Python,
-                        holds_gil: true,
+                        state,
+                        holds_gil: state == ThreadState::Python,
                         frames: vec![SampledFrame {
                             name: Arc::from(name),
                             filename: Arc::from("/srv/app/busy.py"),
@@ -843,6 +856,29 @@ mod tests {
 
     fn press(ui: &mut Ui, code: KeyCode) -> bool {
         ui.key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    #[test]
+    fn modes_keep_the_samples_record_keeps() {
+        let mix = [
+            ("running", 4, ThreadState::Python),
+            ("native", 3, ThreadState::Native),
+            ("waiting", 2, ThreadState::GilWait),
+            ("sleeping", 1, ThreadState::Idle),
+        ];
+        let functions = |mode| {
+            let ui = ui_in_mode(mode, &mix);
+            let mut names: Vec<String> =
+                ui.shown().rows.iter().map(|r| r[8].text.clone()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            functions(Mode::Wall),
+            ["native", "running", "sleeping", "waiting"]
+        );
+        assert_eq!(functions(Mode::Cpu), ["native", "running"]);
+        assert_eq!(functions(Mode::Gil), ["running"]);
     }
 
     #[test]
