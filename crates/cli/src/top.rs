@@ -37,6 +37,9 @@ static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 /// Ticks the channel holds before the sampler waits for the view.
 const CHANNEL_TICKS: usize = 1024;
+/// Exited processes remembered for the processes view (workers recycled
+/// by gunicorn's `max_requests` come and go for as long as it runs).
+const MAX_EXITED_PROCESSES: usize = 256;
 /// Longest wait for a key, so new samples are taken in promptly.
 const KEY_POLL: Duration = Duration::from_millis(50);
 
@@ -393,6 +396,18 @@ impl Ui {
         }
         for st in b.processes {
             self.processes.insert(st.pid, st);
+        }
+        let exited = self.processes.values().filter(|p| !p.alive).count();
+        if exited > MAX_EXITED_PROCESSES {
+            // Forget the lowest PIDs first: usually the oldest.
+            let mut drop = exited - MAX_EXITED_PROCESSES;
+            self.processes.retain(|_, p| {
+                if !p.alive && drop > 0 {
+                    drop -= 1;
+                    return false;
+                }
+                true
+            });
         }
         self.errors = b.errors;
         self.torn_threads = b.torn_threads;

@@ -422,11 +422,10 @@ fn process_rows(input: &ViewInput) -> Vec<Vec<Cell>> {
         threads: HashSet<u32>,
     }
     let p = input.profile;
+    // Live processes, and those that exited but have samples in the window
+    // (recycled workers would otherwise pile up).
     let mut rows: BTreeMap<i32, Row> = BTreeMap::new();
-    for (pid, _) in p.processes() {
-        rows.entry(pid).or_default();
-    }
-    for s in input.processes {
+    for s in input.processes.iter().filter(|s| s.alive) {
         rows.entry(s.pid).or_default();
     }
     for (k, count) in p.counts() {
@@ -998,6 +997,34 @@ mod tests {
         assert_eq!(t.rows[0][5].text, "3");
         assert_eq!(t.rows[1][1].text, "master");
         assert_eq!(t.rows[1][3].text, "100");
+    }
+
+    #[test]
+    fn exited_processes_without_samples_are_left_out() {
+        let mut p = Profile::new();
+        p.set_process(10, "gunicorn: master");
+        p.set_process(12, "gunicorn: old worker");
+        p.add_sample(&sample(10, &[("sleep", "/m.py", 2)], ThreadState::Idle));
+        let status = [
+            ProcessStatus {
+                pid: 10,
+                errors: 0,
+                alive: true,
+            },
+            ProcessStatus {
+                pid: 12,
+                errors: 0,
+                alive: false,
+            },
+            ProcessStatus {
+                pid: 13,
+                errors: 0,
+                alive: true,
+            },
+        ];
+        let req = HashMap::new();
+        let t = table(View::Processes, &input(&p, &req, &status));
+        assert_eq!(names(&t, 0), ["10", "13"]);
     }
 
     #[test]
