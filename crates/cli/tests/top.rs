@@ -12,8 +12,9 @@
 //!   and the last view stays; afterwards `stty` shows a sane terminal;
 //! * a 40×10 terminal with a launched command (`top -- CMD`), quit by Ctrl-C;
 //! * gunicorn (image-service, 2 workers) under load: the endpoint with its
-//!   rate and latency, master and workers in the processes view, the slow
-//!   view's function; SIGTERM from outside restores the terminal.
+//!   rate and latency, master and workers in the processes view (and the
+//!   worker gunicorn starts when one is killed), the slow view's function;
+//!   SIGTERM from outside restores the terminal.
 //!
 //! Every wait is bounded; tmux servers, targets and servers are killed
 //! however a test ends.
@@ -524,6 +525,18 @@ fn top_on_gunicorn_shows_endpoints_and_workers() {
             })
     });
     println!("{procs}");
+
+    // A worker killed: gunicorn starts another, which shows up as a worker.
+    let victim = workers[0];
+    // SAFETY: kill(2) of a gunicorn worker this test started.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let replaced = tmux.expect("the replacement worker", |s| {
+        rows_under(s, "PID").iter().any(|r| {
+            let pid = r.split_whitespace().next().unwrap_or("");
+            r.contains("worker") && pid != master && !workers.iter().any(|w| w.to_string() == pid)
+        })
+    });
+    println!("{replaced}");
 
     tmux.keys(&["f"]);
     tmux.keys(&["c"]);
