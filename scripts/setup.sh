@@ -7,7 +7,7 @@ CACHE="${PYROMETER_CACHE:-$HOME/.cache/pyrometer}"
 mkdir -p "$CACHE"
 
 need_apt=()
-for pkg in gcc python3.11-dev python3.11-venv util-linux strace procps golang-go chromium; do
+for pkg in gcc python3.11-dev python3.11-venv util-linux strace procps golang-go chromium tmux; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then

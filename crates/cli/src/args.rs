@@ -26,6 +26,12 @@ pub enum Command {
         after_help = "Examples:\n  pyrometer record --pid 1234 -d 30 -o profile.svg\n  pyrometer record -r 1000 -f speedscope -o out.json -- python3 app.py"
     )]
     Record(RecordArgs),
+    /// A live, full-screen view of a running program or service: functions,
+    /// lines, endpoints and processes, refreshed every second.
+    #[command(
+        after_help = "Examples:\n  pyrometer top --pid 1234\n  pyrometer top --pid GUNICORN_MASTER --subprocesses\n  pyrometer top -- python3 app.py\n\nKeys: Tab or f/l/e/p switch view, 1-9 or Left/Right pick the sort column, r reverses,\n/ filters (Enter keeps, Esc clears), space pauses, c toggles cumulative/interval,\n0 or R resets, ? or h shows help, q or Ctrl-C quits."
+    )]
+    Top(TopArgs),
     /// Render a saved pprof profile (`record -f pprof`) as a flame graph,
     /// folded stacks or speedscope.
     #[command(
@@ -254,4 +260,33 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
         Ok(d) if d > 0.0 && d.is_finite() && d <= 1e9 => Ok(d),
         _ => Err(format!("{s:?} is not a positive number of seconds")),
     }
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "command"])))]
+pub struct TopArgs {
+    /// PID of the running Python process.
+    #[arg(short, long)]
+    pub pid: Option<i64>,
+    /// Samples per second.
+    #[arg(short, long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: u32,
+    /// Include samples of idle threads in the functions and lines views.
+    #[arg(short, long)]
+    pub idle: bool,
+    /// Which threads to sample: every thread (wall), only those on a CPU
+    /// (cpu), or only the GIL holder (gil).
+    #[arg(long, value_enum, default_value_t = Mode::Wall)]
+    pub mode: Mode,
+    /// Also sample every descendant Python process (gunicorn and uvicorn
+    /// workers), following them as they come and go.
+    #[arg(short, long)]
+    pub subprocesses: bool,
+    /// Seconds between refreshes of the view.
+    #[arg(long, default_value_t = 1.0)]
+    pub refresh: f64,
+    /// Command to launch and watch (after `--`); its output is discarded
+    /// while the view owns the terminal.
+    #[arg(last = true, num_args = 1..)]
+    pub command: Vec<String>,
 }

@@ -1,7 +1,7 @@
 //! Getting a target: attach to a PID, or launch a command and attach to it
 //! as soon as its interpreter is up.
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -40,12 +40,28 @@ impl Launched {
 /// itself Python (a shell, a process manager) is accepted: `None` is
 /// returned and only its Python descendants are sampled.
 pub fn launch(command: &[String], allow_non_python: bool) -> Result<(Option<Target>, Launched)> {
+    launch_with(command, allow_non_python, false)
+}
+
+/// [`launch`], with the command's standard streams sent to /dev/null when
+/// `silent` (`top` owns the terminal).
+pub fn launch_with(
+    command: &[String],
+    allow_non_python: bool,
+    silent: bool,
+) -> Result<(Option<Target>, Launched)> {
     let Some((program, args)) = command.split_first() else {
         bail!("no command given after --");
     };
     let own_exe = std::fs::read_link("/proc/self/exe").ok();
-    let child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if silent {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    }
+    let child = cmd
         .spawn()
         .with_context(|| format!("cannot start `{program}`"))?;
     let pid = child.id() as i32;

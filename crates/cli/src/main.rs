@@ -10,6 +10,7 @@ mod exit;
 mod output;
 mod record;
 mod report;
+mod top;
 
 use clap::Parser;
 
@@ -24,6 +25,7 @@ fn main() {
         args::Command::Dump(a) => dump::run(a),
         args::Command::Record(a) => record::run(a),
         args::Command::Report(a) => report::run(a),
+        args::Command::Top(a) => top::run(a),
         args::Command::Diff(a) => diff::run(a),
         args::Command::BenchSample(a) => bench::run(a),
     };

@@ -256,7 +256,7 @@ fn sample_loop(
 }
 
 /// Stop a launched command that is still running when recording ends.
-fn stop_child(l: &mut Launched) {
+pub(crate) fn stop_child(l: &mut Launched) {
     if l.exited().is_some() {
         return;
     }

@@ -5,6 +5,7 @@ mod folded;
 mod html;
 mod pprof;
 mod speedscope;
+pub mod top;
 
 pub use folded::{folded_lines, write_flamegraph, write_folded};
 pub use html::write_html;

@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+pub mod web;
+
 pub use pyrometer_testsupport::serde_json::{self, Value};
 #[allow(unused_imports)]
 pub use pyrometer_testsupport::{par_map, require_all, ChildGuard, Interp};
