@@ -46,8 +46,14 @@ pub fn completions(args: CompletionsArgs) -> Result<()> {
         .context("cannot write the completion script to stdout")
 }
 
+/// The date of this version's entry in CHANGELOG.md, for the pages' footer
+/// (a fixed date keeps the generated pages reproducible; an empty one would
+/// shift the `.TH` fields).
+const RELEASE_DATE: &str = "2026-12-01";
+
 fn man_page(cmd: clap::Command) -> clap_mangen::Man {
     clap_mangen::Man::new(cmd)
+        .date(RELEASE_DATE)
         .source(format!("pyrometer {}", env!("CARGO_PKG_VERSION")))
         .manual("User Commands")
 }
