@@ -158,6 +158,10 @@ fn wheel_installs_into_a_fresh_venv_and_profiles() {
         bin.join("pyrometer"),
         venv.join("share/man/man1/pyrometer.1"),
         venv.join("share/man/man1/pyrometer-record.1"),
+        venv.join(format!(
+            "lib/python3.11/site-packages/pyrometer-{}.dist-info/licenses/THIRD-PARTY.md",
+            env!("CARGO_PKG_VERSION")
+        )),
     ] {
         assert!(
             installed.is_file(),
