@@ -84,6 +84,34 @@ fn clean(program: impl AsRef<std::ffi::OsStr>, dirs: &[PathBuf]) -> Command {
     cmd
 }
 
+/// The newest `GLIBC_x.y[.z]` symbol version an executable refers to.
+fn newest_glibc(binary: &Path) -> (u32, u32, u32) {
+    let out = run(
+        "objdump -T (binutils, installed with gcc by scripts/setup.sh)",
+        Command::new("objdump").arg("-T").arg(binary),
+        STEP_TIMEOUT,
+    );
+    let text = stdout_of(&out);
+    let versions: Vec<(u32, u32, u32)> = text
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((
+                parts.next()??,
+                parts.next()??,
+                parts.next().flatten().unwrap_or(0),
+            ))
+        })
+        .collect();
+    assert!(
+        !versions.is_empty(),
+        "objdump -T {} shows no GLIBC_ symbol versions",
+        binary.display()
+    );
+    versions.into_iter().max().unwrap_or_default()
+}
+
 /// The leaf-function names of a folded-stacks file, and its total count.
 fn folded_functions(path: &Path) -> (Vec<String>, u64) {
     let text = std::fs::read_to_string(path)
@@ -115,13 +143,13 @@ fn wheel_installs_into_a_fresh_venv_and_profiles() {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let prefix = format!(
-        "pyrometer-{}-py3-none-manylinux_",
+    let want_name = format!(
+        "pyrometer-{}-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
         env!("CARGO_PKG_VERSION")
     );
     assert!(
-        wheel.is_file() && name.starts_with(&prefix) && name.ends_with("_x86_64.whl"),
-        "scripts/wheel.sh printed {wheel:?}: expected an existing {prefix}*_x86_64.whl\nstderr:\n{}",
+        wheel.is_file() && name == want_name,
+        "scripts/wheel.sh printed {wheel:?}: expected an existing {want_name}\nstderr:\n{}",
         stderr_of(&out)
     );
 
@@ -169,6 +197,14 @@ fn wheel_installs_into_a_fresh_venv_and_profiles() {
             installed.display()
         );
     }
+
+    // The installed binary asks for nothing newer than glibc 2.17, as its
+    // manylinux2014 tag promises.
+    let newest = newest_glibc(&bin.join("pyrometer"));
+    assert!(
+        newest <= (2, 17, 0),
+        "the installed binary needs glibc {newest:?}, newer than manylinux2014's 2.17"
+    );
 
     // `pyrometer` is found on PATH and is the venv's.
     let out = run(
