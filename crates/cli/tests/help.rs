@@ -238,3 +238,28 @@ fn man_pages_are_valid_roff() {
         "hidden subcommands got pages"
     );
 }
+
+#[test]
+fn changelog_has_this_version_dated_as_the_man_pages() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let changelog = std::fs::read_to_string(root.join("CHANGELOG.md")).expect("CHANGELOG.md");
+    assert!(
+        changelog.contains("## [Unreleased]"),
+        "CHANGELOG.md has no Unreleased section"
+    );
+    let heading = format!("## [{}] - ", env!("CARGO_PKG_VERSION"));
+    let date = changelog
+        .lines()
+        .find_map(|l| l.strip_prefix(heading.as_str()))
+        .unwrap_or_else(|| panic!("CHANGELOG.md has no {heading:?}DATE entry"));
+    let out = pyrometer(&["man"]);
+    let page = stdout_of(&out);
+    let th = page
+        .lines()
+        .find(|l| l.starts_with(".TH "))
+        .unwrap_or_default();
+    assert!(
+        th.contains(&format!("\"{date}\"")) || th.contains(&format!(" {date} ")),
+        "the man page's date ({th}) is not the changelog's {date}: update RELEASE_DATE in crates/cli/src/meta.rs"
+    );
+}
