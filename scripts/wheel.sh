@@ -7,7 +7,8 @@
 # The wheel holds the release `pyrometer` binary, stripped (pip installs it
 # into the environment's bin/, on PATH in an activated venv), the tiny
 # `pyrometer` Python package behind `python -m pyrometer`, the man pages
-# (share/man/man1) and the license files. maturin (from PyPI, pinned in
+# (share/man/man1), README, CHANGELOG and SECURITY (share/doc/pyrometer)
+# and the license files. maturin (from PyPI, pinned in
 # scripts/maturin.sh) builds it and checks the binary against the manylinux
 # policies (auditwheel).
 #
@@ -33,10 +34,12 @@ LINKER="${WHEEL_LINKER:-zig}"
 echo "wheel: cargo build --release" >&2
 cargo build --release --locked --quiet -p pyrometer >&2
 HOST_BIN="$CARGO_TARGET_DIR/release/pyrometer"
-DATA="$ROOT/build/wheel-data"
-rm -rf "$DATA"
-mkdir -p "$DATA/data/share/man/man1"
-"$HOST_BIN" man --dir "$DATA/data/share/man/man1" >/dev/null
+# (python/wheel-data/data/ installs into the environment's prefix; its
+# share/doc/pyrometer is tracked, share/man is generated here.)
+MAN="$ROOT/python/wheel-data/data/share/man/man1"
+rm -rf "$MAN"
+mkdir -p "$MAN"
+"$HOST_BIN" man --dir "$MAN" >/dev/null
 
 mkdir -p dist
 VERSION="$("$HOST_BIN" --version | awk '{print $2}')"

@@ -5,8 +5,9 @@
 //!   python3.11 with every directory holding `cargo`/`rustc` removed from
 //!   PATH, and then `pyrometer record` (found on PATH) attaches to a live
 //!   target and `python -m pyrometer record -- python split.py` launches
-//!   one; both profiles must hold the target's functions. The man pages are
-//!   installed under the venv's share/man/man1.
+//!   one; both profiles must hold the target's functions. The man pages,
+//!   docs and licenses are installed too, and the binary needs no glibc
+//!   newer than its manylinux2014 tag allows (2.17).
 //! * `cargo install --path crates/cli` into a temporary root gives a
 //!   working binary.
 
@@ -186,6 +187,7 @@ fn wheel_installs_into_a_fresh_venv_and_profiles() {
         bin.join("pyrometer"),
         venv.join("share/man/man1/pyrometer.1"),
         venv.join("share/man/man1/pyrometer-record.1"),
+        venv.join("share/doc/pyrometer/SECURITY.md"),
         venv.join(format!(
             "lib/python3.11/site-packages/pyrometer-{}.dist-info/licenses/THIRD-PARTY.md",
             env!("CARGO_PKG_VERSION")
