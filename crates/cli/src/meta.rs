@@ -40,9 +40,13 @@ pub struct ManArgs {
 
 pub fn completions(args: CompletionsArgs) -> Result<()> {
     let mut cmd = Cli::command();
+    // clap_complete panics when its writer fails: render into memory, then
+    // write with an error of our own (`completions bash > /dev/full`).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "pyrometer", &mut script);
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cmd, "pyrometer", &mut out);
-    out.flush()
+    out.write_all(&script)
+        .and_then(|()| out.flush())
         .context("cannot write the completion script to stdout")
 }
 

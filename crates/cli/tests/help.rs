@@ -263,3 +263,29 @@ fn changelog_has_this_version_dated_as_the_man_pages() {
         "the man page's date ({th}) is not the changelog's {date}: update RELEASE_DATE in crates/cli/src/meta.rs"
     );
 }
+
+#[test]
+fn a_full_stdout_is_an_error_not_a_panic() {
+    for args in [&["completions", "bash"][..], &["man"][..]] {
+        // Not run_with_timeout: it pipes stdout itself. Both commands only
+        // print, so they cannot hang.
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let out = Command::new(PYROMETER)
+            .args(args)
+            .stdout(full)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run pyrometer");
+        assert_eq!(
+            out.status.code(),
+            Some(EXIT_FAILURE),
+            "pyrometer {args:?} > /dev/full: {}",
+            stderr_of(&out)
+        );
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("pyrometer: error: cannot write") && !err.contains("panicked"),
+            "pyrometer {args:?} > /dev/full: {err}"
+        );
+    }
+}
