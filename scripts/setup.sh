@@ -22,3 +22,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is not on PATH; install Rust (rustup) first" >&2
     exit 1
 fi
+
+# Packaging: groff checks the generated man pages (crates/cli/tests/help.rs);
+# maturin, in its own cached venv, builds the wheel (scripts/wheel.sh).
+if ! dpkg -s groff-base >/dev/null 2>&1; then
+    echo "setup: installing Debian package groff-base"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq groff-base
+fi
+"$(dirname "$0")/maturin.sh" >/dev/null

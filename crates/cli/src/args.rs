@@ -8,7 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Sampling profiler for live Python processes and web services.
 #[derive(Debug, Parser)]
-#[command(name = "pyrometer", version, about, long_about = None)]
+#[command(
+    name = "pyrometer",
+    version = crate::meta::version_line(),
+    about,
+    long_about = None,
+    after_help = "Examples:\n  pyrometer dump --pid 1234\n  pyrometer record --pid 1234 -d 30 -o profile.svg\n  pyrometer record --subprocesses --pid $(pgrep -o gunicorn) -f html -o report.html\n  pyrometer record -- python3 app.py\n\nReading another process needs root or CAP_SYS_PTRACE; see `pyrometer help record`."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -44,6 +50,17 @@ pub enum Command {
         after_help = "Examples:\n  pyrometer diff before.pb.gz after.pb.gz -o diff.svg\n  pyrometer diff before.pb.gz after.pb.gz --nolineno -o diff.svg"
     )]
     Diff(DiffArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  pyrometer completions bash > ~/.local/share/bash-completion/completions/pyrometer\n  pyrometer completions zsh > ~/.zfunc/_pyrometer\n  pyrometer completions fish > ~/.config/fish/completions/pyrometer.fish"
+    )]
+    Completions(crate::meta::CompletionsArgs),
+    /// Print the man page, generated from these flags.
+    #[command(
+        hide = true,
+        after_help = "Examples:\n  pyrometer man > pyrometer.1 && man -l pyrometer.1\n  pyrometer man --dir share/man/man1"
+    )]
+    Man(crate::meta::ManArgs),
     /// Measure the cost of one sample of a process (for benchmarks).
     #[command(hide = true)]
     BenchSample(BenchArgs),

@@ -7,6 +7,7 @@ mod bench;
 mod diff;
 mod dump;
 mod exit;
+mod meta;
 mod output;
 mod record;
 mod report;
@@ -28,6 +29,8 @@ fn main() {
         args::Command::Top(a) => top::run(a),
         args::Command::Diff(a) => diff::run(a),
         args::Command::BenchSample(a) => bench::run(a),
+        args::Command::Completions(a) => meta::completions(a),
+        args::Command::Man(a) => meta::man(a),
     };
     if let Err(err) = result {
         let code = exit::code_for(&err);

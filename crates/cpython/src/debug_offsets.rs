@@ -388,6 +388,11 @@ fn fields_of_minor(major: u8, minor: u8) -> Option<FieldList> {
     }
 }
 
+/// Whether a `_Py_DebugOffsets` field list exists for `major.minor`.
+pub fn knows_minor(major: u8, minor: u8) -> bool {
+    fields_of_minor(major, minor).is_some()
+}
+
 /// `PY_VERSION_HEX` as CPython writes the version: `3.15.0a2`, `3.14.0rc1`,
 /// `3.13.0`.
 pub fn hex_version_string(hex: u64) -> String {

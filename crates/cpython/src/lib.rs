@@ -13,6 +13,7 @@ pub mod linetable;
 pub mod objects;
 pub mod request;
 pub mod stack;
+pub mod supported;
 pub mod synthetic;
 
 pub use discover::{locate, Interpreter};
