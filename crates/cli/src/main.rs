@@ -10,6 +10,8 @@ mod exit;
 mod output;
 mod record;
 mod report;
+mod service;
+mod service_args;
 
 use clap::Parser;
 

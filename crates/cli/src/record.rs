@@ -13,6 +13,9 @@ use pyrometer_sampler::{Clock, Session};
 use crate::args::{Format, GroupBy, Mode, RecordArgs};
 use crate::attach::{attach_pid, launch, Launched};
 use crate::output::{check_writable, write_atomic};
+use crate::service::{Progress, Service};
+use pyrometer_outputs::pyroscope::ProfileKind;
+use std::sync::Arc;
 
 /// Set by Ctrl-C / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -29,6 +32,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
     if args.pid.is_some() && !args.command.is_empty() {
         bail!("give either --pid or a command after --, not both");
     }
+    crate::service::validate(&args.service)?;
     let explicit_output = args.output.clone();
     if let Some(path) = &explicit_output {
         check_writable(path)?;
@@ -38,6 +42,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
     }
     ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
         .context("cannot install the Ctrl-C handler")?;
+    crate::service::install_sigusr1()?;
 
     let (mut session, mut launched) = match args.pid {
         Some(pid) => (Session::new(attach_pid(pid)?, args.subprocesses), None),
@@ -80,23 +85,45 @@ pub fn run(args: RecordArgs) -> Result<()> {
     profile.meta.start_time = Some(std::time::SystemTime::now());
 
     profile.set_period(Duration::from_secs_f64(1.0 / args.rate as f64));
-    let outcome = sample_loop(&mut session, &mut launched, &mut profile, &args);
-    profile.finish();
-    if let Some(l) = launched.as_mut() {
-        stop_child(l);
-    }
+    profile
+        .timeline_mut()
+        .set_limit(args.service.timeline_samples);
 
     let opts = stack_options(&args);
     let title = format!("pyrometer: {}", profile.meta.target);
     let format = args.format;
-    let written = write_atomic(&output, |w| match format {
-        Format::Flamegraph => write_flamegraph(&profile, &opts, &title, w),
-        Format::Raw => write_folded(&profile, &opts, w),
-        Format::Speedscope => write_speedscope(&profile, &opts, &title, w),
-        Format::Pprof => pyrometer_outputs::write_pprof(&profile, w),
-        Format::Html => pyrometer_outputs::write_html(&profile, &opts, &title, w),
-    });
+    let render: crate::service::Render = {
+        let (opts, title) = (opts.clone(), title.clone());
+        Arc::new(move |p: &Profile, w: &mut dyn std::io::Write| render(format, p, &opts, &title, w))
+    };
+    let kind = if args.idle && args.mode == Mode::Wall && !args.gil {
+        ProfileKind::Wall
+    } else {
+        ProfileKind::Cpu
+    };
+    let mut service = Service::start(
+        &args.service,
+        args.rate as f64,
+        kind,
+        output.clone(),
+        render.clone(),
+    )?;
+    let outcome = sample_loop(
+        &mut session,
+        &mut launched,
+        &mut profile,
+        &args,
+        &mut service,
+    );
+    profile.finish();
+    if let Some(l) = launched.as_mut() {
+        stop_child(l);
+    }
+    let report = service.finish();
+
+    let written = write_atomic(&output, |w| render(&profile, w));
     print_summary(&profile, &outcome, &output, format, written.is_ok());
+    report.print(args.service.write_every.is_some());
     if let Err(e) = written {
         // What was collected is never lost: fall back to folded stacks in /tmp.
         let fallback = std::env::temp_dir().join(format!("pyrometer-{pid}-rescued.txt"));
@@ -109,6 +136,24 @@ pub fn run(args: RecordArgs) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Render a profile in one of the output formats.
+pub fn render(
+    format: Format,
+    profile: &Profile,
+    opts: &StackOptions,
+    title: &str,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    match format {
+        Format::Flamegraph => write_flamegraph(profile, opts, title, w),
+        Format::Raw => write_folded(profile, opts, w),
+        Format::Speedscope => write_speedscope(profile, opts, title, w),
+        Format::Pprof => pyrometer_outputs::write_pprof(profile, w),
+        Format::Html => pyrometer_outputs::write_html(profile, opts, title, w),
+        Format::Chrometrace => pyrometer_outputs::write_chrometrace(profile, opts, title, w),
+    }
 }
 
 fn stack_options(args: &RecordArgs) -> StackOptions {
@@ -148,6 +193,7 @@ fn sample_loop(
     launched: &mut Option<Launched>,
     profile: &mut Profile,
     args: &RecordArgs,
+    service: &mut Service,
 ) -> Outcome {
     let cpu_start = own_cpu_time();
     let mut clock = Clock::new(args.rate as f64);
@@ -191,8 +237,18 @@ fn sample_loop(
             };
             if keep {
                 profile.add_sample(s);
+                service.observe(s);
             }
         }
+        service.tick(
+            profile,
+            &Progress {
+                duration: start.elapsed(),
+                ticks: clock.ticks,
+                late_ticks: clock.late_ticks,
+                errors: session.stats.errors,
+            },
+        );
         if session.targets().is_empty() && (session.finished() || !args.subprocesses) {
             ended_by = "target exited";
             break;
@@ -277,6 +333,7 @@ fn print_summary(
         Format::Speedscope => "speedscope profile",
         Format::Pprof => "pprof profile",
         Format::Html => "HTML report",
+        Format::Chrometrace => "Chrome trace",
     };
     if written {
         eprintln!("pyrometer: wrote {what} to {}", output.display());

@@ -1,0 +1,88 @@
+//! The first samples in time order, for outputs that draw a timeline
+//! (Chrome trace). The profile aggregates everything else; this keeps at
+//! most `limit` entries and counts the ones it had to leave out, so memory
+//! stays bounded however long the run.
+
+use std::time::Duration;
+
+use pyrometer_sampler::ThreadState;
+
+use crate::{StackId, StrId, ThreadKey};
+
+/// Samples kept in the timeline unless told otherwise (about 8 MB).
+pub const DEFAULT_TIMELINE_LIMIT: usize = 250_000;
+
+/// One sample of one thread at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Time since the recording started.
+    pub time: Duration,
+    /// The thread.
+    pub thread: ThreadKey,
+    /// The innermost stack node (`None`: no Python frames).
+    pub stack: Option<StackId>,
+    /// What the thread was doing.
+    pub state: ThreadState,
+    /// The endpoint of the request being served, if any.
+    pub endpoint: Option<StrId>,
+    /// Identity of that request: consecutive samples of a thread with the
+    /// same key saw the same request.
+    pub request: Option<u64>,
+}
+
+/// The bounded timeline.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    entries: Vec<TimelineEntry>,
+    limit: usize,
+    /// Samples left out because the timeline was full.
+    pub dropped: u64,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            entries: Vec::new(),
+            limit: DEFAULT_TIMELINE_LIMIT,
+            dropped: 0,
+        }
+    }
+}
+
+impl Timeline {
+    /// Keep at most `limit` entries (0: keep none). Entries already kept
+    /// beyond the new limit are dropped and counted.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+        if self.entries.len() > limit {
+            self.dropped = self
+                .dropped
+                .saturating_add((self.entries.len() - limit) as u64);
+            self.entries.truncate(limit);
+        }
+    }
+
+    /// The most entries kept.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Add an entry, or count it as dropped when full.
+    pub fn push(&mut self, entry: TimelineEntry) {
+        if self.entries.len() < self.limit {
+            self.entries.push(entry);
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
+
+    /// The entries, in the order they were sampled.
+    pub fn entries(&self) -> &[TimelineEntry] {
+        &self.entries
+    }
+
+    /// Whether samples were left out.
+    pub fn was_cut(&self) -> bool {
+        self.dropped > 0
+    }
+}
