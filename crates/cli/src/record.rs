@@ -33,6 +33,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
         bail!("give either --pid or a command after --, not both");
     }
     crate::service::validate(&args.service)?;
+    if crate::report::format_needs_timeline(args.format) && args.service.timeline_samples == 0 {
+        bail!("-f chrometrace draws the timeline: --timeline-samples must be at least 1");
+    }
     let explicit_output = args.output.clone();
     if let Some(path) = &explicit_output {
         check_writable(path)?;

@@ -26,6 +26,13 @@ pub fn run(args: ReportArgs) -> Result<()> {
         }
     };
     check_writable(&output)?;
+    if format_needs_timeline(args.format) && profile.timeline().entries().is_empty() {
+        eprintln!(
+            "pyrometer: warning: {} holds no timeline (it was saved by another tool, an older \
+             pyrometer, or with --timeline-samples 0): the trace will have no slices",
+            args.input.display()
+        );
+    }
     let opts = stack_options(&args.stacks, &profile);
     let title = format!("pyrometer: {}", profile.meta.target);
     let format = args.format;
@@ -43,6 +50,11 @@ pub fn run(args: ReportArgs) -> Result<()> {
     eprintln!("pyrometer: wrote {what} to {}", output.display());
     eprintln!("  {}", describe(&profile));
     Ok(())
+}
+
+/// Formats drawn from the profile's timeline.
+pub fn format_needs_timeline(format: Format) -> bool {
+    format == Format::Chrometrace
 }
 
 /// Read a saved profile, with errors that name the file.

@@ -13,7 +13,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use pyrometer_outputs::pyroscope::{parse_tags, ProfileKind, PushStats, Pusher, PyroscopeConfig};
+use pyrometer_outputs::pyroscope::{
+    check_url, parse_tags, ProfileKind, PushStats, Pusher, PyroscopeConfig,
+};
 use pyrometer_profile::Profile;
 use pyrometer_sampler::Sample;
 
@@ -195,7 +197,19 @@ pub fn validate(args: &ServiceArgs) -> Result<()> {
             bail!("--write-every must be a number of seconds, at least 0.05");
         }
     }
-    if args.pyroscope.is_some() {
+    if let Some(url) = &args.pyroscope {
+        check_url(url)?;
+        parse_tags(&args.tags)?;
+        if args.app_name.as_deref().is_none_or(str::is_empty) {
+            bail!("--pyroscope needs --app-name NAME (Pyroscope's service_name)");
+        }
+        if args
+            .pyroscope_basic_auth
+            .as_deref()
+            .is_some_and(|a| !a.contains(':'))
+        {
+            bail!("--pyroscope-basic-auth must be USER:PASSWORD");
+        }
         let i = args.pyroscope_interval;
         if !(i.is_finite() && (0.1..=3600.0).contains(&i)) {
             bail!("--pyroscope-interval must be between 0.1 and 3600 seconds");

@@ -507,3 +507,77 @@ fn a_server_that_is_down_does_not_hold_the_recording() {
     assert!(stderr.contains("cannot connect"), "{stderr}");
     println!("down server: took {took:?}");
 }
+
+#[test]
+fn bad_pyroscope_settings_are_refused_before_anything_starts() {
+    let scratch = Scratch::new("pyroscope-bad");
+    let marker = scratch.file("started");
+    // The command would create `marker` if it were launched.
+    let touch = format!("open({:?}, 'w').close()", marker.to_string_lossy());
+    let out_file = scratch.file("out.svg");
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--pyroscope", "https://pyro:4040", "--app-name", "a"],
+            "https is not supported",
+        ),
+        (
+            &["--pyroscope", "pyro:4040", "--app-name", "a"],
+            "must start with http://",
+        ),
+        (&["--pyroscope", "http://pyro:4040"], "--app-name"),
+        (
+            &[
+                "--pyroscope",
+                "http://pyro:4040",
+                "--app-name",
+                "a",
+                "--tag",
+                "env",
+            ],
+            "KEY=VALUE",
+        ),
+        (
+            &[
+                "--pyroscope",
+                "http://pyro:4040",
+                "--app-name",
+                "a",
+                "--tag",
+                "__name__=x",
+            ],
+            "does not start with `__`",
+        ),
+        (&["--app-name", "a"], "--pyroscope"),
+        (
+            &[
+                "--pyroscope",
+                "http://pyro:4040",
+                "--app-name",
+                "a",
+                "--pyroscope-basic-auth",
+                "alice",
+            ],
+            "USER:PASSWORD",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["record", "-o", out_file.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "python3", "-c", &touch]);
+        let out = pyrometer(&args);
+        let stderr = stderr_of(&out);
+        assert!(
+            matches!(out.status.code(), Some(EXIT_FAILURE) | Some(EXIT_USAGE)),
+            "{}: {:?} {stderr}",
+            show(&args),
+            out.status
+        );
+        assert!(stderr.contains(message), "{}: {stderr}", show(&args));
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !marker.exists(),
+            "{}: the command was launched",
+            show(&args)
+        );
+    }
+}

@@ -163,6 +163,11 @@ struct Endpoint {
     path: String,
 }
 
+/// Check a Pyroscope URL (`http://HOST[:PORT][/PREFIX]`) without using it.
+pub fn check_url(url: &str) -> Result<(), PyroscopeError> {
+    parse_url(url).map(|_| ())
+}
+
 fn parse_url(url: &str) -> Result<Endpoint, PyroscopeError> {
     let bad = |why: &str| PyroscopeError::Url(url.to_string(), why.to_string());
     if url.starts_with("https://") {
