@@ -581,3 +581,51 @@ fn bad_pyroscope_settings_are_refused_before_anything_starts() {
         );
     }
 }
+
+#[test]
+fn a_server_that_never_answers_does_not_hold_the_recording() {
+    let interp = newest();
+    let _cpu = cpu_lock();
+    let scratch = Scratch::new("pyroscope-hang");
+    // Accepts connections and holds them open without a word.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !st.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        held.len()
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let (out, took, _) = record(
+        &interp,
+        &scratch,
+        "2",
+        &[
+            "--pyroscope",
+            &url,
+            "--app-name",
+            "shop",
+            "--pyroscope-interval",
+            "1",
+        ],
+    );
+    stop.store(true, Ordering::SeqCst);
+    let connections = holder.join().unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "record failed: {stderr}");
+    assert!(connections >= 1, "pyrometer never connected: {stderr}");
+    // 2 s of target, 5 s of waiting for the stuck push, slack.
+    assert!(took < Duration::from_secs(15), "took {took:?}: {stderr}");
+    let n = summary_numbers(&stderr);
+    assert_eq!(n[0], 0, "{stderr}");
+    assert!(n[5] >= 1, "unsent intervals: {stderr}");
+    println!("silent server: took {took:?}, {connections} connections");
+}

@@ -482,6 +482,10 @@ struct Batch {
 struct Shared {
     queue: VecDeque<Batch>,
     closing: Option<Instant>,
+    /// A batch is being sent (popped from the queue).
+    in_flight: bool,
+    /// The thread has returned.
+    finished: bool,
     stats: PushStats,
 }
 
@@ -556,21 +560,38 @@ impl Pusher {
         lock.lock().unwrap_or_else(|e| e.into_inner()).stats.clone()
     }
 
-    /// Push what is queued, waiting at most `wait`, then stop.
+    /// Push what is queued, waiting at most `wait`, then stop. A request
+    /// still blocked in the network then (a server that accepts and never
+    /// answers) is abandoned with its thread and counted as unsent.
     pub fn finish(mut self, wait: Duration) -> PushStats {
         let (lock, cv) = &*self.shared;
-        {
-            let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-            s.closing = Some(Instant::now() + wait);
-            cv.notify_all();
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let deadline = Instant::now() + wait;
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-        s.stats.unsent += s.queue.len() as u64;
+        s.closing = Some(deadline);
+        cv.notify_all();
+        // A little grace past the deadline for an exchange to end cleanly.
+        let give_up = deadline + Duration::from_millis(200);
+        while !s.finished {
+            let now = Instant::now();
+            if now >= give_up {
+                break;
+            }
+            s = cv
+                .wait_timeout(s, give_up - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        let finished = s.finished;
+        s.stats.unsent += s.queue.len() as u64 + u64::from(s.in_flight);
         s.queue.clear();
-        s.stats.clone()
+        let stats = s.stats.clone();
+        drop(s);
+        if let Some(t) = self.thread.take() {
+            if finished {
+                let _ = t.join();
+            }
+        }
+        stats
     }
 }
 
@@ -603,6 +624,19 @@ fn run(
     headers: &[(String, String)],
 ) {
     let (lock, cv) = shared;
+    send_all(shared, config, endpoint, headers);
+    let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+    s.finished = true;
+    cv.notify_all();
+}
+
+fn send_all(
+    shared: &(Mutex<Shared>, Condvar),
+    config: &PyroscopeConfig,
+    endpoint: &Endpoint,
+    headers: &[(String, String)],
+) {
+    let (lock, cv) = shared;
     let mut backoff = FIRST_BACKOFF;
     loop {
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -620,6 +654,7 @@ fn run(
             s.stats.dropped += 1;
             continue;
         }
+        s.in_flight = true;
         drop(s);
         if batch.body.is_none() {
             if let Some(p) = batch.profile.take() {
@@ -640,6 +675,7 @@ fn run(
             timeout,
         });
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+        s.in_flight = false;
         match result {
             Ok(()) => {
                 s.stats.pushed += 1;

@@ -9,7 +9,7 @@ use pyrometer_sampler::ThreadState;
 
 use crate::{StackId, StrId, ThreadKey};
 
-/// Samples kept in the timeline unless told otherwise (about 8 MB).
+/// Samples kept in the timeline unless told otherwise (at most 14 MB).
 pub const DEFAULT_TIMELINE_LIMIT: usize = 250_000;
 
 /// One sample of one thread at one instant.
@@ -84,5 +84,43 @@ impl Timeline {
     /// Whether samples were left out.
     pub fn was_cut(&self) -> bool {
         self.dropped > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ms: u64) -> TimelineEntry {
+        TimelineEntry {
+            time: Duration::from_millis(ms),
+            thread: ThreadKey(0),
+            stack: None,
+            state: ThreadState::Python,
+            endpoint: None,
+            request: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_first_entries_and_counts_the_rest() {
+        let mut t = Timeline::default();
+        t.set_limit(3);
+        for i in 0..5 {
+            t.push(entry(i));
+        }
+        assert_eq!(t.entries().len(), 3);
+        assert_eq!(t.entries()[2].time, Duration::from_millis(2));
+        assert_eq!(t.dropped, 2);
+        assert!(t.was_cut());
+        t.set_limit(1);
+        assert_eq!((t.entries().len(), t.dropped), (1, 4));
+    }
+
+    #[test]
+    fn the_default_limit_bounds_memory() {
+        // What the README and the flag's help promise.
+        let bytes = DEFAULT_TIMELINE_LIMIT * std::mem::size_of::<TimelineEntry>();
+        assert!(bytes <= 16 << 20, "{bytes} bytes");
     }
 }
