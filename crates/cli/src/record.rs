@@ -17,6 +17,10 @@ use crate::service::{Progress, Service};
 use pyrometer_outputs::pyroscope::ProfileKind;
 use std::sync::Arc;
 
+/// The longest --duration or --write-every (ten years): larger values would
+/// overflow the clock.
+pub const MAX_SECONDS: f64 = 315_360_000.0;
+
 /// Set by Ctrl-C / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -25,8 +29,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
         bail!("--rate must be between 1 and 100000 samples per second");
     }
     if let Some(d) = args.duration {
-        if !(d > 0.0 && d.is_finite()) {
-            bail!("--duration must be a positive number of seconds");
+        if !(d > 0.0 && d <= MAX_SECONDS) {
+            bail!("--duration must be a positive number of seconds, at most {MAX_SECONDS}");
         }
     }
     if args.pid.is_some() && !args.command.is_empty() {

@@ -69,7 +69,7 @@ pub struct WriteStats {
 
 struct PeriodicWriter {
     every: Option<Duration>,
-    next: Instant,
+    next: Option<Instant>,
     tx: Option<SyncSender<Profile>>,
     thread: Option<JoinHandle<()>>,
     stats: Arc<Mutex<WriteStats>>,
@@ -103,7 +103,7 @@ impl PeriodicWriter {
             .context("cannot start the periodic writer")?;
         Ok(PeriodicWriter {
             every,
-            next: Instant::now() + every.unwrap_or(Duration::MAX / 4),
+            next: every.map(|e| Instant::now() + e),
             tx: Some(tx),
             thread: Some(thread),
             stats,
@@ -113,7 +113,8 @@ impl PeriodicWriter {
     fn tick(&mut self, profile: &Profile, progress: &Progress) {
         let now = Instant::now();
         let signalled = WRITE_NOW.load(Ordering::SeqCst);
-        if !signalled && now < self.next {
+        let due = self.next.is_some_and(|next| now >= next);
+        if !signalled && !due {
             return;
         }
         let Some(tx) = &self.tx else { return };
@@ -127,7 +128,7 @@ impl PeriodicWriter {
             Ok(()) => {
                 WRITE_NOW.store(false, Ordering::SeqCst);
                 if let Some(every) = self.every {
-                    self.next = now + every;
+                    self.next = Some(now + every);
                 }
             }
             // The writer is busy with the last one: try again next tick.
@@ -193,8 +194,11 @@ pub struct Service {
 /// Check the service flags before anything starts.
 pub fn validate(args: &ServiceArgs) -> Result<()> {
     if let Some(s) = args.write_every {
-        if !(s.is_finite() && s >= 0.05) {
-            bail!("--write-every must be a number of seconds, at least 0.05");
+        if !(0.05..=crate::record::MAX_SECONDS).contains(&s) {
+            bail!(
+                "--write-every must be a number of seconds from 0.05 to {}",
+                crate::record::MAX_SECONDS
+            );
         }
     }
     if let Some(url) = &args.pyroscope {

@@ -235,3 +235,33 @@ fn sigusr1_writes_now_and_sigterm_writes_the_final_file() {
     assert!(stderr.contains("stopped: interrupted"), "{stderr}");
     no_temporary_files(&scratch.0).unwrap();
 }
+
+#[test]
+fn bad_periods_are_refused_with_a_message() {
+    let scratch = Scratch::new("periodic-bad");
+    let out_file = scratch.file("out.pb.gz");
+    for (flags, message) in [
+        (&["--write-every", "0"][..], "--write-every must be"),
+        (&["--write-every", "1e30"][..], "--write-every must be"),
+        (&["--write-every", "nan"][..], "--write-every must be"),
+        (&["-d", "1e30"][..], "--duration must be"),
+        (
+            &["-f", "chrometrace", "--timeline-samples", "0"][..],
+            "--timeline-samples",
+        ),
+    ] {
+        let mut args = vec!["record", "-o", out_file.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "/bin/true"]);
+        let out = pyrometer(&args);
+        let stderr = stderr_of(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(EXIT_FAILURE),
+            "{}: {stderr}",
+            show(&args)
+        );
+        assert!(stderr.contains(message), "{}: {stderr}", show(&args));
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
