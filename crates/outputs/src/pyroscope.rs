@@ -737,6 +737,31 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_the_oldest_and_counts_everything() {
+        // Port 1 on the loopback: nobody listens, every attempt fails.
+        let pusher = Pusher::start(PyroscopeConfig {
+            url: "http://127.0.0.1:1".into(),
+            app_name: "t".into(),
+            tags: Vec::new(),
+            basic_auth: None,
+            tenant_id: None,
+            kind: ProfileKind::Cpu,
+        })
+        .unwrap();
+        let n = MAX_QUEUED as u64 + 10;
+        for _ in 0..n {
+            pusher.push(Profile::new());
+        }
+        let s = pusher.finish(Duration::from_millis(300));
+        assert_eq!(s.pushed, 0);
+        assert!(s.dropped >= 9, "{s:?}");
+        // Every interval is accounted for: dropped, or still unsent.
+        assert_eq!(s.dropped + s.unsent, n, "{s:?}");
+        assert!(s.failed_attempts >= 1, "{s:?}");
+        assert!(s.last_error.unwrap().contains("cannot connect"));
+    }
+
+    #[test]
     fn base64_matches_rfc4648() {
         for (i, o) in [
             ("", ""),
