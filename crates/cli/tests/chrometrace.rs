@@ -212,3 +212,45 @@ fn chrome_trace_of_a_wsgi_service() {
         &rows,
     );
 }
+
+#[test]
+fn a_pprof_without_timeline_gives_a_warning_and_an_empty_valid_trace() {
+    use pyrometer_profile::{FrameInfo, Profile, ThreadInfo};
+    let scratch = Scratch::new("chrometrace-no-timeline");
+    // Aggregated samples only, as another tool or --timeline-samples 0 writes.
+    let mut p = Profile::new();
+    p.meta.rate = 100.0;
+    let thread = p.thread_key(ThreadInfo {
+        pid: 5,
+        thread_id: 9,
+        native_id: Some(9),
+        name: Some("MainThread".into()),
+    });
+    let frame = FrameInfo {
+        name: p.intern("main"),
+        filename: p.intern("/app.py"),
+        line: 3,
+        first_line: 1,
+    };
+    p.add_stack(&[frame], thread, ThreadState::Python, 40);
+    let pb = scratch.file("old.pb.gz");
+    let mut bytes = Vec::new();
+    pyrometer_outputs::write_pprof(&p, &mut bytes).unwrap();
+    std::fs::write(&pb, bytes).unwrap();
+    let trace_file = scratch.file("old.trace.json");
+    let args = [
+        "report",
+        pb.to_str().unwrap(),
+        "-f",
+        "chrometrace",
+        "-o",
+        trace_file.to_str().unwrap(),
+    ];
+    let out = pyrometer(&args);
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{}: {stderr}", show(&args));
+    assert!(stderr.contains("holds no timeline"), "{stderr}");
+    let trace = load_trace(&trace_file).unwrap();
+    assert!(trace.tracks.is_empty());
+    assert_eq!(trace.other["timeline_samples"], 0);
+}

@@ -26,6 +26,8 @@ use pyrometer_profile::Profile;
 
 use crate::pprof::{pprof_message, proto as pprof};
 
+/// Pyroscope rejects a profile with more samples than this.
+pub const MAX_SAMPLES_PER_PROFILE: usize = 16_000;
 /// Intervals waiting to be pushed, at most.
 pub const MAX_QUEUED: usize = 64;
 /// Intervals older than this are not pushed (Pyroscope refuses profiles
@@ -308,14 +310,43 @@ pub fn push_pprof(profile: &Profile, kind: ProfileKind) -> pprof::Profile {
     m
 }
 
-/// The body of one push.
+/// The body of one push. An interval with more pprof samples than
+/// Pyroscope takes in one profile ([`MAX_SAMPLES_PER_PROFILE`]) is split
+/// into several profiles of the same series.
 pub fn push_request(config: &PyroscopeConfig, profile: &Profile, id: String) -> Vec<u8> {
-    let raw = push_pprof(profile, config.kind).encode_to_vec();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let raw_profile = match gz.write_all(&raw).and_then(|_| gz.finish()) {
-        Ok(v) => v,
-        Err(_) => raw, // Writing to memory does not fail; ungzipped is accepted too.
+    let mut whole = push_pprof(profile, config.kind);
+    let samples = std::mem::take(&mut whole.sample);
+    let chunks: Vec<Vec<pprof::Sample>> = if samples.len() <= MAX_SAMPLES_PER_PROFILE {
+        vec![samples]
+    } else {
+        samples
+            .chunks(MAX_SAMPLES_PER_PROFILE)
+            .map(<[pprof::Sample]>::to_vec)
+            .collect()
     };
+    let several = chunks.len() > 1;
+    let raw_samples = chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut part = whole.clone();
+            part.sample = chunk;
+            let raw = part.encode_to_vec();
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let raw_profile = match gz.write_all(&raw).and_then(|_| gz.finish()) {
+                Ok(v) => v,
+                Err(_) => raw, // Writing to memory does not fail; ungzipped is accepted too.
+            };
+            proto::RawSample {
+                raw_profile,
+                id: if several {
+                    format!("{id}-{i}")
+                } else {
+                    id.clone()
+                },
+            }
+        })
+        .collect();
     let mut labels = vec![
         proto::LabelPair {
             name: "__name__".into(),
@@ -335,7 +366,7 @@ pub fn push_request(config: &PyroscopeConfig, profile: &Profile, id: String) -> 
     proto::PushRequest {
         series: vec![proto::RawProfileSeries {
             labels,
-            samples: vec![proto::RawSample { raw_profile, id }],
+            samples: raw_samples,
         }],
     }
     .encode_to_vec()
@@ -759,6 +790,52 @@ mod tests {
         assert_eq!(s.dropped + s.unsent, n, "{s:?}");
         assert!(s.failed_attempts >= 1, "{s:?}");
         assert!(s.last_error.unwrap().contains("cannot connect"));
+    }
+
+    #[test]
+    fn big_intervals_are_split_into_profiles_pyroscope_accepts() {
+        use pyrometer_profile::{FrameInfo, ThreadInfo};
+        use pyrometer_sampler::ThreadState;
+        let mut p = Profile::new();
+        p.meta.rate = 100.0;
+        let thread = p.thread_key(ThreadInfo {
+            pid: 1,
+            thread_id: 1,
+            native_id: Some(1),
+            name: None,
+        });
+        let n = 2 * MAX_SAMPLES_PER_PROFILE + 5;
+        for i in 0..n {
+            let frame = FrameInfo {
+                name: p.intern(&format!("f{i}")),
+                filename: p.intern("/x.py"),
+                line: 1,
+                first_line: 1,
+            };
+            p.add_stack(&[frame], thread, ThreadState::Python, 2);
+        }
+        let config = PyroscopeConfig {
+            url: "http://127.0.0.1:1".into(),
+            app_name: "t".into(),
+            tags: Vec::new(),
+            basic_auth: None,
+            tenant_id: None,
+            kind: ProfileKind::Cpu,
+        };
+        let body = push_request(&config, &p, "id".into());
+        let req = proto::PushRequest::decode(body.as_slice()).unwrap();
+        let parts = &req.series[0].samples;
+        assert_eq!(parts.len(), 3);
+        let mut total = 0;
+        let mut ids = std::collections::BTreeSet::new();
+        for part in parts {
+            let m = crate::decode_pprof(&part.raw_profile).unwrap();
+            assert!(m.sample.len() <= MAX_SAMPLES_PER_PROFILE);
+            total += m.sample.iter().map(|x| x.value[0]).sum::<i64>();
+            ids.insert(part.id.clone());
+        }
+        assert_eq!(ids.len(), 3);
+        assert_eq!(total, 2 * n as i64 * 10_000_000);
     }
 
     #[test]
