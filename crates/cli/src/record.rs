@@ -95,6 +95,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
     profile
         .timeline_mut()
         .set_limit(args.service.timeline_samples);
+    // Idle threads' samples only fill the timeline when they are shown.
+    profile.timeline_mut().keep_idle = args.idle;
 
     let opts = stack_options(&args);
     let title = format!("pyrometer: {}", profile.meta.target);

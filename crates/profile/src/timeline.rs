@@ -35,6 +35,9 @@ pub struct TimelineEntry {
 pub struct Timeline {
     entries: Vec<TimelineEntry>,
     limit: usize,
+    /// Whether samples of idle threads are kept (a service's many idle
+    /// threads would otherwise fill it).
+    pub keep_idle: bool,
     /// Samples left out because the timeline was full.
     pub dropped: u64,
 }
@@ -44,6 +47,7 @@ impl Default for Timeline {
         Timeline {
             entries: Vec::new(),
             limit: DEFAULT_TIMELINE_LIMIT,
+            keep_idle: true,
             dropped: 0,
         }
     }
@@ -67,8 +71,12 @@ impl Timeline {
         self.limit
     }
 
-    /// Add an entry, or count it as dropped when full.
+    /// Add an entry, or count it as dropped when full. Idle entries are
+    /// ignored (not counted) unless `keep_idle`.
     pub fn push(&mut self, entry: TimelineEntry) {
+        if entry.state == ThreadState::Idle && !self.keep_idle {
+            return;
+        }
         if self.entries.len() < self.limit {
             self.entries.push(entry);
         } else {
@@ -115,6 +123,16 @@ mod tests {
         assert!(t.was_cut());
         t.set_limit(1);
         assert_eq!((t.entries().len(), t.dropped), (1, 4));
+        let mut t = Timeline {
+            keep_idle: false,
+            ..Timeline::default()
+        };
+        t.push(TimelineEntry {
+            state: ThreadState::Idle,
+            ..entry(1)
+        });
+        t.push(entry(2));
+        assert_eq!((t.entries().len(), t.dropped), (1, 0));
     }
 
     #[test]
