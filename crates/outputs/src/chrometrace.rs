@@ -11,7 +11,9 @@
 //! A slice ends where the next sample that differs from it starts; after a
 //! thread's last sample, or before a gap (an idle sample left out, a
 //! thread not sampled for more than [`GAP_PERIODS`] periods), it ends one
-//! period after its last sample.
+//! period after its last sample — except a request's slice, which spans a
+//! gap when the same request goes on after it (as the request statistics
+//! count it).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -124,20 +126,28 @@ fn slices_of(
             }
         }
     };
+    // Samples left out (idle) since the last one shown.
+    let mut skipped = false;
     for e in entries {
         if e.state == ThreadState::Idle && !opts.include_idle {
             // Left out, as in every other output: a gap on the track.
-            if let Some(t) = last.take() {
-                close_from(&mut open, 0, t + period, &mut out);
-            }
+            skipped = true;
             continue;
         }
+        let path = path_of(profile, opts, names, e);
         if let Some(t) = last {
-            if e.time.saturating_sub(t) > gap || e.time < t {
-                close_from(&mut open, 0, t + period, &mut out);
+            if skipped || e.time.saturating_sub(t) > gap || e.time < t {
+                // A gap ends the frames one period after the last sample; a
+                // request that goes on after it stays one slice.
+                let same_request = matches!(
+                    (open.first(), path.first()),
+                    (Some((SliceKey::Request(a, _), _)), Some(SliceKey::Request(b, _))) if a == b
+                ) && e.time >= t;
+                let keep = usize::from(same_request);
+                close_from(&mut open, keep, t + period, &mut out);
             }
         }
-        let path = path_of(profile, opts, names, e);
+        skipped = false;
         let common = open
             .iter()
             .zip(&path)

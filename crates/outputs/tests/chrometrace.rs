@@ -69,6 +69,14 @@ fn profile() -> Profile {
         sample(1, 11, 50, &[("main", 1), ("c", 4)], None),
         // 50 ms later: a gap.
         sample(1, 11, 100, &[("main", 1), ("c", 9)], None),
+        // A request that goes on across an idle sample stays one slice.
+        sample(1, 11, 200, &main_a, Some(8)),
+        {
+            let mut idle = sample(1, 11, 210, &main_a, Some(8));
+            idle.state = ThreadState::Idle;
+            idle
+        },
+        sample(1, 11, 220, &main_a, Some(8)),
     ] {
         p.add_sample(&s);
     }
@@ -123,6 +131,11 @@ fn slices_merge_prefixes_and_nest_requests() {
             ("c (app.py:4)", 50 * MS, 10 * MS, 1),
             ("main (app.py:1)", 100 * MS, 10 * MS, 0),
             ("c (app.py:9)", 100 * MS, 10 * MS, 1),
+            ("GET app.view", 200 * MS, 30 * MS, 0),
+            ("main (app.py:1)", 200 * MS, 10 * MS, 1),
+            ("a (app.py:2)", 200 * MS, 10 * MS, 2),
+            ("main (app.py:1)", 220 * MS, 10 * MS, 1),
+            ("a (app.py:2)", 220 * MS, 10 * MS, 2),
         ])
     );
     let request = &t.tracks[&(1, 11)][0];
@@ -135,11 +148,12 @@ fn slices_merge_prefixes_and_nest_requests() {
     assert_eq!(t.thread_names[&(2, 21)], "worker");
     assert!(t.process_names[&1].contains("python3 app.py"));
     assert!(t.process_names[&2].contains("python3 worker.py"));
-    // 6 non-idle samples of thread 11 at 10 ms each; 2 of thread 21.
-    assert!((t.root_seconds((1, 11)) - 0.060).abs() < 1e-9);
+    // 8 non-idle samples of thread 11 at 10 ms each, plus the idle 10 ms
+    // the second request spans; 2 samples of thread 21.
+    assert!((t.root_seconds((1, 11)) - 0.090).abs() < 1e-9);
     assert!((t.root_seconds((2, 21)) - 0.020).abs() < 1e-9);
     assert_eq!(t.other["timeline_cut"], false);
-    assert_eq!(t.other["timeline_samples"], 9);
+    assert_eq!(t.other["timeline_samples"], 12);
 }
 
 #[test]
@@ -157,6 +171,10 @@ fn idle_samples_shown_with_idle_and_lines_merged_without_line_numbers() {
     );
     assert!(
         s.contains(&("c (app.py)".to_string(), 100 * MS, 10 * MS, 1)),
+        "{s:?}"
+    );
+    assert!(
+        s.contains(&("a (app.py)".to_string(), 200 * MS, 30 * MS, 2)),
         "{s:?}"
     );
 }
@@ -207,5 +225,5 @@ fn pprof_round_trip_gives_the_same_trace() {
     write_pprof(&c, &mut bytes).unwrap();
     let q = read_pprof(&bytes).unwrap();
     assert_eq!(q.timeline().entries().len(), 4);
-    assert_eq!(q.timeline().dropped, 5);
+    assert_eq!(q.timeline().dropped, 8);
 }
