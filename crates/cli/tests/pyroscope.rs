@@ -368,6 +368,7 @@ fn pushes_labelled_profiles_with_the_targets_stacks() {
         received.len()
     );
     let mut ids = BTreeSet::new();
+    let mut starts = Vec::new();
     let mut total = 0;
     let mut functions = BTreeSet::new();
     let mut endpoints = BTreeSet::new();
@@ -397,6 +398,10 @@ fn pushes_labelled_profiles_with_the_targets_stacks() {
             .as_nanos() as i64;
         let age = now - push.profile.time_nanos;
         assert!(age > 0 && age < 120_000_000_000, "time_nanos {age} ns ago");
+        // Each push covers the interval since the one before (the last
+        // one, the partial interval at exit, may be shorter).
+        let secs = push.profile.duration_nanos as f64 / 1e9;
+        assert!(secs > 0.0 && secs < 3.0, "a 1 s interval lasted {secs} s");
         // Only the endpoint label: Pyroscope makes series of string labels.
         for x in &push.profile.sample {
             for l in &x.label {
@@ -404,6 +409,7 @@ fn pushes_labelled_profiles_with_the_targets_stacks() {
             }
         }
         assert!(ids.insert(push.id.clone()), "repeated id {}", push.id);
+        starts.push(push.profile.time_nanos);
         total += push.samples();
         functions.extend(push.functions());
         endpoints.extend(push.endpoints());
