@@ -27,9 +27,11 @@ pub enum Command {
         after_help = "Examples:\n  pyrometer dump --pid 1234\n  pyrometer dump --pid 1234 --locals --json"
     )]
     Dump(DumpArgs),
-    /// Sample a process and write a profile (flame graph, folded stacks, speedscope).
+    /// Sample a process and write a profile (flame graph, folded stacks,
+    /// speedscope, pprof, HTML, Chrome trace); for services, rewrite it every
+    /// --write-every seconds (and on SIGUSR1) and push to Pyroscope.
     #[command(
-        after_help = "Examples:\n  pyrometer record --pid 1234 -d 30 -o profile.svg\n  pyrometer record -r 1000 -f speedscope -o out.json -- python3 app.py"
+        after_help = "Examples:\n  pyrometer record --pid 1234 -d 30 -o profile.svg\n  pyrometer record -r 1000 -f speedscope -o out.json -- python3 app.py\n  pyrometer record --pid 1234 -f chrometrace -d 10 -o trace.json   # open in ui.perfetto.dev\n  pyrometer record --pid 1234 -s -f pprof -o live.pb.gz --write-every 60   # kill -USR1 to write now\n  pyrometer record --pid 1234 -s --pyroscope http://localhost:4040 --app-name shop --tag env=prod"
     )]
     Record(RecordArgs),
     /// A live, full-screen view of a running program or service: functions,
@@ -113,6 +115,10 @@ pub enum Format {
     /// A self-contained HTML report to read offline in a browser: summary,
     /// hot lines with their source, functions, threads, flame graph.
     Html,
+    /// Chrome trace event JSON for Perfetto / chrome://tracing: a track
+    /// per thread, a slice per frame and per request over time (the first
+    /// --timeline-samples samples).
+    Chrometrace,
 }
 
 impl Format {
@@ -123,6 +129,7 @@ impl Format {
             Format::Speedscope => "json",
             Format::Pprof => "pb.gz",
             Format::Html => "html",
+            Format::Chrometrace => "trace.json",
         }
     }
 }
@@ -211,6 +218,8 @@ pub struct RecordArgs {
     /// Do not print the one-line status while recording.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub service: crate::service_args::ServiceArgs,
     /// Command to launch and profile from its start (after `--`).
     #[arg(last = true, num_args = 1..)]
     pub command: Vec<String>,

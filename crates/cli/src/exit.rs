@@ -15,13 +15,33 @@ use pyrometer_process::{MemoryError, ProcessError};
 use pyrometer_sampler::{SampleError, TargetError};
 
 pub const FAILURE: i32 = 1;
+pub const USAGE: i32 = 2;
 pub const NO_PROCESS: i32 = 3;
 pub const PERMISSION: i32 = 4;
 pub const NOT_PYTHON: i32 = 5;
 pub const INTERRUPTED: i32 = 130;
 
+/// A flag value that clap cannot check on its own (its meaning depends on
+/// other flags): a bad command line, exit code 2 like clap's own errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `err` as a bad-command-line error.
+pub fn usage(err: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(UsageError(format!("{err:#}")))
+}
+
 /// A classification of the root error, if it is one of ours.
 enum Kind {
+    Usage,
     NoProcess,
     Permission,
     NotPython,
@@ -30,6 +50,9 @@ enum Kind {
 
 fn kind(err: &anyhow::Error) -> Kind {
     for cause in err.chain() {
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return Kind::Usage;
+        }
         if let Some(e) = cause.downcast_ref::<ProcessError>() {
             return process_kind(e);
         }
@@ -90,6 +113,7 @@ fn cpython_kind(e: &CpythonError) -> Kind {
 
 pub fn code_for(err: &anyhow::Error) -> i32 {
     match kind(err) {
+        Kind::Usage => USAGE,
         Kind::NoProcess => NO_PROCESS,
         Kind::Permission => PERMISSION,
         Kind::NotPython => NOT_PYTHON,
@@ -119,5 +143,6 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
         ),
         Kind::NoProcess => Some("hint: check the PID with `ps -ef | grep python`.".into()),
         Kind::Other => None,
+        Kind::Usage => Some("hint: see `pyrometer help` for the flags and their values.".into()),
     }
 }

@@ -11,6 +11,8 @@ mod meta;
 mod output;
 mod record;
 mod report;
+mod service;
+mod service_args;
 mod top;
 
 use clap::Parser;

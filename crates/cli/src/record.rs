@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use pyrometer_outputs::{write_flamegraph, write_folded, write_speedscope, StackOptions};
 use pyrometer_profile::Profile;
 use pyrometer_sampler::{Clock, Session};
@@ -13,6 +13,13 @@ use pyrometer_sampler::{Clock, Session};
 use crate::args::{Format, GroupBy, Mode, RecordArgs};
 use crate::attach::{attach_pid, launch, Launched};
 use crate::output::{check_writable, describe, write_atomic, write_new};
+use crate::service::{Progress, Service};
+use pyrometer_outputs::pyroscope::ProfileKind;
+use std::sync::Arc;
+
+/// The longest --duration or --write-every (ten years): larger values would
+/// overflow the clock.
+pub const MAX_SECONDS: f64 = 315_360_000.0;
 
 /// Set by Ctrl-C / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -37,6 +44,12 @@ fn on_interrupt() {
 pub fn run(args: RecordArgs) -> Result<()> {
     // --rate, --duration and the --pid/command choice are checked by clap
     // (exit code 2).
+    crate::service::validate(&args.service).map_err(crate::exit::usage)?;
+    if crate::report::format_needs_timeline(args.format) && args.service.timeline_samples == 0 {
+        return Err(crate::exit::usage(anyhow!(
+            "-f chrometrace draws the timeline: --timeline-samples must be at least 1"
+        )));
+    }
     let explicit_output = args.output.clone();
     if let Some(path) = &explicit_output {
         check_writable(path)?;
@@ -45,6 +58,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             .context("the current directory is not writable; pass -o PATH")?;
     }
     ctrlc::set_handler(on_interrupt).context("cannot install the Ctrl-C handler")?;
+    crate::service::install_sigusr1()?;
 
     let (mut session, mut launched) = match args.pid {
         Some(pid) => (Session::new(attach_pid(pid)?, args.subprocesses), None),
@@ -88,23 +102,47 @@ pub fn run(args: RecordArgs) -> Result<()> {
     profile.meta.start_time = Some(std::time::SystemTime::now());
 
     profile.set_period(Duration::from_secs_f64(1.0 / args.rate as f64));
-    let outcome = sample_loop(&mut session, &mut launched, &mut profile, &args);
-    profile.finish();
-    if let Some(l) = launched.as_mut() {
-        stop_child(l);
-    }
+    profile
+        .timeline_mut()
+        .set_limit(args.service.timeline_samples);
+    // Idle threads' samples only fill the timeline when they are shown.
+    profile.timeline_mut().keep_idle = args.idle;
 
     let opts = stack_options(&args);
     let title = format!("pyrometer: {}", profile.meta.target);
     let format = args.format;
-    let written = write_atomic(&output, |w| match format {
-        Format::Flamegraph => write_flamegraph(&profile, &opts, &title, w),
-        Format::Raw => write_folded(&profile, &opts, w),
-        Format::Speedscope => write_speedscope(&profile, &opts, &title, w),
-        Format::Pprof => pyrometer_outputs::write_pprof(&profile, w),
-        Format::Html => pyrometer_outputs::write_html(&profile, &opts, &title, w),
-    });
+    let render: crate::service::Render = {
+        let (opts, title) = (opts.clone(), title.clone());
+        Arc::new(move |p: &Profile, w: &mut dyn std::io::Write| render(format, p, &opts, &title, w))
+    };
+    let kind = if args.idle && args.mode == Mode::Wall && !args.gil {
+        ProfileKind::Wall
+    } else {
+        ProfileKind::Cpu
+    };
+    let mut service = Service::start(
+        &args.service,
+        args.rate as f64,
+        kind,
+        output.clone(),
+        render.clone(),
+    )?;
+    let outcome = sample_loop(
+        &mut session,
+        &mut launched,
+        &mut profile,
+        &args,
+        &mut service,
+    );
+    profile.finish();
+    if let Some(l) = launched.as_mut() {
+        stop_child(l);
+    }
+    let report = service.finish();
+
+    let written = write_atomic(&output, |w| render(&profile, w));
     print_summary(&profile, &outcome, &output, format, written.is_ok());
+    report.print(args.service.write_every.is_some());
     if let Err(e) = written {
         // What was collected is never lost: fall back to folded stacks in /tmp.
         let dir = std::env::temp_dir();
@@ -120,6 +158,24 @@ pub fn run(args: RecordArgs) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Render a profile in one of the output formats.
+pub fn render(
+    format: Format,
+    profile: &Profile,
+    opts: &StackOptions,
+    title: &str,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    match format {
+        Format::Flamegraph => write_flamegraph(profile, opts, title, w),
+        Format::Raw => write_folded(profile, opts, w),
+        Format::Speedscope => write_speedscope(profile, opts, title, w),
+        Format::Pprof => pyrometer_outputs::write_pprof(profile, w),
+        Format::Html => pyrometer_outputs::write_html(profile, opts, title, w),
+        Format::Chrometrace => pyrometer_outputs::write_chrometrace(profile, opts, title, w),
+    }
 }
 
 fn stack_options(args: &RecordArgs) -> StackOptions {
@@ -160,6 +216,7 @@ fn sample_loop(
     launched: &mut Option<Launched>,
     profile: &mut Profile,
     args: &RecordArgs,
+    service: &mut Service,
 ) -> Outcome {
     let cpu_start = own_cpu_time();
     let mut clock = Clock::new(args.rate as f64);
@@ -205,8 +262,18 @@ fn sample_loop(
             };
             if keep {
                 profile.add_sample(s);
+                service.observe(s);
             }
         }
+        service.tick(
+            profile,
+            &Progress {
+                duration: start.elapsed(),
+                ticks: clock.ticks,
+                late_ticks: clock.late_ticks,
+                errors: session.stats.errors,
+            },
+        );
         if session.targets().is_empty() && (session.finished() || !args.subprocesses) {
             ended_by = if root_replaced {
                 "the target replaced itself with another program (exec)"
@@ -296,6 +363,7 @@ fn print_summary(
         Format::Speedscope => "speedscope profile",
         Format::Pprof => "pprof profile",
         Format::Html => "HTML report",
+        Format::Chrometrace => "Chrome trace",
     };
     if written {
         eprintln!("pyrometer: wrote {what} to {}", describe(output));

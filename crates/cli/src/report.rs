@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use pyrometer_outputs::{
-    read_pprof, write_flamegraph, write_folded, write_pprof, write_speedscope, StackOptions,
-};
+use pyrometer_outputs::{read_pprof, StackOptions};
 use pyrometer_profile::Profile;
 
 use crate::args::{Format, ReportArgs, StackFlags};
@@ -28,15 +26,18 @@ pub fn run(args: ReportArgs) -> Result<()> {
         }
     };
     check_writable(&output)?;
+    if format_needs_timeline(args.format) && profile.timeline().entries().is_empty() {
+        eprintln!(
+            "pyrometer: warning: {} holds no timeline (it was saved by another tool, an older \
+             pyrometer, or with --timeline-samples 0): the trace will have no slices",
+            args.input.display()
+        );
+    }
     let opts = stack_options(&args.stacks, &profile);
     let title = format!("pyrometer: {}", profile.meta.target);
     let format = args.format;
-    write_atomic(&output, |w| match format {
-        Format::Flamegraph => write_flamegraph(&profile, &opts, &title, w),
-        Format::Raw => write_folded(&profile, &opts, w),
-        Format::Speedscope => write_speedscope(&profile, &opts, &title, w),
-        Format::Pprof => write_pprof(&profile, w),
-        Format::Html => pyrometer_outputs::write_html(&profile, &opts, &title, w),
+    write_atomic(&output, |w| {
+        crate::record::render(format, &profile, &opts, &title, w)
     })?;
     let what = match format {
         Format::Flamegraph => "flame graph",
@@ -44,10 +45,16 @@ pub fn run(args: ReportArgs) -> Result<()> {
         Format::Speedscope => "speedscope profile",
         Format::Pprof => "pprof profile",
         Format::Html => "HTML report",
+        Format::Chrometrace => "Chrome trace",
     };
     eprintln!("pyrometer: wrote {what} to {}", output.display());
     eprintln!("  {}", describe(&profile));
     Ok(())
+}
+
+/// Formats drawn from the profile's timeline.
+pub fn format_needs_timeline(format: Format) -> bool {
+    format == Format::Chrometrace
 }
 
 /// Read a saved profile, with errors that name the file.

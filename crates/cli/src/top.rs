@@ -59,14 +59,11 @@ enum Msg {
 }
 
 pub fn run(args: TopArgs) -> Result<()> {
-    if args.rate == 0 || args.rate > 100_000 {
-        bail!("--rate must be between 1 and 100000 samples per second");
-    }
+    // --rate and the --pid/command choice are checked by clap (exit code 2).
     if !(args.refresh >= 0.1 && args.refresh <= 60.0) {
-        bail!("--refresh must be between 0.1 and 60 seconds");
-    }
-    if args.pid.is_some() && !args.command.is_empty() {
-        bail!("give either --pid or a command after --, not both");
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "--refresh must be between 0.1 and 60 seconds"
+        )));
     }
     if !std::io::stdout().is_terminal() {
         bail!("top needs a terminal on standard output; to save a profile instead, use `pyrometer record`");

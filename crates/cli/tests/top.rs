@@ -611,11 +611,7 @@ fn top_refuses_bad_input_with_clear_messages() {
     );
     let out = pyrometer(&["top", "--pid", "1", "-r", "0"]);
     assert_eq!(out.status.code(), Some(EXIT_USAGE), "{}", stderr_of(&out));
-    assert!(
-        stderr_of(&out).contains("--rate"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert!(stderr_of(&out).contains("--rate"), "{}", stderr_of(&out));
     let out = pyrometer(&["top"]);
     assert_eq!(out.status.code(), Some(EXIT_USAGE), "{}", stderr_of(&out));
 

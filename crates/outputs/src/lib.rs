@@ -1,16 +1,20 @@
 //! Renderers and exporters: each takes a `&Profile`, options and a writer.
 #![deny(missing_docs)]
 
+mod chrometrace;
 mod folded;
 mod html;
 mod pprof;
+pub mod pyroscope;
 mod speedscope;
 pub mod top;
 
+pub use chrometrace::{write_chrometrace, GAP_PERIODS};
 pub use folded::{folded_lines, write_flamegraph, write_folded};
 pub use html::write_html;
 pub use pprof::{
     decode_pprof, pprof_message, proto as pprof_proto, read_pprof, write_pprof, PprofError,
+    TIMESTAMP_LABEL,
 };
 pub use speedscope::write_speedscope;
 

@@ -16,6 +16,12 @@
 //! * labels per sample: `thread_name`, `process` (command line) and `state`
 //!   (python, native, gil-wait, idle) as strings; `pid`, `thread_id`
 //!   (`threading.get_ident()`) and `native_id` (OS thread id) as numbers;
+//! * the timeline (the first samples in time order, see
+//!   `pyrometer_profile::Timeline`): after the aggregated samples, one
+//!   sample per timeline entry with all values 0 (totals are unchanged),
+//!   labels `timestamp_ns` (ns since the start, unit `nanoseconds`),
+//!   `pid`, `thread_id`, `state`, `endpoint` and `request` (the request's
+//!   identity); comments `timeline_limit` and `timeline_dropped`;
 //! * `comment`s `pyrometer.KEY=VALUE` with the recording's facts (target,
 //!   Python version, rate, ticks, late ticks, errors, …), values escaped
 //!   with `\\`, `\n`, `\r`, `\t`.
@@ -25,7 +31,9 @@ use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use pyrometer_profile::{FrameId, FrameInfo, Profile, StackNode, ThreadInfo, ThreadKey};
+use pyrometer_profile::{
+    FrameId, FrameInfo, Profile, StackNode, ThreadInfo, ThreadKey, TimelineEntry,
+};
 use pyrometer_sampler::ThreadState;
 
 /// The messages of `profile.proto`, derived by hand from its field numbers.
@@ -224,6 +232,8 @@ pub enum PprofError {
 }
 
 const COMMENT_PREFIX: &str = "pyrometer.";
+/// The label that marks a timeline sample (zero values) and gives its time.
+pub const TIMESTAMP_LABEL: &str = "timestamp_ns";
 
 /// A string table under construction.
 struct Strings {
@@ -346,47 +356,49 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     ];
     let [k_name, k_tid, k_native, k_pid, k_process, k_state] = keys;
 
-    for (key, count) in profile.counts() {
-        let mut location_id = Vec::new();
-        let frames = profile.stack_frames(key.stack);
-        for fid in frames.iter().rev() {
-            let id = match location_ids.get(fid) {
-                Some(id) => *id,
-                None => {
-                    let f = profile.frame(*fid);
-                    let name = st.get(profile.str(f.name));
-                    let filename = st.get(profile.str(f.filename));
-                    let func = *function_ids
-                        .entry((name, filename, f.first_line))
-                        .or_insert_with(|| {
-                            let id = functions.len() as u64 + 1;
-                            functions.push(proto::Function {
-                                id,
-                                name,
-                                system_name: filename,
-                                filename,
-                                start_line: i64::from(f.first_line),
-                            });
-                            id
-                        });
-                    let id = locations.len() as u64 + 1;
-                    locations.push(proto::Location {
-                        id,
-                        mapping_id: 1,
-                        address: 0,
-                        line: vec![proto::Line {
-                            function_id: func,
-                            line: i64::from(f.line),
-                            column: 0,
-                        }],
-                        is_folded: false,
-                    });
-                    location_ids.insert(*fid, id);
-                    id
-                }
-            };
-            location_id.push(id);
+    let mut location_of = |st: &mut Strings, fid: FrameId| -> u64 {
+        if let Some(id) = location_ids.get(&fid) {
+            return *id;
         }
+        let f = profile.frame(fid);
+        let name = st.get(profile.str(f.name));
+        let filename = st.get(profile.str(f.filename));
+        let func = *function_ids
+            .entry((name, filename, f.first_line))
+            .or_insert_with(|| {
+                let id = functions.len() as u64 + 1;
+                functions.push(proto::Function {
+                    id,
+                    name,
+                    system_name: filename,
+                    filename,
+                    start_line: i64::from(f.first_line),
+                });
+                id
+            });
+        let id = locations.len() as u64 + 1;
+        locations.push(proto::Location {
+            id,
+            mapping_id: 1,
+            address: 0,
+            line: vec![proto::Line {
+                function_id: func,
+                line: i64::from(f.line),
+                column: 0,
+            }],
+            is_folded: false,
+        });
+        location_ids.insert(fid, id);
+        id
+    };
+
+    for (key, count) in profile.counts() {
+        let location_id: Vec<u64> = profile
+            .stack_frames(key.stack)
+            .iter()
+            .rev()
+            .map(|fid| location_of(&mut st, *fid))
+            .collect();
         let thread = profile.thread(key.thread);
         let mut label = Vec::new();
         let str_label = |st: &mut Strings, key: i64, value: &str| proto::Label {
@@ -434,6 +446,73 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         });
     }
 
+    // The timeline: one zero-valued sample per kept sample, in time order,
+    // with a `timestamp_ns` label (nanoseconds since the start). Zero
+    // values leave every total of the aggregated samples above unchanged.
+    let timeline_keys = [
+        st.get(TIMESTAMP_LABEL),
+        st.get("nanoseconds"),
+        st.get("request"),
+    ];
+    let [k_time, k_ns, k_request] = timeline_keys;
+    for e in profile.timeline().entries() {
+        let location_id: Vec<u64> = profile
+            .stack_frames(e.stack)
+            .iter()
+            .rev()
+            .map(|fid| location_of(&mut st, *fid))
+            .collect();
+        let thread = profile.thread(e.thread);
+        let mut label = vec![
+            proto::Label {
+                key: k_time,
+                str: 0,
+                num: e.time.as_nanos().min(i64::MAX as u128) as i64,
+                num_unit: k_ns,
+            },
+            proto::Label {
+                key: k_tid,
+                str: 0,
+                num: thread.thread_id as i64,
+                num_unit: 0,
+            },
+            proto::Label {
+                key: k_pid,
+                str: 0,
+                num: i64::from(thread.pid),
+                num_unit: 0,
+            },
+            proto::Label {
+                key: k_state,
+                str: st.get(state_label(e.state)),
+                num: 0,
+                num_unit: 0,
+            },
+        ];
+        if let Some(ep) = e.endpoint {
+            let k = st.get("endpoint");
+            label.push(proto::Label {
+                key: k,
+                str: st.get(profile.str(ep)),
+                num: 0,
+                num_unit: 0,
+            });
+        }
+        if let Some(r) = e.request {
+            label.push(proto::Label {
+                key: k_request,
+                str: 0,
+                num: r as i64,
+                num_unit: 0,
+            });
+        }
+        samples.push(proto::Sample {
+            location_id,
+            value: vec![0, 0, 0],
+            label,
+        });
+    }
+
     let mut comments: Vec<(String, String)> = vec![
         ("version".into(), env!("CARGO_PKG_VERSION").into()),
         ("target".into(), meta.target.clone()),
@@ -449,6 +528,14 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         (
             "truncated_samples".into(),
             profile.truncated_samples.to_string(),
+        ),
+        (
+            "timeline_limit".into(),
+            profile.timeline().limit().to_string(),
+        ),
+        (
+            "timeline_dropped".into(),
+            profile.timeline().dropped.to_string(),
         ),
     ];
     for (pid, cmd) in profile.processes() {
@@ -677,6 +764,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
 
     // Samples, in file order; threads interned in order of appearance.
     let mut parsed = Vec::with_capacity(p.sample.len());
+    let mut timeline = Vec::new();
     for sample in &p.sample {
         let Some(v) = sample.value.get(value_index) else {
             return Err(PprofError::Corrupt(format!(
@@ -686,9 +774,8 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             )));
         };
         let count = (*v as f64 / divisor).round();
-        if count < 1.0 {
-            continue;
-        }
+        let mut timestamp = None;
+        let mut request = None;
         let mut thread = ThreadInfo {
             pid: 0,
             thread_id: 0,
@@ -718,8 +805,13 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
                 "state" => state = parse_state(text).unwrap_or(ThreadState::Python),
                 "endpoint" if !text.is_empty() => endpoint = Some(text.to_string()),
                 "category" if !text.is_empty() => category = Some(text.to_string()),
+                TIMESTAMP_LABEL => timestamp = Some(l.num),
+                "request" => request = Some(l.num as u64),
                 _ => {}
             }
+        }
+        if timestamp.is_none() && count < 1.0 {
+            continue;
         }
         if let Some(cmd) = cmdline {
             if profile.process_cmdline(thread.pid).is_none() {
@@ -738,6 +830,17 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             })?;
             // Lines are innermost first: the caller is last.
             frames.extend(lines.iter().rev().copied());
+        }
+        if let Some(ns) = timestamp {
+            timeline.push(TimelineSample {
+                frames,
+                thread: profile.thread_key(thread),
+                state,
+                endpoint,
+                request,
+                time: Duration::from_nanos(ns.max(0) as u64),
+            });
+            continue;
         }
         parsed.push(Parsed {
             frames,
@@ -760,7 +863,35 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             s.count,
         );
     }
+    // The timeline keeps every sample the file has (its own limit was
+    // applied when it was recorded).
+    let kept = timeline.len();
+    let limit = num("timeline_limit").map_or(kept, |l| (l as usize).max(kept));
+    profile.timeline_mut().set_limit(limit);
+    for t in timeline {
+        let stack = profile.intern_stack(&t.frames);
+        let endpoint = t.endpoint.as_deref().map(|e| profile.intern(e));
+        profile.timeline_mut().push(TimelineEntry {
+            time: t.time,
+            thread: t.thread,
+            stack,
+            state: t.state,
+            endpoint,
+            request: t.request,
+        });
+    }
+    profile.timeline_mut().dropped = num("timeline_dropped").unwrap_or(0);
     Ok(profile)
+}
+
+/// A timeline sample of the file, resolved.
+struct TimelineSample {
+    frames: Vec<FrameInfo>,
+    thread: ThreadKey,
+    state: ThreadState,
+    endpoint: Option<String>,
+    request: Option<u64>,
+    time: Duration,
 }
 
 /// Intern the samples' stacks so that, within each thread, their order

@@ -306,11 +306,24 @@ fn layout() {
     ] {
         assert!(comments.contains(&want), "{want} not in {comments:?}");
     }
-    // One sample per (stack, thread, state); values consistent.
-    assert_eq!(m.sample.len(), p.counts().len());
+    // One sample per (stack, thread, state); values consistent. The
+    // timeline follows, one zero-valued sample per entry with its time.
+    let is_timeline = |x: &&pyrometer_outputs::pprof_proto::Sample| {
+        x.label.iter().any(|l| s(l.key) == "timestamp_ns")
+    };
+    let (timeline, aggregated): (Vec<_>, Vec<_>) = m.sample.iter().partition(is_timeline);
+    assert_eq!(aggregated.len(), p.counts().len());
+    assert_eq!(timeline.len(), p.timeline().entries().len());
+    assert_eq!(timeline.len() as u64, p.total_samples());
+    for (x, e) in timeline.iter().zip(p.timeline().entries()) {
+        assert_eq!(x.value, [0, 0, 0]);
+        let t = x.label.iter().find(|l| s(l.key) == "timestamp_ns").unwrap();
+        assert_eq!(s(t.num_unit), "nanoseconds");
+        assert_eq!(t.num as u128, e.time.as_nanos());
+    }
     let total: i64 = m.sample.iter().map(|x| x.value[0]).sum();
     assert_eq!(total as u64, p.total_samples());
-    for x in &m.sample {
+    for x in aggregated {
         assert_eq!(x.value.len(), 3);
         let state = x
             .label

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 
 mod requests;
+mod timeline;
 pub use requests::{EndpointRequests, Request, RequestTracker, SLOWEST_KEPT};
 use std::time::Duration;
+pub use timeline::{Timeline, TimelineEntry, DEFAULT_TIMELINE_LIMIT};
 
 use pyrometer_sampler::{Sample, ThreadState};
 
@@ -135,6 +137,7 @@ pub struct Profile {
     /// Command line of each sampled process.
     processes: std::collections::BTreeMap<i32, String>,
     process_roles: std::collections::BTreeMap<i32, String>,
+    timeline: Timeline,
     /// Samples whose stack was cut at the depth cap.
     pub truncated_samples: u64,
     /// Facts about the recording.
@@ -315,6 +318,14 @@ impl Profile {
             .request
             .as_ref()
             .map(|r| (r.key, self.intern(&r.endpoint), self.intern(&r.path)));
+        self.timeline.push(TimelineEntry {
+            time: sample.time,
+            thread,
+            stack: parent,
+            state: sample.state,
+            endpoint,
+            request: sample.request.as_ref().map(|r| r.key),
+        });
         let overflow = self.intern("(other endpoints)");
         self.requests
             .observe(thread, sample.time, sample.walked, request, parent, || {
@@ -336,6 +347,28 @@ impl Profile {
     pub fn finish(&mut self) {
         let overflow = self.intern("(other endpoints)");
         self.requests.close_all(|| overflow);
+    }
+
+    /// The first samples in time order (bounded; see [`Timeline`]).
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// The timeline, to change its limit or add entries (readers of saved
+    /// profiles).
+    pub fn timeline_mut(&mut self) -> &mut Timeline {
+        &mut self.timeline
+    }
+
+    /// Intern a stack given as frames, root first, without counting a
+    /// sample of it. Returns the innermost stack node.
+    pub fn intern_stack(&mut self, frames: &[FrameInfo]) -> Option<StackId> {
+        let mut parent = None;
+        for f in frames {
+            let frame = self.frame_id(*f);
+            parent = Some(self.stack_id(StackNode { parent, frame }));
+        }
+        parent
     }
 
     /// Requests per endpoint.

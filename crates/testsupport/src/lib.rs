@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 /// Re-exported so that test crates parse JSON without a dependency of their own.
 pub use serde_json;
 
+pub mod chrometrace;
+
 /// Names the interpreters to test instead of the default expectation.
 pub const ENV_EXPECTED: &str = "PYROMETER_EXPECTED_PYTHONS";
 
