@@ -838,3 +838,151 @@ impl Target {
         n
     }
 }
+
+// ---------------------------------------------------------------------------
+// Regressions: one test per distinct bug the fuzzer (or review) found, each
+// a garbage pointer where the reader added a field offset to it and
+// overflowed (a panic in these debug builds, a wrapped address in release).
+
+/// A garbage pointer near the top of the address space.
+const GARBAGE: u64 = 0xffff_ffff_ffff_fff8;
+
+/// An image that can be changed while a reader borrows it.
+struct Mutable(RefCell<ImageMemory>);
+
+impl Mutable {
+    fn set_u64(&self, addr: u64, v: u64) {
+        self.0.borrow_mut().write(addr, &v.to_le_bytes());
+    }
+}
+
+impl Memory for Mutable {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.borrow().read(addr, buf)
+    }
+}
+
+/// A captured image of an interpreter of version 3.`minor`.
+fn captured(minor: u8) -> Target {
+    let py = pyrometer_testsupport::require_all()
+        .into_iter()
+        .find(|p| p.minor() == (3, minor))
+        .unwrap_or_else(|| panic!("no CPython 3.{minor}"));
+    capture(&py).unwrap_or_else(|e| panic!("{e}")).0
+}
+
+fn thread_states(t: &Target, mem: &Mutable) -> Vec<u64> {
+    let reader = StackReader::new(mem, t.interp.clone());
+    let states = reader.thread_states().expect("clean thread list");
+    assert!(states.len() >= 4, "{}: {states:?}", t.label);
+    states.into_iter().map(|(ts, _)| ts).collect()
+}
+
+#[test]
+fn garbage_interpreter_pointer_in_code_generation_and_thread_names() {
+    // 3.14+ reads the code-object generation through the interpreter
+    // pointer before the thread list checks it.
+    let t = synthetic_target(14);
+    let mem = Mutable(RefCell::new(t.image.clone()));
+    let head = t.interp.runtime + t.interp.layout.runtime_interpreters_head;
+    mem.set_u64(head, GARBAGE);
+    let mut reader = StackReader::new(&mem, t.interp.clone());
+    assert!(reader.thread_names().is_empty());
+    assert!(reader.read_all().is_err());
+    assert!(reader.read_all_filtered(|_| true).is_err());
+}
+
+#[test]
+fn garbage_threading_module_pointer_in_thread_names() {
+    let t = captured(12);
+    let mem = Mutable(RefCell::new(t.image.clone()));
+    let l = &t.interp.layout;
+    let reader = StackReader::new(&mem, t.interp.clone());
+    assert_eq!(reader.thread_names().len(), 4, "clean image");
+    let interp = mem
+        .read_u64(t.interp.runtime + l.runtime_interpreters_head)
+        .unwrap();
+    let modules = mem.read_u64(interp + l.interp_modules).unwrap();
+    let threading = objects::dict_get_str(&mem, l, modules, "threading")
+        .unwrap()
+        .expect("threading is imported");
+    // `sys.modules["threading"]` now holds garbage.
+    let mut replaced = 0;
+    for w in &t.hot {
+        if mem.read_u64(*w) == Ok(threading) {
+            mem.set_u64(*w, GARBAGE);
+            replaced += 1;
+        }
+    }
+    assert!(replaced > 0);
+    assert!(reader.thread_names().is_empty());
+}
+
+#[test]
+fn garbage_thread_id_while_learning_the_pthread_tid_offset() {
+    let t = captured(10);
+    let mem = Mutable(RefCell::new(t.image.clone()));
+    let newest = thread_states(&t, &mem)[0];
+    mem.set_u64(newest + t.interp.layout.tstate_thread_id, GARBAGE);
+    let mut reader = StackReader::new(&mem, t.interp.clone());
+    reader.learn_pthread_tid_offset(&t.tids, Some(t.main_tid));
+    // The torn id spoils the learning (every thread must agree), not the read.
+    let stacks = reader.read_all().expect("stacks still read");
+    assert!(stacks.iter().all(|s| s.native_id.is_none()), "{stacks:?}");
+}
+
+#[test]
+fn garbage_pthread_pointer_after_learning_the_tid_offset() {
+    let t = captured(10);
+    let mem = Mutable(RefCell::new(t.image.clone()));
+    let newest = thread_states(&t, &mem)[0];
+    let mut reader = StackReader::new(&mem, t.interp.clone());
+    reader.learn_pthread_tid_offset(&t.tids, Some(t.main_tid));
+    let clean = reader.read_all().expect("clean");
+    assert!(clean.iter().all(|s| s.native_id.is_some()), "{clean:?}");
+    mem.set_u64(newest + t.interp.layout.tstate_thread_id, GARBAGE);
+    let torn = reader.read_all().expect("stacks still read");
+    for s in &torn {
+        assert_eq!(s.native_id.is_none(), s.tstate == newest, "{s:?}");
+    }
+}
+
+#[test]
+fn garbage_cframe_pointer() {
+    for minor in [11, 12] {
+        let t = captured(minor);
+        let mem = Mutable(RefCell::new(t.image.clone()));
+        let pyrometer_cpython::layout::FrameRoot::CFrame { cframe, .. } =
+            t.interp.layout.frame_root
+        else {
+            panic!("3.{minor} reads frames through a cframe");
+        };
+        let newest = thread_states(&t, &mem)[0];
+        mem.set_u64(newest + cframe, u64::MAX);
+        let mut reader = StackReader::new(&mem, t.interp.clone());
+        // A thread whose top frame cannot be found fails the whole read.
+        assert!(reader.read_all_filtered(|_| true).is_err());
+        assert!(reader.top_frame(newest).is_err());
+    }
+}
+
+#[test]
+fn garbage_gil_pointer() {
+    let t = captured(12);
+    let mem = Mutable(RefCell::new(t.image.clone()));
+    let gil_ptr = t
+        .interp
+        .layout
+        .interp_gil_ptr
+        .expect("3.12 points at its GIL");
+    let reader = StackReader::new(&mem, t.interp.clone());
+    let interp = mem
+        .read_u64(t.interp.runtime + t.interp.layout.runtime_interpreters_head)
+        .unwrap();
+    mem.set_u64(interp + gil_ptr, GARBAGE);
+    let states = reader.thread_states().expect("the thread list is intact");
+    assert!(
+        states.len() >= 4 && states.iter().all(|(_, gil)| !gil),
+        "{states:?}"
+    );
+}
