@@ -7,7 +7,7 @@
 #    mutated memory images captured from every CPython on the machine plus
 #    synthetic 3.13-3.15 images, for SECONDS; and the property tests
 #    (fuzz_decoders.rs) with PROPTEST_CASES=20000.
-#    PYROMETER_FUZZ_SEED=N picks another seed; a failure prints the
+#    A random seed unless PYROMETER_FUZZ_SEED=N is set; a failure prints the
 #    PYROMETER_FUZZ_ONLY=... command that replays it.
 # 2. When cargo-fuzz and a nightly toolchain (or RUSTC_BOOTSTRAP) are there,
 #    the libFuzzer targets of fuzz/ (linetable, debug_offsets, objects, walker),
@@ -18,7 +18,9 @@ cd "$(dirname "$0")/.."
 secs="${1:-600}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-echo "== fuzz_walker for ${secs}s"
+# A new seed each run explores new mutations (CI always replays the default).
+export PYROMETER_FUZZ_SEED="${PYROMETER_FUZZ_SEED:-$(( (RANDOM << 30) | (RANDOM << 15) | RANDOM ))}"
+echo "== fuzz_walker for ${secs}s, PYROMETER_FUZZ_SEED=$PYROMETER_FUZZ_SEED"
 PYROMETER_FUZZ_SECS="$secs" cargo test -p pyrometer-cpython --test fuzz_walker \
     -- --nocapture walker_survives_mutated_images
 echo "== fuzz_decoders, 20000 cases per property"

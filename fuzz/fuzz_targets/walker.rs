@@ -1,5 +1,5 @@
 //! The whole stack walker over a synthetic 3.13–3.15 image (real-shaped
-//! tables) mutated by the input: each 10-byte chunk picks an object of the
+//! tables) mutated by the input: each 11-byte chunk picks an object of the
 //! image (runtime, interpreter, thread states, frames, code objects), a
 //! word in it and a new value. Must not panic; its loops are bounded.
 #![no_main]
@@ -90,10 +90,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut mem = t.image.memory.clone();
-    for chunk in rest.chunks_exact(10).take(16) {
+    for chunk in rest.chunks_exact(11).take(16) {
         let obj = t.objects[usize::from(chunk[0]) % t.objects.len()];
-        let addr = obj + 8 * u64::from(chunk[1] % 64);
-        let value = u64::from_le_bytes(chunk[2..10].try_into().unwrap_or_default());
+        // Interpreter-state fields lie up to ~8 KiB in: words 0..2048.
+        let word = u64::from(u16::from_le_bytes([chunk[1], chunk[2]]) % 2048);
+        let addr = obj + 8 * word;
+        let value = u64::from_le_bytes(chunk[3..11].try_into().unwrap_or_default());
         let mut probe = [0u8; 8];
         if pyrometer_process::Memory::read(&mem, addr, &mut probe).is_ok() {
             mem.write(addr, &value.to_le_bytes());
