@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use pyrometer_cpython::debug_offsets::{self, DebugOffsets};
-use pyrometer_cpython::discover::{layout_for, parse_py_version, version_from_rodata};
+use pyrometer_cpython::discover::{
+    layout_for, parse_py_version, version_from_file_name, version_from_rodata,
+};
 use pyrometer_cpython::layout::{LineTableFormat, Version};
 use pyrometer_cpython::linetable::{line_of, LineTable};
 use pyrometer_cpython::{objects, synthetic, Layout};
@@ -307,6 +309,7 @@ proptest! {
     #[test]
     fn version_parsers_never_panic(text in ".{0,40}", rodata in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = parse_py_version(&text);
+        let _ = version_from_file_name(&text);
         let _ = version_from_rodata(&rodata, None);
         let _ = version_from_rodata(&rodata, Some(11));
         if let Some(v) = parse_py_version(&text) {
