@@ -14,7 +14,8 @@
 //!   saw. The clean image must read back exactly as the live process did.
 //! * **synthetic**: 3.13–3.15 images from `pyrometer_cpython::synthetic`.
 //!
-//! Each iteration applies a few mutations, mostly to words the clean read
+//! Half the iterations read through `pyrometer_process::PageCache`, as the
+//! sampler does. Each iteration applies a few mutations, mostly to words the clean read
 //! actually touched (boundary values, addresses of other objects, huge and
 //! negative lengths, flipped bits), then reads everything. It must not
 //! panic, must stay within a read budget (no endless loop) and must not
@@ -36,7 +37,7 @@ use pyrometer_cpython::discover::{layout_for, RuntimeSource, VersionSource};
 use pyrometer_cpython::layout::Version;
 use pyrometer_cpython::synthetic::{self, CodeSpec, FrameSpec, ImageSpec, ThreadSpec};
 use pyrometer_cpython::{debug_offsets, objects, Interpreter, Layout, StackReader};
-use pyrometer_process::{ImageMemory, Memory, MemoryError, Process};
+use pyrometer_process::{ImageMemory, Memory, MemoryError, PageCache, Process};
 use pyrometer_testsupport::{try_spawn_python, Interp};
 
 // ---------------------------------------------------------------------------
@@ -621,6 +622,7 @@ fn one_iteration(t: &Target, seed: u64, iteration: u64) -> Result<u64, Failure> 
         reads: Cell::new(0),
     };
     let rederive = t.interp.version.minor >= 13 && rng.below(4) == 0;
+    let through_cache = rng.below(2) == 0;
     let objs: Vec<u64> = (0..4)
         .filter_map(|_| match rng.below(3) {
             0 => rng.pick(&t.hot).and_then(|a| image.read_u64(*a).ok()),
@@ -637,10 +639,19 @@ fn one_iteration(t: &Target, seed: u64, iteration: u64) -> Result<u64, Failure> 
         };
         if let Some(interp) = interp {
             let layout = interp.layout.clone();
-            let mut reader = StackReader::new(&mem, interp);
-            read_everything(&mut reader, &t.tids, t.main_tid);
-            for o in &objs {
-                read_object(&mem, &layout, *o);
+            if through_cache {
+                // The sampler's stack: the reader over the page cache.
+                let mut reader = StackReader::new(PageCache::new(&mem), interp);
+                read_everything(&mut reader, &t.tids, t.main_tid);
+                for o in &objs {
+                    read_object(reader.memory(), &layout, *o);
+                }
+            } else {
+                let mut reader = StackReader::new(&mem, interp);
+                read_everything(&mut reader, &t.tids, t.main_tid);
+                for o in &objs {
+                    read_object(&mem, &layout, *o);
+                }
             }
         }
     }));
@@ -980,6 +991,28 @@ fn garbage_gil_pointer() {
         .read_u64(t.interp.runtime + t.interp.layout.runtime_interpreters_head)
         .unwrap();
     mem.set_u64(interp + gil_ptr, GARBAGE);
+    let states = reader.thread_states().expect("the thread list is intact");
+    assert!(
+        states.len() >= 4 && states.iter().all(|(_, gil)| !gil),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn garbage_pointer_into_the_last_page_through_the_page_cache() {
+    let t = captured(12);
+    let mem = Mutable(RefCell::new(t.image.clone()));
+    let gil_ptr = t
+        .interp
+        .layout
+        .interp_gil_ptr
+        .expect("3.12 points at its GIL");
+    let interp = mem
+        .read_u64(t.interp.runtime + t.interp.layout.runtime_interpreters_head)
+        .unwrap();
+    // `gil + field` lands in the address space's last page.
+    mem.set_u64(interp + gil_ptr, u64::MAX - (PAGE - 1) + 8);
+    let reader = StackReader::new(PageCache::new(&mem), t.interp.clone());
     let states = reader.thread_states().expect("the thread list is intact");
     assert!(
         states.len() >= 4 && states.iter().all(|(_, gil)| !gil),
