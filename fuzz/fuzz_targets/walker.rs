@@ -12,6 +12,7 @@ use pyrometer_cpython::discover::{layout_for, RuntimeSource, VersionSource};
 use pyrometer_cpython::layout::Version;
 use pyrometer_cpython::synthetic::{self, CodeSpec, FrameSpec, Image, ImageSpec, ThreadSpec};
 use pyrometer_cpython::{debug_offsets, Interpreter, StackReader};
+use pyrometer_process::{Memory, PageCache};
 
 fn image(minor: u8) -> Image {
     let mut method = CodeSpec::new("Worker.run", "/srv/w.py", 40, &[(1, 0), (4, 1), (6, 2)]);
@@ -86,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let all = targets();
-    let Some(t) = all.get(usize::from(pick) % all.len().max(1)) else {
+    let Some(t) = all.get(usize::from(pick >> 1) % all.len().max(1)) else {
         return;
     };
     let mut mem = t.image.memory.clone();
@@ -97,11 +98,19 @@ fuzz_target!(|data: &[u8]| {
         let addr = obj + 8 * word;
         let value = u64::from_le_bytes(chunk[3..11].try_into().unwrap_or_default());
         let mut probe = [0u8; 8];
-        if pyrometer_process::Memory::read(&mem, addr, &mut probe).is_ok() {
+        if mem.read(addr, &mut probe).is_ok() {
             mem.write(addr, &value.to_le_bytes());
         }
     }
-    let mut reader = StackReader::new(&mem, t.interp.clone());
+    // Odd picks read through the page cache, as the sampler does.
+    if pick & 1 == 1 {
+        read_everything(StackReader::new(PageCache::new(&mem), t.interp.clone()));
+    } else {
+        read_everything(StackReader::new(&mem, t.interp.clone()));
+    }
+});
+
+fn read_everything<M: Memory>(mut reader: StackReader<M>) {
     if let Ok(stacks) = reader.read_all_filtered(|_| true) {
         for st in &stacks {
             let _ = reader.request_of(st);
@@ -114,4 +123,4 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = reader.read_all();
     let _ = reader.thread_names();
-});
+}
