@@ -22,7 +22,7 @@
 //! allocate more than [`ALLOC_LIMIT`] at once. Iterations are seeded and
 //! deterministic: a failure prints the image and iteration that reproduce it.
 //!
-//! `PYROMETER_FUZZ_SECS` (default 24) bounds the fuzzing time,
+//! `PYROMETER_FUZZ_SECS` (default 20) bounds the fuzzing time,
 //! `PYROMETER_FUZZ_SEED` changes the seed; `scripts/fuzz.sh` runs it longer.
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
@@ -680,7 +680,7 @@ fn fuzz_secs() -> f64 {
     std::env::var("PYROMETER_FUZZ_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(24.0)
+        .unwrap_or(20.0)
 }
 
 fn fuzz_seed() -> u64 {
