@@ -318,6 +318,8 @@ struct Target {
     hot: Vec<u64>,
     /// The hot words that hold a pointer into the image.
     pointers: Vec<u64>,
+    /// Bytes of the image.
+    size: u64,
     /// Words holding object pointers (locals), for the object readers.
     objects: Vec<u64>,
     tids: Vec<i32>,
@@ -343,6 +345,7 @@ fn capture(py: &Interp) -> Result<(Target, Seen), String> {
     let target = Target {
         label: format!("captured {}", py.label),
         pointers: pointer_words(&image, &hot),
+        size: rec.pages.borrow().len() as u64 * PAGE,
         image,
         interp,
         hot,
@@ -446,6 +449,7 @@ fn synthetic_target(minor: u8) -> Target {
     Target {
         label: format!("synthetic 3.{minor}"),
         pointers: pointer_words(&image.memory, &hot),
+        size: 0,
         hot,
         objects: image.codes.clone(),
         image: image.memory.clone(),
@@ -736,7 +740,7 @@ fn walker_survives_mutated_images() {
                 println!(
                     "{:<28} {:>4} KiB image, {:>5} hot words ({} pointers), {} threads, {} frames, {} names",
                     t.label,
-                    t.image_size() / 1024,
+                    t.size / 1024,
                     t.hot.len(),
                     t.pointers.len(),
                     seen.threads.len(),
@@ -835,20 +839,6 @@ fn walker_survives_mutated_images() {
     );
 }
 
-impl Target {
-    fn image_size(&self) -> u64 {
-        // Sum of the page snapshots; the hot words bound it from below.
-        let mut n = 0;
-        let mut a = 0u64;
-        for w in &self.hot {
-            if *w >= a {
-                n += PAGE;
-                a = (*w & !(PAGE - 1)) + PAGE;
-            }
-        }
-        n
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Regressions: one test per distinct bug the fuzzer (or review) found, each
