@@ -839,7 +839,6 @@ fn walker_survives_mutated_images() {
     );
 }
 
-
 // ---------------------------------------------------------------------------
 // Regressions: one test per distinct bug the fuzzer (or review) found, each
 // a garbage pointer where the reader added a field offset to it and
