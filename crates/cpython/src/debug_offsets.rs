@@ -332,6 +332,9 @@ const V3_15: FieldList = &[
 ];
 
 /// Values that are sizes or lengths, not offsets into their section.
+/// The largest struct size (and so offset) a table may announce.
+const MAX_STRUCT_SIZE: u64 = 1 << 20;
+
 const NOT_OFFSETS: &[&str] = &[
     "unicode_object.asciiobject_size",
     "unicode_object.compactunicodeobject_size",
@@ -509,10 +512,12 @@ impl DebugOffsets {
     /// must be sane; a table that fails is corrupt or not what we think.
     fn validate(&self, list: FieldList) -> Result<(), CpythonError> {
         for (section, members) in list {
-            let Some(size) = self.get(&format!("{section}.size")) else {
-                continue;
-            };
-            if size == 0 || size > (1 << 20) {
+            // A section without a size (e.g. `llist_node`) is still a
+            // struct: its offsets get the largest plausible size as bound.
+            let size = self
+                .get(&format!("{section}.size"))
+                .unwrap_or(MAX_STRUCT_SIZE);
+            if size == 0 || size > MAX_STRUCT_SIZE {
                 return Err(CpythonError::BadDebugOffsets(format!(
                     "{section}.size = {size} is implausible"
                 )));
@@ -520,6 +525,13 @@ impl DebugOffsets {
             for m in members.iter().filter(|m| **m != "size") {
                 let name = format!("{section}.{m}");
                 if NOT_OFFSETS.contains(&name.as_str()) {
+                    // Sizes, not offsets: still bounded.
+                    let v = self.get(&name).unwrap_or(0);
+                    if v > MAX_STRUCT_SIZE {
+                        return Err(CpythonError::BadDebugOffsets(format!(
+                            "{name} = {v} is implausible"
+                        )));
+                    }
                     continue;
                 }
                 let v = self.get(&name).unwrap_or(0);
@@ -536,11 +548,22 @@ impl DebugOffsets {
                 }
             }
         }
-        let ascii = self.req("unicode_object.asciiobject_size")?;
-        if !(16..=256).contains(&ascii) {
-            return Err(CpythonError::BadDebugOffsets(format!(
-                "unicode_object.asciiobject_size = {ascii} is implausible"
-            )));
+        for name in [
+            "unicode_object.asciiobject_size",
+            "unicode_object.compactunicodeobject_size",
+        ] {
+            // The compact size is optional in the field lists.
+            let Some(v) = self.get(name) else {
+                if name.ends_with("asciiobject_size") {
+                    return Err(CpythonError::BadDebugOffsets(format!("missing {name}")));
+                }
+                continue;
+            };
+            if !(16..=256).contains(&v) {
+                return Err(CpythonError::BadDebugOffsets(format!(
+                    "{name} = {v} is implausible"
+                )));
+            }
         }
         Ok(())
     }

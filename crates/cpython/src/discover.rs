@@ -578,4 +578,58 @@ mod tests {
         );
         assert_eq!(version_from_rodata(ro, Some(7)), None);
     }
+
+    /// The scan's plausibility check follows pointers from the binary's
+    /// data: on garbage (huge, misaligned, self-referential) it must say no
+    /// and never panic, with every static layout.
+    #[test]
+    fn plausible_interpreter_on_garbage() {
+        use pyrometer_process::ImageMemory;
+        const BASE: u64 = 0x7f00_0000_0000;
+        let values = [
+            0,
+            1,
+            8,
+            BASE,
+            BASE + 8,
+            BASE + 4096,
+            u64::MAX,
+            u64::MAX - 7,
+            1 << 63,
+        ];
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let heap_like = |a: u64| a.is_multiple_of(8) && (BASE..BASE + 8192).contains(&a);
+        for minor in 8..=13 {
+            let layout = Layout::for_version(Version::new(3, minor, 0)).unwrap();
+            for _ in 0..300 {
+                let page: Vec<u8> = (0..1024)
+                    .flat_map(|_| {
+                        let r = next();
+                        let v = values[(r % values.len() as u64) as usize];
+                        let v = if r & 0x100 != 0 {
+                            v.wrapping_add(r >> 40 & !7)
+                        } else {
+                            v
+                        };
+                        v.to_le_bytes()
+                    })
+                    .collect();
+                let mut mem = ImageMemory::new();
+                mem.insert(BASE, page);
+                for interp in [BASE, BASE + 8 * (next() % 1024), u64::MAX - 7, next()] {
+                    let _ = plausible_interpreter(&mem, &layout, interp, &heap_like);
+                }
+            }
+            // A self-referential list head is not an interpreter.
+            let mut mem = ImageMemory::new();
+            mem.insert(BASE, BASE.to_le_bytes().repeat(1024));
+            assert!(!plausible_interpreter(&mem, &layout, BASE, &heap_like));
+        }
+    }
 }

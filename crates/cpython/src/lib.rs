@@ -11,6 +11,7 @@ mod error;
 pub mod layout;
 pub mod linetable;
 pub mod objects;
+mod remote;
 pub mod request;
 pub mod stack;
 pub mod supported;

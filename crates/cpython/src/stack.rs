@@ -17,6 +17,7 @@ use crate::error::CpythonError;
 use crate::layout::{FrameModel, FrameRoot, Layout};
 use crate::linetable::LineTable;
 use crate::objects;
+use crate::remote::{field, ReadField};
 
 /// At most this many interpreters are walked.
 const MAX_INTERPRETERS: usize = 64;
@@ -186,7 +187,7 @@ impl<M: Memory> StackReader<M> {
         let mut out = Vec::new();
         let mut interp = self
             .mem
-            .read_u64(self.interp.runtime + l.runtime_interpreters_head)?;
+            .u64_at(self.interp.runtime, l.runtime_interpreters_head)?;
         if interp == 0 {
             return Err(CpythonError::NotInitialized);
         }
@@ -198,7 +199,7 @@ impl<M: Memory> StackReader<M> {
                 return Err(CpythonError::Corrupt("implausible interpreter pointer"));
             }
             let holder = self.gil_holder(interp).unwrap_or(0);
-            let mut ts = self.mem.read_u64(interp + l.interp_threads_head)?;
+            let mut ts = self.mem.u64_at(interp, l.interp_threads_head)?;
             let mut seen = 0;
             while ts != 0 {
                 if seen >= MAX_THREADS {
@@ -209,9 +210,9 @@ impl<M: Memory> StackReader<M> {
                 }
                 seen += 1;
                 out.push((ts, ts == holder));
-                ts = self.mem.read_u64(ts + l.tstate_next)?;
+                ts = self.mem.u64_at(ts, l.tstate_next)?;
             }
-            interp = self.mem.read_u64(interp + l.interp_next)?;
+            interp = self.mem.u64_at(interp, l.interp_next)?;
         }
         Ok(out)
     }
@@ -220,22 +221,22 @@ impl<M: Memory> StackReader<M> {
     fn gil_holder(&self, interp: u64) -> Result<u64, CpythonError> {
         let l = &self.interp.layout;
         let gil = if let Some(off) = l.interp_gil_inline {
-            interp + off
+            field(interp, off)?
         } else if let Some(off) = l.interp_gil_ptr {
-            self.mem.read_u64(interp + off)?
+            self.mem.u64_at(interp, off)?
         } else if let Some(off) = l.runtime_gil {
-            self.interp.runtime + off
+            field(self.interp.runtime, off)?
         } else {
             return Ok(0);
         };
         if gil == 0 {
             return Ok(0);
         }
-        let locked = self.mem.read_i32(gil + l.gil_locked)?;
+        let locked = self.mem.i32_at(gil, l.gil_locked)?;
         if locked == 0 {
             return Ok(0);
         }
-        Ok(self.mem.read_u64(gil + l.gil_last_holder)?)
+        self.mem.u64_at(gil, l.gil_last_holder)
     }
 
     /// Read every Python thread and its stack.
@@ -296,8 +297,8 @@ impl<M: Memory> StackReader<M> {
             return Ok(0);
         }
         Ok(match self.interp.layout.frame {
-            FrameModel::FrameObject { lasti, .. } => self.mem.read_u32(frame + lasti)? as u64,
-            FrameModel::Interpreter { instr_ptr, .. } => self.mem.read_u64(frame + instr_ptr)?,
+            FrameModel::FrameObject { lasti, .. } => self.mem.u32_at(frame, lasti)? as u64,
+            FrameModel::Interpreter { instr_ptr, .. } => self.mem.u64_at(frame, instr_ptr)?,
         })
     }
 
@@ -310,11 +311,11 @@ impl<M: Memory> StackReader<M> {
         let l = &self.interp.layout;
         let interp = self
             .mem
-            .read_u64(self.interp.runtime + l.runtime_interpreters_head)?;
+            .u64_at(self.interp.runtime, l.runtime_interpreters_head)?;
         if interp == 0 {
             return Ok(());
         }
-        let generation = self.mem.read_u64(interp + off)?;
+        let generation = self.mem.u64_at(interp, off)?;
         if self.code_generation != Some(generation) {
             self.codes.clear();
             self.code_generation = Some(generation);
@@ -339,20 +340,20 @@ impl<M: Memory> StackReader<M> {
     /// Read a thread state's ids, GIL flags and top frame, not its stack.
     fn read_header(&mut self, tstate: u64, holds_gil: bool) -> Result<ThreadStack, CpythonError> {
         let l = self.interp.layout.clone();
-        let thread_id = self.mem.read_u64(tstate + l.tstate_thread_id)?;
+        let thread_id = self.mem.u64_at(tstate, l.tstate_thread_id)?;
         let native_id = match l.tstate_native_thread_id {
-            Some(off) => Some(self.mem.read_u64(tstate + off)? as i32).filter(|t| *t > 0),
+            Some(off) => Some(self.mem.u64_at(tstate, off)? as i32).filter(|t| *t > 0),
             None => self.native_id_from_pthread(thread_id),
         };
         let (holds_gil, gil_requested) = match (l.tstate_holds_gil, l.tstate_gil_requested) {
             (Some(h), Some(r)) => (
-                self.mem.read_i32(tstate + h)? != 0,
-                self.mem.read_i32(tstate + r)? != 0,
+                self.mem.i32_at(tstate, h)? != 0,
+                self.mem.i32_at(tstate, r)? != 0,
             ),
             _ => (holds_gil, false),
         };
         let base = match l.tstate_base_frame {
-            Some(off) => self.mem.read_u64(tstate + off)?,
+            Some(off) => self.mem.u64_at(tstate, off)?,
             None => 0,
         };
         let top = self.top_frame(tstate)?;
@@ -419,22 +420,22 @@ impl<M: Memory> StackReader<M> {
                     localsplus,
                     ..
                 } => {
-                    let code_addr = self.mem.read_u64(frame + code)?;
+                    let code_addr = self.mem.u64_at(frame, code)?;
                     let info = self.code(code_addr)?;
-                    let lasti = self.mem.read_i32(frame + lasti)?;
+                    let lasti = self.mem.i32_at(frame, lasti)?;
                     let line = if lasti < 0 {
                         Some(info.first_line)
                     } else {
                         info.lines.line_at(lasti as u64 * lasti_unit)
                     };
-                    let name = self.legacy_name(&info, frame + localsplus);
+                    let name = self.legacy_name(&info, field(frame, localsplus)?);
                     frames.push(Frame {
                         code: info,
                         line,
                         name,
                         frame_addr: frame,
                     });
-                    frame = self.mem.read_u64(frame + back)?;
+                    frame = self.mem.u64_at(frame, back)?;
                 }
                 FrameModel::Interpreter {
                     previous,
@@ -445,11 +446,11 @@ impl<M: Memory> StackReader<M> {
                     executable_tag_mask,
                     ..
                 } => {
-                    let owner_value = self.mem.read_u8(frame + owner)?;
-                    let code_addr = self.mem.read_u64(frame + executable)? & !executable_tag_mask;
+                    let owner_value = self.mem.u8_at(frame, owner)?;
+                    let code_addr = self.mem.u64_at(frame, executable)? & !executable_tag_mask;
                     if !skip_owners.contains(&owner_value) && code_addr != 0 {
                         if let Some(info) = self.code_if_code(code_addr)? {
-                            let ip = self.mem.read_u64(frame + instr_ptr)?;
+                            let ip = self.mem.u64_at(frame, instr_ptr)?;
                             let line = if ip < info.code_start {
                                 Some(info.first_line)
                             } else {
@@ -463,7 +464,7 @@ impl<M: Memory> StackReader<M> {
                             });
                         }
                     }
-                    frame = self.mem.read_u64(frame + previous)?;
+                    frame = self.mem.u64_at(frame, previous)?;
                 }
             }
         }
@@ -485,7 +486,7 @@ impl<M: Memory> StackReader<M> {
             return Err(CpythonError::Corrupt("bad code object pointer"));
         }
         let l = &self.interp.layout;
-        let ty = self.mem.read_u64(addr + l.ob_type)?;
+        let ty = self.mem.u64_at(addr, l.ob_type)?;
         let is_code = match self.interp.code_type {
             Some(code_type) => ty == code_type,
             None => objects::type_name(&self.mem, l, addr)
@@ -512,8 +513,8 @@ impl<M: Memory> StackReader<M> {
                 return Ok(c.clone());
             }
             let l = &self.interp.layout;
-            let same = self.mem.read_u64(addr + l.code_filename).ok() == Some(c.identity.0)
-                && self.mem.read_u64(addr + l.code_name).ok() == Some(c.identity.1);
+            let same = self.mem.u64_at(addr, l.code_filename).ok() == Some(c.identity.0)
+                && self.mem.u64_at(addr, l.code_name).ok() == Some(c.identity.1);
             if same {
                 let c = c.clone();
                 self.codes.insert(addr, (c.clone(), self.epoch));
@@ -538,33 +539,33 @@ impl<M: Memory> StackReader<M> {
         let l = &self.interp.layout;
         let m = &self.mem;
         if let Some(code_type) = self.interp.code_type {
-            if m.read_u64(addr + l.ob_type)? != code_type {
+            if m.u64_at(addr, l.ob_type)? != code_type {
                 return Err(CpythonError::Corrupt("frame's code is not a code object"));
             }
         }
         // A name or file name longer than MAX_NAME is cut, not an error:
         // an error would drop every sample of a thread running that code.
         let string = |off: u64| -> Result<Arc<str>, CpythonError> {
-            let p = m.read_u64(addr + off)?;
+            let p = m.u64_at(addr, off)?;
             objects::read_str_prefix(m, l, p, MAX_NAME)
                 .map(|(s, len)| cut_name(s, len))
                 .map_err(|_| CpythonError::Corrupt("unreadable string in code object"))
         };
         let name = string(l.code_name)?;
         let filename = string(l.code_filename)?;
-        let name_ptr = m.read_u64(addr + l.code_name)?;
-        let filename_ptr = m.read_u64(addr + l.code_filename)?;
+        let name_ptr = m.u64_at(addr, l.code_name)?;
+        let filename_ptr = m.u64_at(addr, l.code_filename)?;
         let qualname = match l.code_qualname {
             Some(off) => string(off)?,
             None => name.clone(),
         };
-        let first_line = m.read_i32(addr + l.code_firstlineno)?;
-        let argcount = m.read_i32(addr + l.code_argcount)?;
-        let table_ptr = m.read_u64(addr + l.code_linetable)?;
+        let first_line = m.i32_at(addr, l.code_firstlineno)?;
+        let argcount = m.i32_at(addr, l.code_argcount)?;
+        let table_ptr = m.u64_at(addr, l.code_linetable)?;
         let table = objects::read_bytes(m, l, table_ptr, MAX_LINETABLE)
             .map_err(|_| CpythonError::Corrupt("unreadable line table"))?;
         let lines = LineTable::decode(l.line_table, &table, first_line);
-        let varnames_ptr = m.read_u64(addr + l.code_varnames)?;
+        let varnames_ptr = m.u64_at(addr, l.code_varnames)?;
         let varnames = objects::tuple_items(m, l, varnames_ptr, 4096)
             .unwrap_or_default()
             .into_iter()
@@ -576,18 +577,18 @@ impl<M: Memory> StackReader<M> {
             .collect::<Vec<Arc<str>>>();
         let kinds = match l.code_localspluskinds {
             Some(off) => {
-                let p = m.read_u64(addr + off)?;
+                let p = m.u64_at(addr, off)?;
                 objects::read_bytes(m, l, p, 4096).unwrap_or_default()
             }
             None => Vec::new(),
         };
         let nlocals = match l.code_nlocals {
-            Some(off) => m.read_i32(addr + off)?.max(0) as usize,
+            Some(off) => m.i32_at(addr, off)?.max(0) as usize,
             None => varnames.len(),
         };
         let cellvars = match l.code_cellvars {
             Some(off) => {
-                let p = m.read_u64(addr + off)?;
+                let p = m.u64_at(addr, off)?;
                 objects::tuple_items(m, l, p, 4096)
                     .unwrap_or_default()
                     .into_iter()
@@ -600,7 +601,10 @@ impl<M: Memory> StackReader<M> {
             }
             None => Vec::new(),
         };
-        let code_start = l.code_code_adaptive.map(|o| addr + o).unwrap_or(0);
+        let code_start = match l.code_code_adaptive {
+            Some(o) => field(addr, o)?,
+            None => 0,
+        };
         let request_slot = crate::request::request_slot(&varnames, nlocals);
         Ok(CodeInfo {
             name,
@@ -631,19 +635,18 @@ impl<M: Memory> StackReader<M> {
             Some("cls") => false,
             _ => return code.name.clone(),
         };
-        let first = &code.varnames[0];
+        let Some(first) = code.varnames.first() else {
+            return code.name.clone();
+        };
         let mut value = self.mem.read_u64(localsplus).unwrap_or(0);
         if value == 0 {
             // An argument captured by a closure lives in its cell (≤3.10
             // clears the argument's own slot).
             if let Some(i) = code.cellvars.iter().position(|c| c == first) {
-                let slot = localsplus + 8 * (code.nlocals + i) as u64;
-                value = self
-                    .mem
-                    .read_u64(slot)
-                    .ok()
+                value = slot_addr(localsplus, code.nlocals.saturating_add(i))
+                    .and_then(|slot| self.mem.read_u64(slot).ok())
                     .filter(|c| *c != 0 && *c <= MAX_USER_ADDRESS)
-                    .and_then(|cell| self.mem.read_u64(cell + 16).ok())
+                    .and_then(|cell| self.mem.u64_at(cell, 16).ok())
                     .unwrap_or(0);
             }
         }
@@ -652,7 +655,7 @@ impl<M: Memory> StackReader<M> {
         }
         let l = &self.interp.layout;
         let ty = if is_self {
-            match self.mem.read_u64(value + l.ob_type) {
+            match self.mem.u64_at(value, l.ob_type) {
                 Ok(t) => t,
                 Err(_) => return code.name.clone(),
             }
@@ -668,7 +671,7 @@ impl<M: Memory> StackReader<M> {
         }
         let class = self
             .mem
-            .read_u64(ty + l.type_tp_name)
+            .u64_at(ty, l.type_tp_name)
             .ok()
             .and_then(|p| objects::read_c_string(&self.mem, p, 256).ok());
         let name: Arc<str> = match class {
@@ -687,9 +690,8 @@ impl<M: Memory> StackReader<M> {
     pub fn locals(&self, frame: &Frame) -> Vec<(Arc<str>, u64)> {
         let l = &self.interp.layout;
         let code = &frame.code;
-        let base = match l.frame {
-            FrameModel::FrameObject { localsplus, .. } => frame.frame_addr + localsplus,
-            FrameModel::Interpreter { localsplus, .. } => frame.frame_addr + localsplus,
+        let Some(base) = localsplus_of(l, frame.frame_addr) else {
+            return Vec::new();
         };
         let count = if l.has_interpreter_frames() {
             code.varnames.len()
@@ -704,7 +706,7 @@ impl<M: Memory> StackReader<M> {
             if kind & 0x10 != 0 {
                 continue;
             }
-            let Ok(mut obj) = self.mem.read_u64(base + 8 * i as u64) else {
+            let Some(Ok(mut obj)) = slot_addr(base, i).map(|a| self.mem.read_u64(a)) else {
                 break;
             };
             if obj == 0 {
@@ -722,11 +724,8 @@ impl<M: Memory> StackReader<M> {
         // ≤3.10: cell variables follow the plain locals.
         if !l.has_interpreter_frames() {
             for (i, name) in code.cellvars.iter().take(1024).enumerate() {
-                let slot = base + 8 * (code.nlocals + i) as u64;
-                let Some(v) = self
-                    .mem
-                    .read_u64(slot)
-                    .ok()
+                let Some(v) = slot_addr(base, code.nlocals.saturating_add(i))
+                    .and_then(|slot| self.mem.read_u64(slot).ok())
                     .and_then(|cell| self.cell_contents(cell))
                 else {
                     continue;
@@ -741,11 +740,8 @@ impl<M: Memory> StackReader<M> {
     /// The object in fast local `index` of a frame (cells dereferenced).
     pub fn local_value(&self, frame: &Frame, index: usize) -> Option<u64> {
         let l = &self.interp.layout;
-        let base = match l.frame {
-            FrameModel::FrameObject { localsplus, .. } => frame.frame_addr + localsplus,
-            FrameModel::Interpreter { localsplus, .. } => frame.frame_addr + localsplus,
-        };
-        let obj = self.mem.read_u64(base + 8 * index as u64).ok()?;
+        let base = localsplus_of(l, frame.frame_addr)?;
+        let obj = self.mem.read_u64(slot_addr(base, index)?).ok()?;
         let kind = frame.code.kinds.get(index).copied().unwrap_or(0x20);
         if kind & 0xc0 != 0 {
             return self.cell_contents(obj);
@@ -761,7 +757,7 @@ impl<M: Memory> StackReader<M> {
         }
         let l = &self.interp.layout;
         match objects::type_name(&self.mem, l, obj) {
-            Ok(t) if t == "cell" => self.mem.read_u64(obj + 16).ok().filter(|v| *v != 0),
+            Ok(t) if t == "cell" => self.mem.u64_at(obj, 16).ok().filter(|v| *v != 0),
             Ok(_) => Some(obj),
             Err(_) => None,
         }
@@ -778,17 +774,17 @@ impl<M: Memory> StackReader<M> {
     fn collect_thread_names(&self, out: &mut HashMap<u64, String>) -> Result<(), CpythonError> {
         let l = &self.interp.layout;
         let m = &self.mem;
-        let interp = m.read_u64(self.interp.runtime + l.runtime_interpreters_head)?;
+        let interp = m.u64_at(self.interp.runtime, l.runtime_interpreters_head)?;
         if interp == 0 {
             return Ok(());
         }
-        let modules = m.read_u64(interp + l.interp_modules)?;
+        let modules = m.u64_at(interp, l.interp_modules)?;
         let bad = |_| CpythonError::Corrupt("unreadable object");
         let Some(threading) = objects::dict_get_str(m, l, modules, "threading").map_err(bad)?
         else {
             return Ok(());
         };
-        let md_dict = m.read_u64(threading + MODULE_DICT_OFFSET)?;
+        let md_dict = m.u64_at(threading, MODULE_DICT_OFFSET)?;
         let Some(active) = objects::dict_get_str(m, l, md_dict, "_active").map_err(bad)? else {
             return Ok(());
         };
@@ -811,7 +807,7 @@ impl<M: Memory> StackReader<M> {
     /// main thread (whose TID equals the PID), then checked per thread.
     fn native_id_from_pthread(&mut self, pthread: u64) -> Option<i32> {
         let off = self.pthread_tid_offset?;
-        let tid = self.mem.read_i32(pthread + off).ok()?;
+        let tid = self.mem.i32_at(pthread, off).ok()?;
         (tid > 0).then_some(tid)
     }
 
@@ -829,7 +825,7 @@ impl<M: Memory> StackReader<M> {
         let l = self.interp.layout.clone();
         let idents: Vec<u64> = states
             .iter()
-            .filter_map(|(ts, _)| self.mem.read_u64(ts + l.tstate_thread_id).ok())
+            .filter_map(|(ts, _)| self.mem.u64_at(*ts, l.tstate_thread_id).ok())
             .filter(|p| *p != 0)
             .collect();
         // New thread states are pushed at the head: the main thread is last.
@@ -852,7 +848,7 @@ impl<M: Memory> StackReader<M> {
             let mut values: Vec<i32> = Vec::with_capacity(idents.len());
             let all = idents
                 .iter()
-                .all(|p| match self.mem.read_i32(p + off as u64) {
+                .all(|p| match self.mem.i32_at(*p, off as u64) {
                     Ok(t) if tids.contains(&t) && !values.contains(&t) => {
                         values.push(t);
                         true
@@ -875,20 +871,37 @@ pub fn top_frame_of<M2: Memory>(
     tstate: u64,
 ) -> Result<u64, CpythonError> {
     Ok(match layout.frame_root {
-        FrameRoot::FrameObject { frame } => mem.read_u64(tstate + frame)?,
+        FrameRoot::FrameObject { frame } => mem.u64_at(tstate, frame)?,
         FrameRoot::CFrame {
             cframe,
             current_frame,
         } => {
-            let cf = mem.read_u64(tstate + cframe)?;
+            let cf = mem.u64_at(tstate, cframe)?;
             if cf == 0 {
                 0
             } else {
-                mem.read_u64(cf + current_frame)?
+                mem.u64_at(cf, current_frame)?
             }
         }
-        FrameRoot::Direct { current_frame } => mem.read_u64(tstate + current_frame)?,
+        FrameRoot::Direct { current_frame } => mem.u64_at(tstate, current_frame)?,
     })
+}
+
+/// Where a frame's fast locals start (`None`: a garbage frame address).
+fn localsplus_of(l: &Layout, frame: u64) -> Option<u64> {
+    let off = match l.frame {
+        FrameModel::FrameObject { localsplus, .. } => localsplus,
+        FrameModel::Interpreter { localsplus, .. } => localsplus,
+    };
+    frame.checked_add(off)
+}
+
+/// The address of fast-local slot `index` (8-byte pointers) after `base`.
+fn slot_addr(base: u64, index: usize) -> Option<u64> {
+    u64::try_from(index)
+        .ok()?
+        .checked_mul(8)
+        .and_then(|off| base.checked_add(off))
 }
 
 /// `module.Class` → `Class`.

@@ -5,7 +5,9 @@
 //! edge cases, every nested code object) and reports, through
 //! `PyCode_Addr2Line` via ctypes, the line CPython gives for every
 //! instruction offset. This test checks that `LineTable::line_at` (and the
-//! one-shot `line_of`) agree on every offset of every code object.
+//! one-shot `line_of`) agree on every offset of every code object, and with
+//! the line the Python-level API gives for every code unit: `co_positions()`
+//! (3.11+), `co_lines()` (3.10) or `dis.findlinestarts()` (3.8/3.9).
 //!
 //! Interpreters come from `pyrometer_testsupport::require_all()`: every
 //! pyenv 3.8–3.13 install and Debian's `/usr/bin/python3.11`, one of each of
@@ -65,13 +67,15 @@ fn line_tables_match_cpython() {
         match &results[py] {
             Ok(rep) => {
                 println!(
-                    "{:<40} {:>8} {:<13} {:<17} {:>6} code objects {:>9} offsets checked  {:>5.1}s",
+                    "{:<40} {:>8} {:<13} {:<17} {:>6} code objects {:>9} offsets checked, {:>9} units against {:<18} {:>5.1}s",
                     py.display(),
                     rep.version,
                     format!("{:?}", rep.format),
                     rep.source,
                     rep.code_objects,
                     rep.offsets,
+                    rep.api_units,
+                    rep.api,
                     rep.secs
                 );
                 if !rep.mismatches.is_empty() {
@@ -93,6 +97,9 @@ struct Report {
     version: String,
     format: LineTableFormat,
     source: String,
+    /// The Python-level API compared too, and the code units it covered.
+    api: String,
+    api_units: u64,
     code_objects: usize,
     offsets: u64,
     secs: f64,
@@ -140,6 +147,11 @@ fn check_interpreter(py: &Path, modules: usize) -> Result<Report, String> {
             "script says format {script_format}, expected {format:?}"
         ));
     }
+    let api = header
+        .get("api")
+        .and_then(|v| v.as_str())
+        .ok_or("no api in the header")?
+        .to_string();
     let source = header
         .get("source")
         .and_then(|v| v.as_str())
@@ -150,12 +162,15 @@ fn check_interpreter(py: &Path, modules: usize) -> Result<Report, String> {
         version: version.to_string(),
         format,
         source,
+        api: api.clone(),
+        api_units: 0,
         code_objects: 0,
         offsets: 0,
         secs: 0.0,
         mismatch_count: 0,
         mismatches: Vec::new(),
     };
+    let api_how = format!("line_at vs {api}");
     for line in lines {
         let v = parse_json(line)?;
         let field = |k: &str| v.get(k).ok_or_else(|| format!("missing {k} in {line}"));
@@ -223,6 +238,30 @@ fn check_interpreter(py: &Path, modules: usize) -> Result<Report, String> {
             }
             checked.push((o as u64, want));
         }
+        // The Python-level API, code unit by code unit.
+        let api_rle = field("api_lines")?.as_array().ok_or("api_lines")?;
+        let mut api_units = 0u64;
+        let mut unit_off = 0u64;
+        for pair in api_rle.chunks(2) {
+            let [l, n] = pair else {
+                return Err(format!("odd api_lines RLE in {name}"));
+            };
+            let raw = l.as_i64().ok_or("api line")?;
+            let want = (raw != -1).then_some(raw as i32);
+            for _ in 0..n.as_i64().ok_or("api count")? {
+                let got = lt.line_at(unit_off);
+                if got != want {
+                    mismatch(unit_off, want, got, &api_how);
+                }
+                unit_off += 2;
+                api_units += 1;
+            }
+        }
+        if unit_off != off {
+            return Err(format!(
+                "{name}: {api} covers {unit_off} bytes, Addr2Line {off}"
+            ));
+        }
         // The one-shot decoder is O(table) per call: sample it.
         let step = (checked.len() / 16).max(1);
         for &(o, want) in checked.iter().step_by(step).chain(checked.last()) {
@@ -232,6 +271,7 @@ fn check_interpreter(py: &Path, modules: usize) -> Result<Report, String> {
             }
         }
         rep.code_objects += 1;
+        rep.api_units += api_units;
         rep.offsets += checked.len() as u64;
     }
     if rep.code_objects < 1000 {

@@ -167,7 +167,8 @@ impl<M: Memory> Memory for PageCache<M> {
         while cur < end {
             let page = cur & !(PAGE - 1);
             let off = (cur - page) as usize;
-            let n = ((page + PAGE).min(end) - cur) as usize;
+            // Saturating: the last page of the address space ends at 2^64.
+            let n = (page.saturating_add(PAGE).min(end) - cur) as usize;
             let dst_off = (cur - addr) as usize;
             let dst = &mut buf[dst_off..dst_off + n];
             match self.with_page(page, |p| dst.copy_from_slice(&p[off..off + n])) {
@@ -188,6 +189,28 @@ impl<M: Memory> Memory for PageCache<M> {
 
 #[cfg(test)]
 mod tests {
+    /// Found by the walker fuzz (crates/cpython/tests/fuzz_walker.rs): a
+    /// garbage pointer into the last page overflowed `page + PAGE`.
+    #[test]
+    fn reads_in_the_last_page_of_the_address_space() {
+        use super::*;
+        use crate::memory::ImageMemory;
+        let last = u64::MAX - (PAGE - 1);
+        let mut img = ImageMemory::new();
+        img.insert(last, (0..PAGE).map(|i| i as u8).collect());
+        let cache = PageCache::new(&img);
+        let mut buf = [0u8; 8];
+        cache.read(u64::MAX - 15, &mut buf).unwrap();
+        assert_eq!(buf, [240, 241, 242, 243, 244, 245, 246, 247]);
+        // Up to the last byte but one (an end of 2^64 does not fit a u64).
+        cache.read(u64::MAX - 8, &mut buf).unwrap();
+        assert_eq!(buf[7], 254);
+        assert!(cache.read(u64::MAX - 3, &mut buf).is_err());
+        assert!(PageCache::new(ImageMemory::new())
+            .read(u64::MAX - 7, &mut buf)
+            .is_err());
+    }
+
     use super::*;
     use crate::memory::ImageMemory;
 

@@ -6,7 +6,8 @@ Run under any CPython 3.8+; writes JSON lines to stdout:
   {"version": "3.11.7", "format": "Locations311", "source": "PyCode_Addr2Line"}
 * one line per code object:
   {"name": ..., "first_line": N, "table": "<hex>", "code_len": N,
-   "lines": [line, count, line, count, ...], "beyond": [[offset, line], ...]}
+   "lines": [line, count, line, count, ...], "beyond": [[offset, line], ...],
+   "api_lines": [line, count, ...]}
 
 "table" is the raw line table CPython decodes (``co_lnotab`` on 3.8/3.9,
 ``co_linetable`` on 3.10+). "lines" is the run-length encoded line CPython
@@ -18,6 +19,11 @@ The ground truth is ``PyCode_Addr2Line`` called through ctypes, which is the
 function ``frame.f_lineno`` uses. If it cannot be called, the script falls
 back to ``co_lines()`` (3.10+) or a ``co_lnotab`` walk (3.8/3.9) and says so
 in the header's "source".
+
+"api_lines" is the same per-instruction line as the Python-level API that
+tools use gives it: ``co_positions()`` (3.11+, one entry per code unit,
+caches included), ``co_lines()`` (3.10) or ``dis.findlinestarts()`` (3.8,
+3.9); the header's "api" names it.
 
 Code objects come from compiling (never executing) a fixed selection of
 stdlib modules, recursively including every nested code object in
@@ -212,6 +218,39 @@ def fallback_lines(code, offsets):
     return out
 
 
+def api_lines(code, n_units):
+    """The line of each code unit by the Python-level API (-1: no line)."""
+    if hasattr(code, "co_positions"):
+        return [-1 if p[0] is None else p[0] for p in code.co_positions()]
+    if hasattr(code, "co_lines"):
+        out = [-1] * n_units
+        for start, end, line in code.co_lines():
+            for off in range(start, end, 2):
+                if off // 2 < n_units:
+                    out[off // 2] = -1 if line is None else line
+        return out
+    import dis
+
+    starts = list(dis.findlinestarts(code))
+    out, j, cur = [], 0, code.co_firstlineno
+    for unit in range(n_units):
+        while j < len(starts) and starts[j][0] <= 2 * unit:
+            cur = starts[j][1]
+            j += 1
+        out.append(cur)
+    return out
+
+
+def rle_of(lines):
+    rle = []
+    for ln in lines:
+        if rle and rle[-2] == ln:
+            rle[-1] += 1
+        else:
+            rle.extend((ln, 1))
+    return rle
+
+
 def main():
     max_modules = int(sys.argv[1]) if len(sys.argv) > 1 else len(MODULES)
     ver = sys.version_info
@@ -231,6 +270,9 @@ def main():
                 "version": "%d.%d.%d" % ver[:3],
                 "format": fmt,
                 "source": source,
+                "api": "co_positions"
+                if ver >= (3, 11)
+                else ("co_lines" if ver >= (3, 10) else "dis.findlinestarts"),
             }
         )
         + "\n"
@@ -263,12 +305,7 @@ def main():
             else:
                 lines = fallback_lines(code, offsets)
                 beyond = fallback_lines(code, beyond_offs)
-            rle = []
-            for ln in lines:
-                if rle and rle[-2] == ln:
-                    rle[-1] += 1
-                else:
-                    rle.extend((ln, 1))
+            rle = rle_of(lines)
             name = getattr(code, "co_qualname", code.co_name)
             w(
                 json.dumps(
@@ -279,6 +316,7 @@ def main():
                         "code_len": code_len,
                         "lines": rle,
                         "beyond": [list(p) for p in zip(beyond_offs, beyond)],
+                        "api_lines": rle_of(api_lines(code, len(offsets))),
                     }
                 )
                 + "\n"
