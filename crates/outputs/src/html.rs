@@ -74,6 +74,12 @@ struct Limits {
     source_file_bytes: u64,
     source_total_bytes: u64,
     source_line_chars: usize,
+    /// Endpoints that get a flame graph of their own.
+    endpoint_flames: usize,
+    /// The node budget of each endpoint's flame graph.
+    endpoint_flame_nodes: usize,
+    /// Processes drawn on their own in the timeline; the rest are summed.
+    timeline_processes: usize,
 }
 
 const LIMITS: Limits = Limits {
@@ -86,6 +92,9 @@ const LIMITS: Limits = Limits {
     source_file_bytes: 4 << 20,
     source_total_bytes: 64 << 20,
     source_line_chars: 240,
+    endpoint_flames: 30,
+    endpoint_flame_nodes: 3_000,
+    timeline_processes: 8,
 };
 
 const STATES: [ThreadState; 4] = [
@@ -267,7 +276,8 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
         .unwrap_or(0);
     let mut tree = Tree::new(stack_nodes);
     tree.label_frames(profile, opts, stack_nodes);
-    for (key, count) in counts {
+    for (key, count) in &counts {
+        let count = *count;
         let si = state_index(key.state);
         all[si] += count;
         per_thread.entry(key.thread).or_insert([0; 4])[si] += count;
@@ -280,22 +290,11 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
             continue;
         };
         by_stack.entry(stack).or_insert([0; 4])[si] += count;
-        let prefix = *prefixes.entry(key.thread).or_insert_with(|| {
-            let mut prefix = 0;
-            if opts.processes {
-                let pid = profile.thread(key.thread).pid;
-                let cmd = profile.process_cmdline(pid).unwrap_or("");
-                prefix = tree.child_named(prefix, &format!("process {pid}:\"{cmd}\""));
-            }
-            if opts.threads {
-                let label = format!("thread ({})", profile.thread(key.thread).label());
-                prefix = tree.child_named(prefix, &label);
-            }
-            prefix
-        });
+        let prefix = tree.thread_prefix(profile, opts, &mut prefixes, key.thread);
         let node = tree.node_for(profile, opts, prefix, stack);
         tree.own[node as usize] += count;
     }
+    let endpoints = endpoint_rows(profile, opts, &counts, &tree, limits);
 
     let (lines, functions) = line_and_function_rows(profile, &by_stack, limits);
     let threads = thread_rows(profile, &per_thread, limits);
@@ -333,45 +332,179 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
         "threads": threads,
         "processes": processes,
         "flame": flame,
-        "endpoints": endpoint_rows(profile),
-        "timeline": [],
+        "endpoints": endpoints,
+        "timeline": timeline_data(profile, limits),
     })
 }
 
-/// One row per web endpoint: samples by thread state, and the request
-/// statistics the profile's request tracker kept (counts, estimated
-/// latency percentiles).
-fn endpoint_rows(profile: &Profile) -> Value {
-    let mut by: std::collections::BTreeMap<String, Split> = std::collections::BTreeMap::new();
-    for (key, count) in profile.counts() {
+/// One row per web endpoint: samples by thread state and by category,
+/// the request statistics the profile's request tracker kept (counts,
+/// estimated latency percentiles), and for the busiest ones a flame graph
+/// of their own samples.
+fn endpoint_rows(
+    profile: &Profile,
+    opts: &StackOptions,
+    counts: &[(pyrometer_profile::SampleKey, u64)],
+    main_tree: &Tree,
+    limits: &Limits,
+) -> Value {
+    struct Row {
+        split: Split,
+        categories: FxMap<Option<StrId>, u64>,
+    }
+    let mut by: FxMap<StrId, Row> = FxMap::default();
+    for (key, count) in counts {
         if let Some(e) = key.endpoint {
-            by.entry(profile.str(e).to_string()).or_insert([0; 4])[state_index(key.state)] += count;
+            let r = by.entry(e).or_insert_with(|| Row {
+                split: [0; 4],
+                categories: FxMap::default(),
+            });
+            r.split[state_index(key.state)] += count;
+            *r.categories.entry(key.category).or_insert(0) += count;
         }
     }
-    let requests: std::collections::HashMap<String, &pyrometer_profile::EndpointRequests> = profile
-        .requests()
-        .endpoints()
-        .map(|(e, r)| (profile.str(e).to_string(), r))
+    let requests: FxMap<StrId, &pyrometer_profile::EndpointRequests> =
+        profile.requests().endpoints().collect();
+    let mut order: Vec<(StrId, u64)> = by
+        .iter()
+        .map(|(e, r)| (*e, r.split.iter().sum::<u64>()))
         .collect();
-    let ms = |d: Option<std::time::Duration>| d.map(|d| (d.as_secs_f64() * 1e3).round());
-    let mut rows: Vec<Value> = by
+    order.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| profile.str(a.0).cmp(profile.str(b.0)))
+    });
+    order.truncate(300);
+    let flamed: FxMap<StrId, usize> = order
+        .iter()
+        .take(limits.endpoint_flames)
+        .enumerate()
+        .map(|(i, (e, _))| (*e, i))
+        .collect();
+    let mut trees: Vec<Tree> = (0..flamed.len())
+        .map(|_| main_tree.sharing_labels())
+        .collect();
+    let mut prefixes: Vec<FxMap<ThreadKey, u32>> = vec![FxMap::default(); flamed.len()];
+    for (key, count) in counts {
+        let (Some(e), Some(stack)) = (key.endpoint, key.stack) else {
+            continue;
+        };
+        if key.state == ThreadState::Idle && !opts.include_idle {
+            continue;
+        }
+        let Some(&t) = flamed.get(&e) else {
+            continue;
+        };
+        let tree = &mut trees[t];
+        let prefix = tree.thread_prefix(profile, opts, &mut prefixes[t], key.thread);
+        let node = tree.node_for(profile, opts, prefix, stack);
+        tree.own[node as usize] += count;
+    }
+    let flame_limits = Limits {
+        flame_nodes: limits.endpoint_flame_nodes,
+        prune_fraction: limits.prune_fraction * 4.0,
+        ..limits.clone()
+    };
+    let mut flames: Vec<Option<Value>> = trees
         .into_iter()
-        .map(|(name, split)| {
-            let r = requests.get(&name);
+        .map(|t| Some(t.into_json(&flame_limits)))
+        .collect();
+    let ms =
+        |d: Option<std::time::Duration>| d.map(|d| (d.as_secs_f64() * 1e3 * 10.0).round() / 10.0);
+    let rows: Vec<Value> = order
+        .into_iter()
+        .map(|(e, samples)| {
+            let row = &by[&e];
+            let r = requests.get(&e);
+            let mut categories: Vec<(&str, u64)> = row
+                .categories
+                .iter()
+                .map(|(c, n)| (c.map_or("uncategorized", |c| profile.str(c)), *n))
+                .collect();
+            categories.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let flame = flamed
+                .get(&e)
+                .and_then(|&i| flames.get_mut(i).and_then(Option::take));
             json!({
-                "name": name,
-                "samples": split.iter().sum::<u64>(),
-                "split": split,
+                "name": profile.str(e),
+                "samples": samples,
+                "split": row.split,
+                "categories": categories,
                 "requests": r.map(|r| r.count),
                 "p50_ms": ms(r.and_then(|r| r.quantile(0.5))),
                 "p95_ms": ms(r.and_then(|r| r.quantile(0.95))),
                 "p99_ms": ms(r.and_then(|r| r.quantile(0.99))),
+                "max_ms": ms(r.map(|r| r.max)),
+                "flame": flame,
             })
         })
         .collect();
-    rows.sort_by_key(|r| std::cmp::Reverse(r["samples"].as_u64().unwrap_or(0)));
-    rows.truncate(300);
     Value::Array(rows)
+}
+
+/// Samples per time bucket by state, and by process for the busiest
+/// processes (the rest summed into one series).
+fn timeline_data(profile: &Profile, limits: &Limits) -> Value {
+    let t = profile.timeline();
+    let buckets = t.buckets();
+    let states: Vec<Split> = buckets
+        .iter()
+        .map(|b| {
+            let mut s: Split = [0; 4];
+            for (_, c) in b {
+                for (x, y) in s.iter_mut().zip(c) {
+                    *x = x.saturating_add(*y);
+                }
+            }
+            s
+        })
+        .collect();
+    let mut per_pid: std::collections::BTreeMap<i32, u64> = std::collections::BTreeMap::new();
+    for (pid, c) in buckets.iter().flatten() {
+        let e = per_pid.entry(*pid).or_insert(0);
+        *e = e.saturating_add(c.iter().sum());
+    }
+    let mut pids: Vec<(i32, u64)> = per_pid.into_iter().collect();
+    pids.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let shown: Vec<i32> = pids
+        .iter()
+        .take(limits.timeline_processes)
+        .map(|p| p.0)
+        .collect();
+    let mut series: Vec<Value> = shown
+        .iter()
+        .map(|&pid| {
+            let counts: Vec<u64> = buckets
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .find(|e| e.0 == pid)
+                        .map_or(0, |e| e.1.iter().sum())
+                })
+                .collect();
+            json!({ "pid": pid, "cmdline": profile.process_cmdline(pid).unwrap_or(""), "counts": counts })
+        })
+        .collect();
+    if pids.len() > shown.len() {
+        let counts: Vec<u64> = buckets
+            .iter()
+            .map(|b| {
+                b.iter()
+                    .filter(|e| !shown.contains(&e.0))
+                    .map(|e| e.1.iter().sum::<u64>())
+                    .sum()
+            })
+            .collect();
+        series.push(json!({
+            "pid": Value::Null,
+            "cmdline": format!("{} other processes", pids.len() - shown.len()),
+            "counts": counts,
+        }));
+    }
+    json!({
+        "width_s": t.width().as_secs_f64(),
+        "states": states,
+        "processes": series,
+    })
 }
 
 /// The rows to show: the `n * 3 / 5` with the most own samples, then the
@@ -679,6 +812,50 @@ impl Tree {
         t.own.push(0);
         t.intern("all");
         t
+    }
+
+    /// An empty tree that labels frames as `self` does (its labels are
+    /// already computed).
+    fn sharing_labels(&self) -> Tree {
+        Tree {
+            parent: vec![u32::MAX],
+            label: vec![0],
+            own: vec![0],
+            children: FxMap::default(),
+            labels: self.labels.clone(),
+            label_ids: self.label_ids.clone(),
+            frame_labels: self.frame_labels.clone(),
+            memo_last: Vec::new(),
+            memo: FxMap::default(),
+            pending: Vec::new(),
+            injective: self.injective,
+        }
+    }
+
+    /// The node under which a thread's stacks go: its process and thread
+    /// root frames, as the options ask.
+    fn thread_prefix(
+        &mut self,
+        profile: &Profile,
+        opts: &StackOptions,
+        prefixes: &mut FxMap<ThreadKey, u32>,
+        thread: ThreadKey,
+    ) -> u32 {
+        if let Some(&p) = prefixes.get(&thread) {
+            return p;
+        }
+        let mut prefix = 0;
+        if opts.processes {
+            let pid = profile.thread(thread).pid;
+            let cmd = profile.process_cmdline(pid).unwrap_or("");
+            prefix = self.child_named(prefix, &format!("process {pid}:\"{cmd}\""));
+        }
+        if opts.threads {
+            let label = format!("thread ({})", profile.thread(thread).label());
+            prefix = self.child_named(prefix, &label);
+        }
+        prefixes.insert(thread, prefix);
+        prefix
     }
 
     fn intern(&mut self, s: &str) -> u32 {
@@ -1153,7 +1330,12 @@ mod tests {
             json!([]),
             "no endpoints without web requests"
         );
-        assert_eq!(d["timeline"], json!([]));
+        // Samples added without times (as readers of other tools' files do)
+        // leave the timeline empty.
+        assert_eq!(
+            d["timeline"],
+            json!({"width_s": 1.0, "states": [], "processes": []})
+        );
         assert_eq!(d["states"], json!(["python", "native", "gil-wait", "idle"]));
         assert_eq!(d["state_totals"], json!([6, 1, 3, 4]));
         let m = &d["meta"];

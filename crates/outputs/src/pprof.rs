@@ -285,6 +285,108 @@ fn unescape(s: &str) -> String {
     out
 }
 
+/// The comments that carry what samples cannot: the timeline
+/// (`timeline=WIDTH_NS;BUCKET,PID,PY,NATIVE,GIL,IDLE;…`) and each
+/// endpoint's request statistics (`requests.N=COUNT\tTOTAL_NS\tMAX_NS\t
+/// D1,D2,…\tENDPOINT`, durations in nanoseconds).
+fn saved_extras(profile: &Profile) -> Vec<(String, String)> {
+    let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128).to_string();
+    let mut out = Vec::new();
+    let t = profile.timeline();
+    if !t.buckets().is_empty() {
+        let mut v = ns(t.width());
+        for (i, b) in t.buckets().iter().enumerate() {
+            for (pid, c) in b {
+                v.push_str(&format!(";{i},{pid},{},{},{},{}", c[0], c[1], c[2], c[3]));
+            }
+        }
+        out.push(("timeline".to_string(), v));
+    }
+    let mut endpoints: Vec<_> = profile
+        .requests()
+        .endpoints()
+        .map(|(e, r)| (profile.str(e), r))
+        .collect();
+    endpoints.sort_by(|a, b| a.0.cmp(b.0));
+    for (i, (name, r)) in endpoints.into_iter().enumerate() {
+        let durations: Vec<String> = r.durations().iter().map(|d| ns(*d)).collect();
+        out.push((
+            format!("requests.{i}"),
+            format!(
+                "{}\t{}\t{}\t{}\t{name}",
+                r.count,
+                ns(r.total),
+                ns(r.max),
+                durations.join(",")
+            ),
+        ));
+    }
+    out
+}
+
+/// Read back what [`saved_extras`] wrote; malformed parts are ignored.
+fn restore_extras(profile: &mut Profile, facts: &BTreeMap<String, String>) {
+    if let Some(v) = facts.get("timeline") {
+        let mut parts = v.split(';');
+        let width = parts
+            .next()
+            .and_then(|w| w.parse::<u64>().ok())
+            .unwrap_or(0);
+        let entries: Vec<(usize, i32, [u64; 4])> = parts
+            .filter_map(|e| {
+                let f: Vec<&str> = e.split(',').collect();
+                let [i, pid, a, b, c, d] = f.as_slice() else {
+                    return None;
+                };
+                Some((
+                    i.parse().ok()?,
+                    pid.parse().ok()?,
+                    [
+                        a.parse().ok()?,
+                        b.parse().ok()?,
+                        c.parse().ok()?,
+                        d.parse().ok()?,
+                    ],
+                ))
+            })
+            .collect();
+        if width > 0 {
+            profile.set_timeline(pyrometer_profile::Timeline::restore(
+                Duration::from_nanos(width),
+                &entries,
+            ));
+        }
+    }
+    for (k, v) in facts {
+        if !k.starts_with("requests.") {
+            continue;
+        }
+        let f: Vec<&str> = v.splitn(5, '\t').collect();
+        let [count, total, max, durations, name] = f.as_slice() else {
+            continue;
+        };
+        let (Ok(count), Ok(total), Ok(max)) =
+            (count.parse(), total.parse::<u64>(), max.parse::<u64>())
+        else {
+            continue;
+        };
+        let durations = durations
+            .split(',')
+            .filter_map(|d| d.parse::<u64>().ok())
+            .map(Duration::from_nanos)
+            .collect();
+        profile.restore_requests(
+            name,
+            pyrometer_profile::EndpointRequests::from_saved(
+                count,
+                Duration::from_nanos(total),
+                Duration::from_nanos(max),
+                durations,
+            ),
+        );
+    }
+}
+
 fn state_label(state: ThreadState) -> &'static str {
     state.as_str()
 }
@@ -454,6 +556,7 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     for (pid, cmd) in profile.processes() {
         comments.push((format!("process.{pid}"), cmd.to_string()));
     }
+    comments.extend(saved_extras(profile));
     let comment = comments
         .iter()
         .map(|(k, v)| st.get(&format!("{COMMENT_PREFIX}{k}={}", escape(v))))
@@ -629,6 +732,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             profile.set_process(pid, v);
         }
     }
+    restore_extras(&mut profile, &facts);
 
     // Functions and locations.
     let mut functions = HashMap::new();

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 
 mod requests;
+mod timeline;
 pub use requests::{EndpointRequests, Request, RequestTracker, SLOWEST_KEPT};
 use std::time::Duration;
+pub use timeline::{StateCounts, Timeline, MAX_BUCKETS, TIMELINE_STATES};
 
 use pyrometer_sampler::{Sample, ThreadState};
 
@@ -132,6 +134,7 @@ pub struct Profile {
     /// is matched without hashing.
     last_path: FxHashMap<ThreadKey, Vec<(u64, i32, StackId)>>,
     requests: RequestTracker,
+    timeline: Timeline,
     /// Command line of each sampled process.
     processes: std::collections::BTreeMap<i32, String>,
     process_roles: std::collections::BTreeMap<i32, String>,
@@ -320,6 +323,7 @@ impl Profile {
             .observe(thread, sample.time, sample.walked, request, parent, || {
                 overflow
             });
+        self.timeline.add(sample.time, sample.pid, sample.state, 1);
         self.add(
             SampleKey {
                 stack: parent,
@@ -341,6 +345,23 @@ impl Profile {
     /// Requests per endpoint.
     pub fn requests(&self) -> &RequestTracker {
         &self.requests
+    }
+
+    /// Samples over time, per process and state.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// Replace the timeline (for readers of saved profiles).
+    pub fn set_timeline(&mut self, timeline: Timeline) {
+        self.timeline = timeline;
+    }
+
+    /// Set the request statistics of an endpoint (for readers of saved
+    /// profiles).
+    pub fn restore_requests(&mut self, endpoint: &str, stats: EndpointRequests) {
+        let e = self.intern(endpoint);
+        self.requests.restore(e, stats);
     }
 
     /// Set the sampling period used to estimate request durations.
