@@ -22,3 +22,24 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is not on PATH; install Rust (rustup) first" >&2
     exit 1
 fi
+
+# npm packages of the browser tests (crates/cli/tests/speedscope_app.rs):
+# the speedscope app with its file-format schema, and ajv to validate it.
+need_node=()
+for pkg in nodejs npm; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_node+=("$pkg")
+done
+if [ "${#need_node[@]}" -gt 0 ]; then
+    echo "setup: installing Debian packages: ${need_node[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_node[@]}"
+fi
+NPM_DIR="$CACHE/npm"
+if [ ! -f "$NPM_DIR/node_modules/speedscope/dist/release/index.html" ] ||
+    [ ! -f "$NPM_DIR/node_modules/ajv/package.json" ]; then
+    echo "setup: installing npm packages speedscope, ajv into $NPM_DIR"
+    mkdir -p "$NPM_DIR"
+    npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error speedscope@1.25.0 ajv@8
+fi
