@@ -25,16 +25,13 @@ fi
 
 # npm packages of the browser tests (crates/cli/tests/speedscope_app.rs):
 # the speedscope app with its file-format schema, and ajv to validate it.
-need_node=()
-for pkg in nodejs npm; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_node+=("$pkg")
-done
-if [ "${#need_node[@]}" -gt 0 ]; then
-    echo "setup: installing Debian packages: ${need_node[*]}"
+# (node may come from elsewhere with its own npm: look for the commands.)
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: nodejs npm"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_node[@]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
 fi
 NPM_DIR="$CACHE/npm"
 if [ ! -f "$NPM_DIR/node_modules/speedscope/dist/release/index.html" ] ||
