@@ -7,7 +7,7 @@
 //! (best of 3) and size of each as a Markdown table.
 //!
 //! ```sh
-//! cargo run --release -p pyrometer-outputs --example report_bench [-- SAMPLES]
+//! cargo run --release -p pyrometer-outputs --example report_bench [-- SAMPLES [ONLY]]
 //! ```
 
 use std::sync::Arc;
@@ -283,7 +283,12 @@ fn main() {
     ];
     println!("| output | time (best of 3) | size |");
     println!("|---|---|---|");
+    // A second argument keeps only the outputs whose name contains it.
+    let only = std::env::args().nth(2).unwrap_or_default();
     for (what, mut render) in runs {
+        if !what.contains(only.as_str()) {
+            continue;
+        }
         let (t, size) = best_of_3(&mut render);
         println!(
             "| {what} | {:.0} ms | {:.2} MB |",

@@ -266,7 +266,10 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
     let mut prefixes: FxMap<ThreadKey, u32> = FxMap::default();
     let mut shown = 0u64;
     let mut no_python = 0u64;
-    let counts = profile.counts();
+    // The order of the keys does not show in the report (every list in
+    // it is sorted): no need to sort them all.
+    let counts: Vec<(pyrometer_profile::SampleKey, u64)> =
+        profile.counts_unordered().map(|(k, c)| (*k, c)).collect();
     // Stack ids grow from the root: the largest one bounds the node count.
     let stack_nodes = counts
         .iter()
@@ -294,12 +297,12 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
         let node = tree.node_for(profile, opts, prefix, stack);
         tree.own[node as usize] += count;
     }
-    let endpoints = endpoint_rows(profile, opts, &counts, &tree, limits);
+    let endpoints = endpoint_rows(profile, opts, &counts, &mut tree, limits);
 
     let (lines, functions) = line_and_function_rows(profile, &by_stack, limits);
     let threads = thread_rows(profile, &per_thread, limits);
     let processes = process_rows(profile, &per_thread, limits);
-    let flame = tree.into_json(limits);
+    let flame = tree.to_json(limits);
 
     let m = &profile.meta;
     let secs = m.duration.as_secs_f64();
@@ -345,7 +348,7 @@ fn endpoint_rows(
     profile: &Profile,
     opts: &StackOptions,
     counts: &[(pyrometer_profile::SampleKey, u64)],
-    main_tree: &Tree,
+    main_tree: &mut Tree,
     limits: &Limits,
 ) -> Value {
     struct Row {
@@ -380,10 +383,9 @@ fn endpoint_rows(
         .enumerate()
         .map(|(i, (e, _))| (*e, i))
         .collect();
-    let mut trees: Vec<Tree> = (0..flamed.len())
-        .map(|_| main_tree.sharing_labels())
-        .collect();
-    let mut prefixes: Vec<FxMap<ThreadKey, u32>> = vec![FxMap::default(); flamed.len()];
+    // Each flamed endpoint's samples, then one tree at a time, borrowing
+    // the main tree's labels (computed once for every frame).
+    let mut groups: Vec<Vec<(ThreadKey, StackId, u64)>> = vec![Vec::new(); flamed.len()];
     for (key, count) in counts {
         let (Some(e), Some(stack)) = (key.endpoint, key.stack) else {
             continue;
@@ -391,23 +393,28 @@ fn endpoint_rows(
         if key.state == ThreadState::Idle && !opts.include_idle {
             continue;
         }
-        let Some(&t) = flamed.get(&e) else {
-            continue;
-        };
-        let tree = &mut trees[t];
-        let prefix = tree.thread_prefix(profile, opts, &mut prefixes[t], key.thread);
-        let node = tree.node_for(profile, opts, prefix, stack);
-        tree.own[node as usize] += count;
+        if let Some(&t) = flamed.get(&e) {
+            groups[t].push((key.thread, stack, *count));
+        }
     }
     let flame_limits = Limits {
         flame_nodes: limits.endpoint_flame_nodes,
         prune_fraction: limits.prune_fraction * 4.0,
         ..limits.clone()
     };
-    let mut flames: Vec<Option<Value>> = trees
-        .into_iter()
-        .map(|t| Some(t.into_json(&flame_limits)))
-        .collect();
+    let mut flames: Vec<Option<Value>> = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut tree = Tree::new(0);
+        tree.swap_labels(main_tree);
+        let mut prefixes: FxMap<ThreadKey, u32> = FxMap::default();
+        for (thread, stack, count) in group {
+            let prefix = tree.thread_prefix(profile, opts, &mut prefixes, thread);
+            let node = tree.node_for(profile, opts, prefix, stack);
+            tree.own[node as usize] += count;
+        }
+        flames.push(Some(tree.to_json(&flame_limits)));
+        tree.swap_labels(main_tree);
+    }
     let ms =
         |d: Option<std::time::Duration>| d.map(|d| (d.as_secs_f64() * 1e3 * 10.0).round() / 10.0);
     let rows: Vec<Value> = order
@@ -814,22 +821,12 @@ impl Tree {
         t
     }
 
-    /// An empty tree that labels frames as `self` does (its labels are
-    /// already computed).
-    fn sharing_labels(&self) -> Tree {
-        Tree {
-            parent: vec![u32::MAX],
-            label: vec![0],
-            own: vec![0],
-            children: FxMap::default(),
-            labels: self.labels.clone(),
-            label_ids: self.label_ids.clone(),
-            frame_labels: self.frame_labels.clone(),
-            memo_last: Vec::new(),
-            memo: FxMap::default(),
-            pending: Vec::new(),
-            injective: self.injective,
-        }
+    /// Exchange labels (and what is known of frames' labels) with `other`.
+    fn swap_labels(&mut self, other: &mut Tree) {
+        std::mem::swap(&mut self.labels, &mut other.labels);
+        std::mem::swap(&mut self.label_ids, &mut other.label_ids);
+        std::mem::swap(&mut self.frame_labels, &mut other.frame_labels);
+        std::mem::swap(&mut self.injective, &mut other.injective);
     }
 
     /// The node under which a thread's stacks go: its process and thread
@@ -974,7 +971,7 @@ impl Tree {
         }
     }
 
-    fn into_json(self, limits: &Limits) -> Value {
+    fn to_json(&self, limits: &Limits) -> Value {
         let n = self.parent.len();
         // Children are created after their parents: one backward pass sums.
         let mut total = self.own.clone();

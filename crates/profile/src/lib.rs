@@ -411,6 +411,12 @@ impl Profile {
         parent
     }
 
+    /// Every (key, count), in no particular order (for readers whose
+    /// result does not depend on it: no sort of every key).
+    pub fn counts_unordered(&self) -> impl Iterator<Item = (&SampleKey, u64)> + '_ {
+        self.counts.iter().map(|(k, c)| (k, *c))
+    }
+
     /// Every (key, count), in a stable order.
     pub fn counts(&self) -> Vec<(SampleKey, u64)> {
         let mut v: Vec<_> = self.counts.iter().map(|(k, c)| (*k, *c)).collect();
