@@ -108,7 +108,7 @@ type Split = [u64; 4];
 
 /// FxHash: the maps here are keyed by small integers, millions of times.
 #[derive(Default, Clone, Copy)]
-struct Fx(u64);
+pub(crate) struct Fx(u64);
 
 impl Fx {
     #[inline]
@@ -147,7 +147,7 @@ impl Hasher for Fx {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 fn state_index(s: ThreadState) -> usize {
     match s {

@@ -25,7 +25,9 @@ use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use pyrometer_profile::{FrameId, FrameInfo, Profile, StackNode, ThreadInfo, ThreadKey};
+use pyrometer_profile::{FrameId, FrameInfo, Profile, StackId, StackNode, ThreadInfo, ThreadKey};
+
+use crate::html::FxMap;
 use pyrometer_sampler::ThreadState;
 
 /// The messages of `profile.proto`, derived by hand from its field numbers.
@@ -855,14 +857,19 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         });
     }
 
-    intern_stacks_in_order(&mut profile, &parsed);
-    for s in &parsed {
-        profile.add_stack_labelled(
-            &s.frames,
-            s.thread,
-            s.state,
-            s.endpoint.as_deref(),
-            s.category.as_deref(),
+    // Each sample's stack, interned once per distinct stack.
+    let stacks = intern_stacks_in_order(&mut profile, &parsed);
+    for (s, stack) in parsed.iter().zip(stacks) {
+        let endpoint = s.endpoint.as_deref().map(|e| profile.intern(e));
+        let category = s.category.as_deref().map(|c| profile.intern(c));
+        profile.add(
+            pyrometer_profile::SampleKey {
+                stack,
+                thread: s.thread,
+                state: s.state,
+                endpoint,
+                category,
+            },
             s.count,
         );
     }
@@ -880,11 +887,12 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
 /// (smallest file position first; a cycle, possible only in a file
 /// pyrometer did not write, is broken the same way) gives each leaf a new
 /// stack id larger than those of the leaves before it.
-fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
+/// Returns each sample's stack.
+fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) -> Vec<Option<StackId>> {
     // A trie of the stacks: node → (parent, frame).
     let mut trie: Vec<(Option<usize>, FrameInfo)> = Vec::new();
-    let mut trie_ids: HashMap<(Option<usize>, FrameInfo), usize> = HashMap::new();
-    let mut leaf_of_node: HashMap<usize, usize> = HashMap::new();
+    let mut trie_ids: FxMap<(Option<usize>, FrameInfo), usize> = FxMap::default();
+    let mut leaf_of_node: FxMap<usize, usize> = FxMap::default();
     let mut leaves: Vec<usize> = Vec::new(); // leaf index → trie node
     let mut sample_leaf: Vec<Option<usize>> = Vec::with_capacity(parsed.len());
     for s in parsed {
@@ -913,7 +921,7 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
             indegree[b] += 1;
         }
     };
-    let mut last_in_thread: HashMap<ThreadKey, usize> = HashMap::new();
+    let mut last_in_thread: FxMap<ThreadKey, usize> = FxMap::default();
     for (s, leaf) in parsed.iter().zip(&sample_leaf) {
         if let Some(leaf) = *leaf {
             if let Some(prev) = last_in_thread.insert(s.thread, leaf) {
@@ -961,6 +969,7 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
             }
         }
     }
+    let mut leaf_stack: Vec<Option<StackId>> = vec![None; n];
     for leaf in order {
         let mut path = Vec::new();
         let mut cur = Some(leaves[leaf]);
@@ -973,7 +982,12 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
             let frame = profile.frame_id(*f);
             parent = Some(profile.stack_id(StackNode { parent, frame }));
         }
+        leaf_stack[leaf] = parent;
     }
+    sample_leaf
+        .into_iter()
+        .map(|l| l.and_then(|l| leaf_stack[l]))
+        .collect()
 }
 
 #[cfg(test)]
