@@ -29,8 +29,11 @@
 //!   threads: { total, rows: [{ pid, label, samples, split }] },
 //!   processes: { total, rows: [{ pid, cmdline, threads, samples, split }] },
 //!   flame: { total, threshold, pruned_nodes, labels: [..], p: [..], n: [..], v: [..] },
-//!   endpoints: [],   // reserved: [{ name, samples, split, requests?, p50_ms?, p95_ms?, p99_ms? }]
-//!   timeline: [] }   // reserved: [{ t (seconds from start), split }]
+//!   endpoints: [{ name, samples, split, categories: [[name, samples]..],
+//!                 requests|null, p50_ms|null, p95_ms|null, p99_ms|null, max_ms|null,
+//!                 flame|null }],              // flame: as `flame`, busiest 30 only
+//!   timeline: { width_s, states: [split per bucket],
+//!               processes: [{ pid|null, cmdline, counts: [per bucket] }] } }
 //! ```
 //!
 //! `split` is always four counts in the order of `states`. The line and
@@ -41,6 +44,12 @@
 //! index (-1 for the root), `n` the index of its label, `v` its samples;
 //! nodes under `threshold` samples (0.05 % of the total, more if the graph
 //! would be too large) are merged into one `[other]` node per parent.
+//! An endpoint's flame graph holds only the samples of threads serving it
+//! (its nodes under 0.2 % of them are merged, at most 3000 nodes). The
+//! timeline counts every sample, idle ones included, per bucket of
+//! `width_s` seconds (1 s, doubled as often as needed to stay within 1024
+//! buckets); the 8 busiest processes have a series each, the rest one
+//! series together (`pid` null).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -1399,6 +1408,118 @@ mod tests {
             labels[d["flame"]["n"][1].as_u64().unwrap() as usize],
             "thread (MainThread 7)"
         );
+    }
+
+    #[test]
+    fn endpoints_have_their_own_flame_graphs_and_the_timeline_splits_processes() {
+        use pyrometer_sampler::{Category, Sample, SampledFrame, SampledRequest};
+        use std::sync::Arc;
+        let mut p = Profile::new();
+        p.set_process(10, "gunicorn: worker 1");
+        p.set_process(11, "gunicorn: worker 2");
+        let f = |name: &str| SampledFrame {
+            name: Arc::from(name),
+            filename: Arc::from("/srv/app.py"),
+            line: 3,
+            first_line: 1,
+            code_key: 0,
+        };
+        // (time ms, pid, innermost-first frames, endpoint)
+        let samples: Vec<(u64, i32, Vec<&str>, Option<&str>)> = vec![
+            (
+                100,
+                10,
+                vec!["slow_view", "serve"],
+                Some("GET app.slow_view"),
+            ),
+            (
+                200,
+                10,
+                vec!["slow_view", "serve"],
+                Some("GET app.slow_view"),
+            ),
+            (
+                300,
+                10,
+                vec!["query", "slow_view", "serve"],
+                Some("GET app.slow_view"),
+            ),
+            (
+                1100,
+                11,
+                vec!["fast_view", "serve"],
+                Some("GET app.fast_view"),
+            ),
+            (1200, 11, vec!["accept"], None),
+        ];
+        for (i, (ms, pid, frames, endpoint)) in samples.into_iter().enumerate() {
+            let request = endpoint.map(|e| SampledRequest {
+                key: if e.contains("slow") { 1 } else { 2 },
+                method: Arc::from("GET"),
+                path: Arc::from("/"),
+                endpoint: Arc::from(e),
+            });
+            let category = endpoint.map(|_| {
+                if frames[0] == "query" {
+                    Category::Database
+                } else {
+                    Category::App
+                }
+            });
+            p.add_sample(&Sample {
+                time: Duration::from_millis(ms),
+                pid,
+                thread_id: pid as u64,
+                native_id: Some(pid),
+                thread_name: Some(Arc::from("MainThread")),
+                state: if i == 4 {
+                    ThreadState::Idle
+                } else {
+                    ThreadState::Python
+                },
+                holds_gil: true,
+                frames: frames.into_iter().map(f).collect(),
+                truncated: false,
+                walked: true,
+                request,
+                category,
+            });
+        }
+        p.finish();
+        let mut opts = StackOptions::new();
+        opts.include_idle = true;
+        let d = data_of(&html_of(&p, &opts));
+        let e = d["endpoints"].as_array().unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0]["name"], "GET app.slow_view");
+        assert_eq!(e[0]["samples"], 3);
+        assert_eq!(e[0]["requests"], 1);
+        assert_eq!(e[0]["categories"], json!([["app", 2], ["database", 1]]));
+        let flame = &e[0]["flame"];
+        assert_eq!(flame["total"], 3);
+        let labels: Vec<&str> = flame["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        assert!(labels.contains(&"query (app.py:3)"), "{labels:?}");
+        assert!(
+            !labels
+                .iter()
+                .any(|l| l.starts_with("fast_view") || l.starts_with("accept")),
+            "another endpoint's frames: {labels:?}"
+        );
+        assert_eq!(e[1]["flame"]["total"], 1);
+        // The whole profile's flame graph still holds everything.
+        assert_eq!(d["flame"]["total"], 5);
+        let t = &d["timeline"];
+        assert_eq!(t["width_s"], 1.0);
+        assert_eq!(t["states"], json!([[3, 0, 0, 0], [1, 0, 0, 1]]));
+        assert_eq!(t["processes"][0]["pid"], 10);
+        assert_eq!(t["processes"][0]["counts"], json!([3, 0]));
+        assert_eq!(t["processes"][1]["pid"], 11);
+        assert_eq!(t["processes"][1]["counts"], json!([0, 2]));
     }
 
     #[test]
