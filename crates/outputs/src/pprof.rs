@@ -19,6 +19,12 @@
 //! * `comment`s `pyrometer.KEY=VALUE` with the recording's facts (target,
 //!   Python version, rate, ticks, late ticks, errors, …), values escaped
 //!   with `\\`, `\n`, `\r`, `\t`.
+//! * `comment`s `pyrometer.timeline=…` (samples per time bucket, process
+//!   and state) and `pyrometer.requests.N=…` (an endpoint's request count,
+//!   total and longest estimated duration and its reservoir of durations),
+//!   so that the HTML report rendered from the file has the timeline and
+//!   latency percentiles a live one has (the slowest requests' stacks are
+//!   not saved).
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{Read, Write};
