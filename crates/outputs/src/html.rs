@@ -460,7 +460,7 @@ fn endpoint_rows(
 /// Samples per time bucket by state, and by process for the busiest
 /// processes (the rest summed into one series).
 fn timeline_data(profile: &Profile, limits: &Limits) -> Value {
-    let t = profile.timeline();
+    let t = profile.activity();
     let buckets = t.buckets();
     let states: Vec<Split> = buckets
         .iter()

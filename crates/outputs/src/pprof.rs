@@ -300,7 +300,7 @@ fn unescape(s: &str) -> String {
 fn saved_extras(profile: &Profile) -> Vec<(String, String)> {
     let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128).to_string();
     let mut out = Vec::new();
-    let t = profile.timeline();
+    let t = profile.activity();
     if !t.buckets().is_empty() {
         let mut v = ns(t.width());
         for (i, b) in t.buckets().iter().enumerate() {
@@ -359,7 +359,7 @@ fn restore_extras(profile: &mut Profile, facts: &BTreeMap<String, String>) {
             })
             .collect();
         if width > 0 {
-            profile.set_timeline(pyrometer_profile::Timeline::restore(
+            profile.set_activity(pyrometer_profile::Activity::restore(
                 Duration::from_nanos(width),
                 &entries,
             ));

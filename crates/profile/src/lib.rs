@@ -8,11 +8,11 @@ use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 
+mod activity;
 mod requests;
-mod timeline;
+pub use activity::{Activity, StateCounts, ACTIVITY_STATES, MAX_BUCKETS};
 pub use requests::{EndpointRequests, Request, RequestTracker, SLOWEST_KEPT};
 use std::time::Duration;
-pub use timeline::{StateCounts, Timeline, MAX_BUCKETS, TIMELINE_STATES};
 
 use pyrometer_sampler::{Sample, ThreadState};
 
@@ -134,7 +134,7 @@ pub struct Profile {
     /// is matched without hashing.
     last_path: FxHashMap<ThreadKey, Vec<(u64, i32, StackId)>>,
     requests: RequestTracker,
-    timeline: Timeline,
+    activity: Activity,
     /// Command line of each sampled process.
     processes: std::collections::BTreeMap<i32, String>,
     process_roles: std::collections::BTreeMap<i32, String>,
@@ -323,7 +323,7 @@ impl Profile {
             .observe(thread, sample.time, sample.walked, request, parent, || {
                 overflow
             });
-        self.timeline.add(sample.time, sample.pid, sample.state, 1);
+        self.activity.add(sample.time, sample.pid, sample.state, 1);
         self.add(
             SampleKey {
                 stack: parent,
@@ -348,13 +348,13 @@ impl Profile {
     }
 
     /// Samples over time, per process and state.
-    pub fn timeline(&self) -> &Timeline {
-        &self.timeline
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
-    /// Replace the timeline (for readers of saved profiles).
-    pub fn set_timeline(&mut self, timeline: Timeline) {
-        self.timeline = timeline;
+    /// Replace the activity series (for readers of saved profiles).
+    pub fn set_activity(&mut self, activity: Activity) {
+        self.activity = activity;
     }
 
     /// Set the request statistics of an endpoint (for readers of saved

@@ -1,4 +1,4 @@
-//! Samples over time: per time bucket, per process, counts by thread state.
+//! Activity: samples over time, per time bucket, per process, counts by thread state.
 //! Buckets start one second wide; when a recording outgrows
 //! [`MAX_BUCKETS`], neighbours merge and the width doubles, so memory stays
 //! bounded however long the run.
@@ -10,11 +10,11 @@ use pyrometer_sampler::ThreadState;
 /// The most buckets kept.
 pub const MAX_BUCKETS: usize = 1024;
 
-/// Counts by state, in the order of [`TIMELINE_STATES`].
+/// Counts by state, in the order of [`ACTIVITY_STATES`].
 pub type StateCounts = [u64; 4];
 
 /// The order of the counts of a bucket.
-pub const TIMELINE_STATES: [ThreadState; 4] = [
+pub const ACTIVITY_STATES: [ThreadState; 4] = [
     ThreadState::Python,
     ThreadState::Native,
     ThreadState::GilWait,
@@ -32,23 +32,23 @@ fn state_slot(state: ThreadState) -> usize {
 
 /// Samples per time bucket, per process, by state.
 #[derive(Debug, Clone)]
-pub struct Timeline {
+pub struct Activity {
     width: Duration,
     /// Bucket `i` covers `[i * width, (i + 1) * width)`; each holds
     /// (pid, counts) sorted by pid.
     buckets: Vec<Vec<(i32, StateCounts)>>,
 }
 
-impl Default for Timeline {
+impl Default for Activity {
     fn default() -> Self {
-        Timeline {
+        Activity {
             width: Duration::from_secs(1),
             buckets: Vec::new(),
         }
     }
 }
 
-impl Timeline {
+impl Activity {
     /// Count `count` samples of `pid` in `state` at `time` since the start.
     pub fn add(&mut self, time: Duration, pid: i32, state: ThreadState, count: u64) {
         let mut i = self.index(time);
@@ -111,8 +111,8 @@ impl Timeline {
     /// A timeline as saved (for readers of saved profiles): `width` and
     /// (bucket index, pid, counts) entries. Entries beyond the bucket cap
     /// are coarsened like live ones.
-    pub fn restore(width: Duration, entries: &[(usize, i32, StateCounts)]) -> Timeline {
-        let mut t = Timeline {
+    pub fn restore(width: Duration, entries: &[(usize, i32, StateCounts)]) -> Activity {
+        let mut t = Activity {
             width: width.max(Duration::from_millis(1)),
             buckets: Vec::new(),
         };
@@ -120,7 +120,7 @@ impl Timeline {
             let Some(time) = u32::try_from(i).ok().and_then(|i| t.width.checked_mul(i)) else {
                 continue;
             };
-            for (state, n) in TIMELINE_STATES.iter().zip(counts) {
+            for (state, n) in ACTIVITY_STATES.iter().zip(counts) {
                 if n > 0 {
                     t.add(time, pid, *state, n);
                 }
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn buckets_by_second_process_and_state() {
-        let mut t = Timeline::default();
+        let mut t = Activity::default();
         t.add(Duration::from_millis(100), 7, ThreadState::Python, 1);
         t.add(Duration::from_millis(900), 7, ThreadState::Idle, 2);
         t.add(Duration::from_millis(1500), 3, ThreadState::Native, 1);
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn long_recordings_coarsen_and_stay_bounded() {
-        let mut t = Timeline::default();
+        let mut t = Activity::default();
         for s in 0..5000u64 {
             t.add(Duration::from_secs(s), 1, ThreadState::Python, 1);
         }
@@ -168,7 +168,7 @@ mod tests {
             .enumerate()
             .flat_map(|(i, b)| b.iter().map(move |(pid, c)| (i, *pid, *c)))
             .collect();
-        let r = Timeline::restore(t.width(), &entries);
+        let r = Activity::restore(t.width(), &entries);
         assert_eq!(r.buckets(), t.buckets());
         assert_eq!(r.width(), t.width());
         // An absurd time does not allocate without bound.
