@@ -33,3 +33,20 @@ if ! dpkg -s groff-base >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq groff-base
 fi
 "$(dirname "$0")/maturin.sh" >/dev/null
+# npm packages of the browser tests (crates/cli/tests/speedscope_app.rs):
+# the speedscope app with its file-format schema, and ajv to validate it.
+# (node may come from elsewhere with its own npm: look for the commands.)
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: nodejs npm"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
+fi
+NPM_DIR="$CACHE/npm"
+if [ ! -f "$NPM_DIR/node_modules/speedscope/dist/release/index.html" ] ||
+    [ ! -f "$NPM_DIR/node_modules/ajv/package.json" ]; then
+    echo "setup: installing npm packages speedscope, ajv into $NPM_DIR"
+    mkdir -p "$NPM_DIR"
+    npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error speedscope@1.25.0 ajv@8
+fi

@@ -697,6 +697,32 @@ fn report_renders_what_record_would_have() {
          thread (MainThread 7);main (app.py);f (app.py) 30\n\
          thread (MainThread 7);main (app.py);g (app.py) 10\n"
     );
+    // The HTML report and speedscope are byte for byte what `record` writes
+    // for the same profile (same title and options).
+    let title = "pyrometer: synthetic";
+    for (format, ext) in [("html", "html"), ("speedscope", "json")] {
+        let out_file = scratch.file(&format!("from-pprof.{ext}"));
+        let out = pyrometer(&[
+            "report",
+            pb.to_str().unwrap(),
+            "-f",
+            format,
+            "-o",
+            out_file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let mut direct = Vec::new();
+        let opts = pyrometer_outputs::StackOptions::new();
+        if format == "html" {
+            pyrometer_outputs::write_html(&p, &opts, title, &mut direct).unwrap();
+        } else {
+            pyrometer_outputs::write_speedscope(&p, &opts, title, &mut direct).unwrap();
+        }
+        assert!(
+            std::fs::read(&out_file).unwrap() == direct,
+            "report -f {format} differs from the direct rendering"
+        );
+    }
     // -f pprof rewrites the same profile.
     let again = scratch.file("again.pb.gz");
     let out = pyrometer(&[

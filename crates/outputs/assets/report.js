@@ -346,89 +346,157 @@
     ], rows, 3, -1));
   }
 
-  // Web endpoints with their request statistics (absent when none).
+  // Web endpoints with their request statistics (absent when none). A
+  // click on an endpoint shows its own flame graph.
   function renderEndpoints() {
     var rows = data.endpoints || [];
     if (!rows.length) return;
     var sec = section('endpoints', 'Endpoints');
     var total = 0;
     rows.forEach(function (r) { total += r.samples || 0; });
+    sec.append(h('p', { class: 'note', text: 'Samples of threads serving a request, by endpoint. Latencies are estimated from the samples ' +
+      'that saw each request (first to last, plus one sampling period). Click an endpoint to see its flame graph.' }));
+    function nameCell(r, td) {
+      td.className = 'name';
+      if (r.flame) {
+        td.append(h('button', { type: 'button', class: 'link endpoint-link', text: r.name, title: 'Show the flame graph of ' + r.name,
+          onclick: function () { showEndpoint(r); } }));
+      } else {
+        td.textContent = r.name;
+        td.setAttribute('title', 'no flame graph of its own: not among the busiest endpoints');
+      }
+    }
     var cols = [
-      { label: 'Endpoint', get: function (r) { return r.name; }, cell: textCell(function (r) { return r.name; }, null, 'name') },
+      { label: 'Endpoint', get: function (r) { return r.name; }, cell: nameCell },
       { label: 'Samples', num: true, get: function (r) { return r.samples || 0; }, cell: textCell(function (r) { return fmtInt(r.samples || 0); }) },
       { label: '% of samples', num: true, get: function (r) { return r.samples || 0; }, cell: textCell(function (r) { return pct(r.samples || 0, total); }) }
     ];
-    [['requests', 'Requests'], ['p50_ms', 'p50 ms'], ['p95_ms', 'p95 ms'], ['p99_ms', 'p99 ms']].forEach(function (k) {
+    [['requests', 'Requests'], ['p50_ms', 'p50 ms'], ['p95_ms', 'p95 ms'], ['p99_ms', 'p99 ms'], ['max_ms', 'max ms']].forEach(function (k) {
       if (rows.some(function (r) { return typeof r[k[0]] === 'number'; })) {
         cols.push({ label: k[1], num: true, get: function (r) { return typeof r[k[0]] === 'number' ? r[k[0]] : -1; },
-          cell: textCell(function (r) { return typeof r[k[0]] === 'number' ? fmtInt(r[k[0]]) : '–'; }) });
+          cell: textCell(function (r) { return typeof r[k[0]] === 'number' ? (k[0] === 'requests' ? fmtInt(r[k[0]]) : r[k[0]].toFixed(1)) : '–'; }) });
       }
     });
+    cols.push({ label: 'Categories', title: 'What kind of code the samples were in', cell: function (r, td) {
+      td.className = 'cats';
+      var n = r.samples || 0;
+      (r.categories || []).slice(0, 4).forEach(function (c) {
+        td.append(h('span', { class: 'cat', text: c[0] + ' ' + pct(c[1], n) }));
+      });
+    } });
     if (rows.some(function (r) { return r.split; })) {
       cols.push({ label: 'State split', cell: function (r, td) { if (r.split) splitCell(r, td); } });
     }
     sec.append(sortableTable('endpoints-table', cols, rows.slice(), 1, -1));
   }
 
-  // Reserved: the profile model has no time series yet.
-  function renderTimeline() {
-    var pts = data.timeline || [];
-    if (!pts.length) return;
-    var sec = section('timeline', 'Timeline');
-    var W = 1000, H = 120;
+  function showEndpoint(r) {
+    if (!flame) return;
+    flame.show(r.flame, r.name);
+    var sec = document.getElementById('flame');
+    if (sec.scrollIntoView) sec.scrollIntoView();
+  }
+
+  // Stacked bars, one per time bucket: `series` is [{ name, cls|fill,
+  // counts: [per bucket] }].
+  function stackedBars(id, series, width_s, buckets) {
+    var W = 1000, H = 110;
     var max = 1;
-    pts.forEach(function (p) { max = Math.max(max, sum(p.split)); });
-    var svg = s('svg', { class: 'timeline', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', height: H });
-    var bw = W / pts.length;
-    var fills = ['#2f7bd9', '#e8a33d', '#d9443b', '#b4bcc6'];
-    pts.forEach(function (p, i) {
+    for (var b = 0; b < buckets; b++) {
+      var t = 0;
+      series.forEach(function (se) { t += se.counts[b] || 0; });
+      if (t > max) max = t;
+    }
+    var svg = s('svg', { class: 'timeline', id: id, viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', height: H,
+      'data-buckets': buckets, 'data-max': max });
+    var bw = W / Math.max(buckets, 1);
+    for (b = 0; b < buckets; b++) {
       var y = H;
-      p.split.forEach(function (n, k) {
-        if (!n) return;
-        var hgt = H * n / max;
+      var g = s('g');
+      var tip = [];
+      series.forEach(function (se) {
+        var c = se.counts[b] || 0;
+        if (!c) return;
+        tip.push(se.name + ' ' + fmtInt(c));
+        var hgt = H * c / max;
         y -= hgt;
-        var r = s('rect', { x: i * bw, y: y, width: Math.max(bw - 0.5, 0.5), height: hgt, fill: fills[k] });
-        var t = s('title');
-        t.textContent = fmtSecs(p.t) + ': ' + splitText(p.split);
-        r.append(t);
-        svg.append(r);
+        g.append(s('rect', { x: (b * bw).toFixed(2), y: y.toFixed(2), width: Math.max(bw - 0.5, 0.5).toFixed(2), height: hgt.toFixed(2), fill: se.fill }));
       });
+      if (!tip.length) continue;
+      var title = s('title');
+      title.textContent = fmtSecs(b * width_s) + '–' + fmtSecs((b + 1) * width_s) + ': ' + tip.join(', ');
+      g.append(title);
+      svg.append(g);
+    }
+    var legend = h('div', { class: 'legend' });
+    series.forEach(function (se) {
+      var sw = h('span', { class: 'sw' });
+      sw.style.background = se.fill;
+      legend.append(h('span', null, sw, se.name));
     });
-    sec.append(h('div', { class: 'flamebox' }, svg));
+    return h('div', null, h('div', { class: 'flamebox' }, svg), legend);
+  }
+
+  function renderTimeline() {
+    var tl = data.timeline;
+    if (!tl || !tl.states || !tl.states.length) return;
+    var sec = section('timeline', 'Timeline');
+    var buckets = tl.states.length;
+    var per = tl.width_s === 1 ? 'second' : fmtSecs(tl.width_s);
+    sec.append(h('p', { class: 'note', text: 'Samples per ' + per + ' of every thread (idle ones included), by thread state, then by process. ' +
+      fmtInt(buckets) + ' buckets of ' + fmtSecs(tl.width_s) + '.' }));
+    var fills = ['#2f7bd9', '#e8a33d', '#d9443b', '#b4bcc6'];
+    sec.append(stackedBars('timeline-states', STATE_NAMES.map(function (name, k) {
+      return { name: name, fill: fills[k], counts: tl.states.map(function (st) { return st[k]; }) };
+    }), tl.width_s, buckets));
+    var pfills = ['#0f766e', '#7c3aed', '#c2410c', '#2563eb', '#be185d', '#4d7c0f', '#a16207', '#475569', '#9ca3af'];
+    sec.append(h('div', { class: 'note', text: 'By process' }));
+    sec.append(stackedBars('timeline-processes', tl.processes.map(function (pr, k) {
+      var cmd = pr.cmdline.length > 60 ? pr.cmdline.slice(0, 59) + '…' : pr.cmdline;
+      return { name: pr.pid === null ? cmd : pr.pid + ' ' + cmd, fill: pfills[k % pfills.length], counts: pr.counts };
+    }), tl.width_s, buckets));
   }
 
   // ----------------------------------------------------------- flame graph
 
   function Flame(sec, f) {
-    var N = f.p.length;
-    var p = f.p, v = f.v, labels = f.labels, n = f.n;
-    var depth = new Int32Array(N), x = new Float64Array(N), next = new Float64Array(N);
-    var end = new Int32Array(N), selfV = new Float64Array(N);
-    var maxDepth = 0;
-    for (var i = 0; i < N; i++) {
-      selfV[i] = v[i];
-      end[i] = i + 1;
-      if (p[i] >= 0) {
-        depth[i] = depth[p[i]] + 1;
-        x[i] = next[p[i]];
-        next[p[i]] += v[i];
-        selfV[p[i]] -= v[i];
-        if (depth[i] > maxDepth) maxDepth = depth[i];
-      }
-      next[i] = x[i];
-    }
-    for (i = N - 1; i > 0; i--) if (end[i] > end[p[i]]) end[p[i]] = end[i];
-    var lower = labels.map(function (l) { return l.toLowerCase(); });
-    var otherLabel = labels.indexOf('[other: frames under the size threshold]');
-    var matched = new Uint8Array(N);
+    var N, p, v, labels, n, depth, x, end, selfV, lower, otherLabel, matched;
     var zoom = 0;
+    var scope = null;
     var self = this;
+
+    // Lay out a flame graph's nodes (pre-order: parents first).
+    function load(f) {
+      N = f.p.length; p = f.p; v = f.v; labels = f.labels; n = f.n;
+      depth = new Int32Array(N); x = new Float64Array(N);
+      var next = new Float64Array(N);
+      end = new Int32Array(N); selfV = new Float64Array(N);
+      for (var i = 0; i < N; i++) {
+        selfV[i] = v[i];
+        end[i] = i + 1;
+        if (p[i] >= 0) {
+          depth[i] = depth[p[i]] + 1;
+          x[i] = next[p[i]];
+          next[p[i]] += v[i];
+          selfV[p[i]] -= v[i];
+        }
+        next[i] = x[i];
+      }
+      for (i = N - 1; i > 0; i--) if (end[i] > end[p[i]]) end[p[i]] = end[i];
+      lower = labels.map(function (l) { return l.toLowerCase(); });
+      otherLabel = labels.indexOf('[other: frames under the size threshold]');
+      matched = new Uint8Array(N);
+      zoom = 0;
+    }
+    load(f);
+    var allData = f;
 
     var input = h('input', { type: 'search', placeholder: 'Search functions and files', 'aria-label': 'Search the flame graph', id: 'flame-search' });
     var reset = h('button', { type: 'button', text: 'Reset zoom', id: 'flame-reset' });
+    var allBtn = h('button', { type: 'button', text: 'Show every endpoint', id: 'flame-all', hidden: true });
     var info = h('span', { class: 'muted', id: 'flame-matches' });
     var crumbs = h('div', { class: 'crumbs', id: 'flame-crumbs' });
-    sec.append(h('div', { class: 'toolbar' }, input, reset, info));
+    sec.append(h('div', { class: 'toolbar' }, input, reset, allBtn, info));
     sec.append(crumbs);
     var svg = s('svg', { class: 'flame', id: 'flame-svg', role: 'img', 'aria-label': 'Flame graph' });
     var box = h('div', { class: 'flamebox' }, svg);
@@ -469,6 +537,7 @@
 
     this.render = function () {
       var W = box.clientWidth || 1200;
+      if (!N) { svg.replaceChildren(); crumbs.textContent = 'No samples with Python frames.'; allBtn.hidden = scope === null; return; }
       svg.setAttribute('width', W);
       var frag = document.createDocumentFragment();
       var deepest = depth[zoom];
@@ -486,11 +555,24 @@
       svg.setAttribute('height', H);
       svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
       svg.replaceChildren(frag);
-      crumbs.textContent = zoom === 0 ? 'Showing all ' + fmtInt(v[0]) + ' samples' :
-        'Zoomed into ' + labels[n[zoom]] + ': ' + fmtInt(v[zoom]) + ' samples (' + pct(v[zoom], shown) + ')';
+      var what = scope === null ? '' : 'Endpoint ' + scope + ': ';
+      crumbs.textContent = what + (zoom === 0 ? 'Showing all ' + fmtInt(v[0]) + ' samples' :
+        'Zoomed into ' + labels[n[zoom]] + ': ' + fmtInt(v[zoom]) + ' samples (' + pct(v[zoom], shown) + ')');
+      sec.setAttribute('data-endpoint', scope === null ? '' : scope);
+      svg.setAttribute('data-total', N ? v[0] : 0);
+      allBtn.hidden = scope === null;
       svg.setAttribute('data-zoom', zoom);
       svg.setAttribute('data-nodes', svg.childNodes.length);
     };
+
+    // Show another flame graph (an endpoint's), or the whole profile's
+    // again (`fd` null).
+    this.show = function (fd, name) {
+      load(fd || allData);
+      scope = fd ? name : null;
+      self.search(input.value);
+    };
+    allBtn.addEventListener('click', function () { self.show(null); });
 
     this.zoomTo = function (i) {
       zoom = i;
@@ -647,6 +729,22 @@
       }
       flame.input.value = '';
       flame.input.dispatchEvent(new Event('input'));
+    }
+    var links = document.querySelectorAll('#endpoints-table .endpoint-link');
+    if (links.length) {
+      var name = links[0].textContent;
+      var ep = data.endpoints.filter(function (e) { return e.name === name; })[0];
+      links[0].click();
+      var fsec = document.getElementById('flame');
+      check('endpoint_flame', fsec.getAttribute('data-endpoint') === name &&
+        Number(document.getElementById('flame-svg').getAttribute('data-total')) === ep.flame.total, fsec.getAttribute('data-endpoint'));
+      document.getElementById('flame-all').click();
+      check('endpoint_flame_back', fsec.getAttribute('data-endpoint') === '' &&
+        Number(document.getElementById('flame-svg').getAttribute('data-total')) === data.flame.total);
+    }
+    if (data.timeline.states.length) {
+      check('timeline_bars', document.querySelectorAll('#timeline-states g').length > 0 &&
+        document.querySelectorAll('#timeline-processes g').length > 0);
     }
     // Text from the profile appears as text; nothing it holds ran.
     var needle = new URLSearchParams(location.search).get('text');

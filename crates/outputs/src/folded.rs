@@ -1,32 +1,50 @@
 //! Folded stacks (`frame;frame;leaf count`, root first) and the SVG flame
 //! graph rendered from them by inferno.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
-use pyrometer_profile::Profile;
+use pyrometer_profile::{FrameId, Profile, StackId, StrId, ThreadKey};
 use pyrometer_sampler::ThreadState;
 
 use crate::{frame_label, sanitize_frame_text, StackOptions};
 
 /// Folded lines, merged and sorted.
 pub fn folded_lines(profile: &Profile, opts: &StackOptions) -> Vec<String> {
-    let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+    // Sum by what the lines show first (states, categories and, unless
+    // asked for, threads, processes and endpoints are not shown), so that
+    // each distinct line is built once.
+    type LineKey = (Option<StrId>, Option<i32>, Option<ThreadKey>, StackId);
+    let mut by_key: HashMap<LineKey, u64> = HashMap::new();
     for (key, count) in profile.counts() {
         if key.state == ThreadState::Idle && !opts.include_idle {
             continue;
         }
-        if key.stack.is_none() {
-            // A thread running no Python code has nothing to show.
-            continue;
-        }
-        let mut parts = Vec::new();
+        // A thread running no Python code has nothing to show.
+        let Some(stack) = key.stack else { continue };
+        let k = (
+            key.endpoint.filter(|_| opts.endpoints),
+            opts.processes.then(|| profile.thread(key.thread).pid),
+            opts.threads.then_some(key.thread),
+            stack,
+        );
+        *by_key.entry(k).or_insert(0) += count;
+    }
+    let mut labels: HashMap<FrameId, String> = HashMap::new();
+    let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+    for ((endpoint, pid, thread, stack), count) in by_key {
+        let mut line = String::new();
+        let push = |line: &mut String, part: &str| {
+            if !line.is_empty() {
+                line.push(';');
+            }
+            line.push_str(part);
+        };
         if opts.endpoints {
-            let e = key.endpoint.map(|e| profile.str(e)).unwrap_or("none");
-            parts.push(sanitize_frame_text(&format!("endpoint ({e})")));
+            let e = endpoint.map(|e| profile.str(e)).unwrap_or("none");
+            push(&mut line, &sanitize_frame_text(&format!("endpoint ({e})")));
         }
-        if opts.processes {
-            let pid = profile.thread(key.thread).pid;
+        if let Some(pid) = pid {
             let cmd = profile.process_cmdline(pid).unwrap_or("");
             // Flame graphs cut long labels: keep the PID and the start of
             // the command line readable.
@@ -35,25 +53,27 @@ pub fn folded_lines(profile: &Profile, opts: &StackOptions) -> Vec<String> {
             } else {
                 cmd.to_string()
             };
-            parts.push(sanitize_frame_text(&format!("process {pid}:\"{short}\"")));
+            push(
+                &mut line,
+                &sanitize_frame_text(&format!("process {pid}:\"{short}\"")),
+            );
         }
-        if opts.threads {
-            parts.push(sanitize_frame_text(&format!(
-                "thread ({})",
-                profile.thread(key.thread).label()
-            )));
+        if let Some(t) = thread {
+            push(
+                &mut line,
+                &sanitize_frame_text(&format!("thread ({})", profile.thread(t).label())),
+            );
         }
-        for f in profile.stack_frames(key.stack) {
-            parts.push(sanitize_frame_text(&frame_label(
-                profile,
-                profile.frame(f),
-                opts,
-            )));
+        for f in profile.stack_frames(Some(stack)) {
+            let label = labels.entry(f).or_insert_with(|| {
+                sanitize_frame_text(&frame_label(profile, profile.frame(f), opts))
+            });
+            push(&mut line, label);
         }
-        if parts.is_empty() {
+        if line.is_empty() {
             continue;
         }
-        *merged.entry(parts.join(";")).or_insert(0) += count;
+        *merged.entry(line).or_insert(0) += count;
     }
     merged
         .into_iter()

@@ -29,8 +29,11 @@
 //!   threads: { total, rows: [{ pid, label, samples, split }] },
 //!   processes: { total, rows: [{ pid, cmdline, threads, samples, split }] },
 //!   flame: { total, threshold, pruned_nodes, labels: [..], p: [..], n: [..], v: [..] },
-//!   endpoints: [],   // reserved: [{ name, samples, split, requests?, p50_ms?, p95_ms?, p99_ms? }]
-//!   timeline: [] }   // reserved: [{ t (seconds from start), split }]
+//!   endpoints: [{ name, samples, split, categories: [[name, samples]..],
+//!                 requests|null, p50_ms|null, p95_ms|null, p99_ms|null, max_ms|null,
+//!                 flame|null }],              // flame: as `flame`, busiest 30 only
+//!   timeline: { width_s, states: [split per bucket],
+//!               processes: [{ pid|null, cmdline, counts: [per bucket] }] } }
 //! ```
 //!
 //! `split` is always four counts in the order of `states`. The line and
@@ -41,6 +44,12 @@
 //! index (-1 for the root), `n` the index of its label, `v` its samples;
 //! nodes under `threshold` samples (0.05 % of the total, more if the graph
 //! would be too large) are merged into one `[other]` node per parent.
+//! An endpoint's flame graph holds only the samples of threads serving it
+//! (its nodes under 0.2 % of them are merged, at most 3000 nodes). The
+//! timeline counts every sample, idle ones included, per bucket of
+//! `width_s` seconds (1 s, doubled as often as needed to stay within 1024
+//! buckets); the 8 busiest processes have a series each, the rest one
+//! series together (`pid` null).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -74,6 +83,12 @@ struct Limits {
     source_file_bytes: u64,
     source_total_bytes: u64,
     source_line_chars: usize,
+    /// Endpoints that get a flame graph of their own.
+    endpoint_flames: usize,
+    /// The node budget of each endpoint's flame graph.
+    endpoint_flame_nodes: usize,
+    /// Processes drawn on their own in the timeline; the rest are summed.
+    timeline_processes: usize,
 }
 
 const LIMITS: Limits = Limits {
@@ -86,6 +101,9 @@ const LIMITS: Limits = Limits {
     source_file_bytes: 4 << 20,
     source_total_bytes: 64 << 20,
     source_line_chars: 240,
+    endpoint_flames: 30,
+    endpoint_flame_nodes: 3_000,
+    timeline_processes: 8,
 };
 
 const STATES: [ThreadState; 4] = [
@@ -99,7 +117,7 @@ type Split = [u64; 4];
 
 /// FxHash: the maps here are keyed by small integers, millions of times.
 #[derive(Default, Clone, Copy)]
-struct Fx(u64);
+pub(crate) struct Fx(u64);
 
 impl Fx {
     #[inline]
@@ -138,7 +156,7 @@ impl Hasher for Fx {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 fn state_index(s: ThreadState) -> usize {
     match s {
@@ -257,7 +275,10 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
     let mut prefixes: FxMap<ThreadKey, u32> = FxMap::default();
     let mut shown = 0u64;
     let mut no_python = 0u64;
-    let counts = profile.counts();
+    // The order of the keys does not show in the report (every list in
+    // it is sorted): no need to sort them all.
+    let counts: Vec<(pyrometer_profile::SampleKey, u64)> =
+        profile.counts_unordered().map(|(k, c)| (*k, c)).collect();
     // Stack ids grow from the root: the largest one bounds the node count.
     let stack_nodes = counts
         .iter()
@@ -267,7 +288,8 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
         .unwrap_or(0);
     let mut tree = Tree::new(stack_nodes);
     tree.label_frames(profile, opts, stack_nodes);
-    for (key, count) in counts {
+    for (key, count) in &counts {
+        let count = *count;
         let si = state_index(key.state);
         all[si] += count;
         per_thread.entry(key.thread).or_insert([0; 4])[si] += count;
@@ -280,27 +302,16 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
             continue;
         };
         by_stack.entry(stack).or_insert([0; 4])[si] += count;
-        let prefix = *prefixes.entry(key.thread).or_insert_with(|| {
-            let mut prefix = 0;
-            if opts.processes {
-                let pid = profile.thread(key.thread).pid;
-                let cmd = profile.process_cmdline(pid).unwrap_or("");
-                prefix = tree.child_named(prefix, &format!("process {pid}:\"{cmd}\""));
-            }
-            if opts.threads {
-                let label = format!("thread ({})", profile.thread(key.thread).label());
-                prefix = tree.child_named(prefix, &label);
-            }
-            prefix
-        });
+        let prefix = tree.thread_prefix(profile, opts, &mut prefixes, key.thread);
         let node = tree.node_for(profile, opts, prefix, stack);
         tree.own[node as usize] += count;
     }
+    let endpoints = endpoint_rows(profile, opts, &counts, &mut tree, limits);
 
     let (lines, functions) = line_and_function_rows(profile, &by_stack, limits);
     let threads = thread_rows(profile, &per_thread, limits);
     let processes = process_rows(profile, &per_thread, limits);
-    let flame = tree.into_json(limits);
+    let flame = tree.to_json(limits);
 
     let m = &profile.meta;
     let secs = m.duration.as_secs_f64();
@@ -333,45 +344,183 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
         "threads": threads,
         "processes": processes,
         "flame": flame,
-        "endpoints": endpoint_rows(profile),
-        "timeline": [],
+        "endpoints": endpoints,
+        "timeline": timeline_data(profile, limits),
     })
 }
 
-/// One row per web endpoint: samples by thread state, and the request
-/// statistics the profile's request tracker kept (counts, estimated
-/// latency percentiles).
-fn endpoint_rows(profile: &Profile) -> Value {
-    let mut by: std::collections::BTreeMap<String, Split> = std::collections::BTreeMap::new();
-    for (key, count) in profile.counts() {
+/// One row per web endpoint: samples by thread state and by category,
+/// the request statistics the profile's request tracker kept (counts,
+/// estimated latency percentiles), and for the busiest ones a flame graph
+/// of their own samples.
+fn endpoint_rows(
+    profile: &Profile,
+    opts: &StackOptions,
+    counts: &[(pyrometer_profile::SampleKey, u64)],
+    main_tree: &mut Tree,
+    limits: &Limits,
+) -> Value {
+    struct Row {
+        split: Split,
+        categories: FxMap<Option<StrId>, u64>,
+    }
+    let mut by: FxMap<StrId, Row> = FxMap::default();
+    for (key, count) in counts {
         if let Some(e) = key.endpoint {
-            by.entry(profile.str(e).to_string()).or_insert([0; 4])[state_index(key.state)] += count;
+            let r = by.entry(e).or_insert_with(|| Row {
+                split: [0; 4],
+                categories: FxMap::default(),
+            });
+            r.split[state_index(key.state)] += count;
+            *r.categories.entry(key.category).or_insert(0) += count;
         }
     }
-    let requests: std::collections::HashMap<String, &pyrometer_profile::EndpointRequests> = profile
-        .requests()
-        .endpoints()
-        .map(|(e, r)| (profile.str(e).to_string(), r))
+    let requests: FxMap<StrId, &pyrometer_profile::EndpointRequests> =
+        profile.requests().endpoints().collect();
+    let mut order: Vec<(StrId, u64)> = by
+        .iter()
+        .map(|(e, r)| (*e, r.split.iter().sum::<u64>()))
         .collect();
-    let ms = |d: Option<std::time::Duration>| d.map(|d| (d.as_secs_f64() * 1e3).round());
-    let mut rows: Vec<Value> = by
+    order.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| profile.str(a.0).cmp(profile.str(b.0)))
+    });
+    order.truncate(300);
+    let flamed: FxMap<StrId, usize> = order
+        .iter()
+        .take(limits.endpoint_flames)
+        .enumerate()
+        .map(|(i, (e, _))| (*e, i))
+        .collect();
+    // Each flamed endpoint's samples, then one tree at a time, borrowing
+    // the main tree's labels (computed once for every frame).
+    let mut groups: Vec<Vec<(ThreadKey, StackId, u64)>> = vec![Vec::new(); flamed.len()];
+    for (key, count) in counts {
+        let (Some(e), Some(stack)) = (key.endpoint, key.stack) else {
+            continue;
+        };
+        if key.state == ThreadState::Idle && !opts.include_idle {
+            continue;
+        }
+        if let Some(&t) = flamed.get(&e) {
+            groups[t].push((key.thread, stack, *count));
+        }
+    }
+    let flame_limits = Limits {
+        flame_nodes: limits.endpoint_flame_nodes,
+        prune_fraction: limits.prune_fraction * 4.0,
+        ..limits.clone()
+    };
+    let mut flames: Vec<Option<Value>> = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut tree = Tree::new(0);
+        tree.swap_labels(main_tree);
+        let mut prefixes: FxMap<ThreadKey, u32> = FxMap::default();
+        for (thread, stack, count) in group {
+            let prefix = tree.thread_prefix(profile, opts, &mut prefixes, thread);
+            let node = tree.node_for(profile, opts, prefix, stack);
+            tree.own[node as usize] += count;
+        }
+        flames.push(Some(tree.to_json(&flame_limits)));
+        tree.swap_labels(main_tree);
+    }
+    let ms =
+        |d: Option<std::time::Duration>| d.map(|d| (d.as_secs_f64() * 1e3 * 10.0).round() / 10.0);
+    let rows: Vec<Value> = order
         .into_iter()
-        .map(|(name, split)| {
-            let r = requests.get(&name);
+        .map(|(e, samples)| {
+            let row = &by[&e];
+            let r = requests.get(&e);
+            let mut categories: Vec<(&str, u64)> = row
+                .categories
+                .iter()
+                .map(|(c, n)| (c.map_or("uncategorized", |c| profile.str(c)), *n))
+                .collect();
+            categories.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let flame = flamed
+                .get(&e)
+                .and_then(|&i| flames.get_mut(i).and_then(Option::take));
             json!({
-                "name": name,
-                "samples": split.iter().sum::<u64>(),
-                "split": split,
+                "name": profile.str(e),
+                "samples": samples,
+                "split": row.split,
+                "categories": categories,
                 "requests": r.map(|r| r.count),
                 "p50_ms": ms(r.and_then(|r| r.quantile(0.5))),
                 "p95_ms": ms(r.and_then(|r| r.quantile(0.95))),
                 "p99_ms": ms(r.and_then(|r| r.quantile(0.99))),
+                "max_ms": ms(r.map(|r| r.max)),
+                "flame": flame,
             })
         })
         .collect();
-    rows.sort_by_key(|r| std::cmp::Reverse(r["samples"].as_u64().unwrap_or(0)));
-    rows.truncate(300);
     Value::Array(rows)
+}
+
+/// Samples per time bucket by state, and by process for the busiest
+/// processes (the rest summed into one series).
+fn timeline_data(profile: &Profile, limits: &Limits) -> Value {
+    let t = profile.activity();
+    let buckets = t.buckets();
+    let states: Vec<Split> = buckets
+        .iter()
+        .map(|b| {
+            let mut s: Split = [0; 4];
+            for (_, c) in b {
+                for (x, y) in s.iter_mut().zip(c) {
+                    *x = x.saturating_add(*y);
+                }
+            }
+            s
+        })
+        .collect();
+    let mut per_pid: std::collections::BTreeMap<i32, u64> = std::collections::BTreeMap::new();
+    for (pid, c) in buckets.iter().flatten() {
+        let e = per_pid.entry(*pid).or_insert(0);
+        *e = e.saturating_add(c.iter().sum());
+    }
+    let mut pids: Vec<(i32, u64)> = per_pid.into_iter().collect();
+    pids.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let shown: Vec<i32> = pids
+        .iter()
+        .take(limits.timeline_processes)
+        .map(|p| p.0)
+        .collect();
+    let mut series: Vec<Value> = shown
+        .iter()
+        .map(|&pid| {
+            let counts: Vec<u64> = buckets
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .find(|e| e.0 == pid)
+                        .map_or(0, |e| e.1.iter().sum())
+                })
+                .collect();
+            json!({ "pid": pid, "cmdline": profile.process_cmdline(pid).unwrap_or(""), "counts": counts })
+        })
+        .collect();
+    if pids.len() > shown.len() {
+        let counts: Vec<u64> = buckets
+            .iter()
+            .map(|b| {
+                b.iter()
+                    .filter(|e| !shown.contains(&e.0))
+                    .map(|e| e.1.iter().sum::<u64>())
+                    .sum()
+            })
+            .collect();
+        series.push(json!({
+            "pid": Value::Null,
+            "cmdline": format!("{} other processes", pids.len() - shown.len()),
+            "counts": counts,
+        }));
+    }
+    json!({
+        "width_s": t.width().as_secs_f64(),
+        "states": states,
+        "processes": series,
+    })
 }
 
 /// The rows to show: the `n * 3 / 5` with the most own samples, then the
@@ -681,6 +830,40 @@ impl Tree {
         t
     }
 
+    /// Exchange labels (and what is known of frames' labels) with `other`.
+    fn swap_labels(&mut self, other: &mut Tree) {
+        std::mem::swap(&mut self.labels, &mut other.labels);
+        std::mem::swap(&mut self.label_ids, &mut other.label_ids);
+        std::mem::swap(&mut self.frame_labels, &mut other.frame_labels);
+        std::mem::swap(&mut self.injective, &mut other.injective);
+    }
+
+    /// The node under which a thread's stacks go: its process and thread
+    /// root frames, as the options ask.
+    fn thread_prefix(
+        &mut self,
+        profile: &Profile,
+        opts: &StackOptions,
+        prefixes: &mut FxMap<ThreadKey, u32>,
+        thread: ThreadKey,
+    ) -> u32 {
+        if let Some(&p) = prefixes.get(&thread) {
+            return p;
+        }
+        let mut prefix = 0;
+        if opts.processes {
+            let pid = profile.thread(thread).pid;
+            let cmd = profile.process_cmdline(pid).unwrap_or("");
+            prefix = self.child_named(prefix, &format!("process {pid}:\"{cmd}\""));
+        }
+        if opts.threads {
+            let label = format!("thread ({})", profile.thread(thread).label());
+            prefix = self.child_named(prefix, &label);
+        }
+        prefixes.insert(thread, prefix);
+        prefix
+    }
+
     fn intern(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.label_ids.get(s) {
             return id;
@@ -797,7 +980,7 @@ impl Tree {
         }
     }
 
-    fn into_json(self, limits: &Limits) -> Value {
+    fn to_json(&self, limits: &Limits) -> Value {
         let n = self.parent.len();
         // Children are created after their parents: one backward pass sums.
         let mut total = self.own.clone();
@@ -1153,7 +1336,12 @@ mod tests {
             json!([]),
             "no endpoints without web requests"
         );
-        assert_eq!(d["timeline"], json!([]));
+        // Samples added without times (as readers of other tools' files do)
+        // leave the timeline empty.
+        assert_eq!(
+            d["timeline"],
+            json!({"width_s": 1.0, "states": [], "processes": []})
+        );
         assert_eq!(d["states"], json!(["python", "native", "gil-wait", "idle"]));
         assert_eq!(d["state_totals"], json!([6, 1, 3, 4]));
         let m = &d["meta"];
@@ -1220,6 +1408,118 @@ mod tests {
             labels[d["flame"]["n"][1].as_u64().unwrap() as usize],
             "thread (MainThread 7)"
         );
+    }
+
+    #[test]
+    fn endpoints_have_their_own_flame_graphs_and_the_timeline_splits_processes() {
+        use pyrometer_sampler::{Category, Sample, SampledFrame, SampledRequest};
+        use std::sync::Arc;
+        let mut p = Profile::new();
+        p.set_process(10, "gunicorn: worker 1");
+        p.set_process(11, "gunicorn: worker 2");
+        let f = |name: &str| SampledFrame {
+            name: Arc::from(name),
+            filename: Arc::from("/srv/app.py"),
+            line: 3,
+            first_line: 1,
+            code_key: 0,
+        };
+        // (time ms, pid, innermost-first frames, endpoint)
+        let samples: Vec<(u64, i32, Vec<&str>, Option<&str>)> = vec![
+            (
+                100,
+                10,
+                vec!["slow_view", "serve"],
+                Some("GET app.slow_view"),
+            ),
+            (
+                200,
+                10,
+                vec!["slow_view", "serve"],
+                Some("GET app.slow_view"),
+            ),
+            (
+                300,
+                10,
+                vec!["query", "slow_view", "serve"],
+                Some("GET app.slow_view"),
+            ),
+            (
+                1100,
+                11,
+                vec!["fast_view", "serve"],
+                Some("GET app.fast_view"),
+            ),
+            (1200, 11, vec!["accept"], None),
+        ];
+        for (i, (ms, pid, frames, endpoint)) in samples.into_iter().enumerate() {
+            let request = endpoint.map(|e| SampledRequest {
+                key: if e.contains("slow") { 1 } else { 2 },
+                method: Arc::from("GET"),
+                path: Arc::from("/"),
+                endpoint: Arc::from(e),
+            });
+            let category = endpoint.map(|_| {
+                if frames[0] == "query" {
+                    Category::Database
+                } else {
+                    Category::App
+                }
+            });
+            p.add_sample(&Sample {
+                time: Duration::from_millis(ms),
+                pid,
+                thread_id: pid as u64,
+                native_id: Some(pid),
+                thread_name: Some(Arc::from("MainThread")),
+                state: if i == 4 {
+                    ThreadState::Idle
+                } else {
+                    ThreadState::Python
+                },
+                holds_gil: true,
+                frames: frames.into_iter().map(f).collect(),
+                truncated: false,
+                walked: true,
+                request,
+                category,
+            });
+        }
+        p.finish();
+        let mut opts = StackOptions::new();
+        opts.include_idle = true;
+        let d = data_of(&html_of(&p, &opts));
+        let e = d["endpoints"].as_array().unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0]["name"], "GET app.slow_view");
+        assert_eq!(e[0]["samples"], 3);
+        assert_eq!(e[0]["requests"], 1);
+        assert_eq!(e[0]["categories"], json!([["app", 2], ["database", 1]]));
+        let flame = &e[0]["flame"];
+        assert_eq!(flame["total"], 3);
+        let labels: Vec<&str> = flame["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        assert!(labels.contains(&"query (app.py:3)"), "{labels:?}");
+        assert!(
+            !labels
+                .iter()
+                .any(|l| l.starts_with("fast_view") || l.starts_with("accept")),
+            "another endpoint's frames: {labels:?}"
+        );
+        assert_eq!(e[1]["flame"]["total"], 1);
+        // The whole profile's flame graph still holds everything.
+        assert_eq!(d["flame"]["total"], 5);
+        let t = &d["timeline"];
+        assert_eq!(t["width_s"], 1.0);
+        assert_eq!(t["states"], json!([[3, 0, 0, 0], [1, 0, 0, 1]]));
+        assert_eq!(t["processes"][0]["pid"], 10);
+        assert_eq!(t["processes"][0]["counts"], json!([3, 0]));
+        assert_eq!(t["processes"][1]["pid"], 11);
+        assert_eq!(t["processes"][1]["counts"], json!([0, 2]));
     }
 
     #[test]

@@ -25,6 +25,12 @@
 //! * `comment`s `pyrometer.KEY=VALUE` with the recording's facts (target,
 //!   Python version, rate, ticks, late ticks, errors, …), values escaped
 //!   with `\\`, `\n`, `\r`, `\t`.
+//! * `comment`s `pyrometer.timeline=…` (samples per time bucket, process
+//!   and state) and `pyrometer.requests.N=…` (an endpoint's request count,
+//!   total and longest estimated duration and its reservoir of durations),
+//!   so that the HTML report rendered from the file has the timeline and
+//!   latency percentiles a live one has (the slowest requests' stacks are
+//!   not saved).
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{Read, Write};
@@ -32,8 +38,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use pyrometer_profile::{
-    FrameId, FrameInfo, Profile, StackNode, ThreadInfo, ThreadKey, TimelineEntry,
+    FrameId, FrameInfo, Profile, StackId, StackNode, ThreadInfo, ThreadKey, TimelineEntry,
 };
+
+use crate::html::FxMap;
 use pyrometer_sampler::ThreadState;
 
 /// The messages of `profile.proto`, derived by hand from its field numbers.
@@ -295,6 +303,108 @@ fn unescape(s: &str) -> String {
     out
 }
 
+/// The comments that carry what samples cannot: the timeline
+/// (`timeline=WIDTH_NS;BUCKET,PID,PY,NATIVE,GIL,IDLE;…`) and each
+/// endpoint's request statistics (`requests.N=COUNT\tTOTAL_NS\tMAX_NS\t
+/// D1,D2,…\tENDPOINT`, durations in nanoseconds).
+fn saved_extras(profile: &Profile) -> Vec<(String, String)> {
+    let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128).to_string();
+    let mut out = Vec::new();
+    let t = profile.activity();
+    if !t.buckets().is_empty() {
+        let mut v = ns(t.width());
+        for (i, b) in t.buckets().iter().enumerate() {
+            for (pid, c) in b {
+                v.push_str(&format!(";{i},{pid},{},{},{},{}", c[0], c[1], c[2], c[3]));
+            }
+        }
+        out.push(("timeline".to_string(), v));
+    }
+    let mut endpoints: Vec<_> = profile
+        .requests()
+        .endpoints()
+        .map(|(e, r)| (profile.str(e), r))
+        .collect();
+    endpoints.sort_by(|a, b| a.0.cmp(b.0));
+    for (i, (name, r)) in endpoints.into_iter().enumerate() {
+        let durations: Vec<String> = r.durations().iter().map(|d| ns(*d)).collect();
+        out.push((
+            format!("requests.{i}"),
+            format!(
+                "{}\t{}\t{}\t{}\t{name}",
+                r.count,
+                ns(r.total),
+                ns(r.max),
+                durations.join(",")
+            ),
+        ));
+    }
+    out
+}
+
+/// Read back what [`saved_extras`] wrote; malformed parts are ignored.
+fn restore_extras(profile: &mut Profile, facts: &BTreeMap<String, String>) {
+    if let Some(v) = facts.get("timeline") {
+        let mut parts = v.split(';');
+        let width = parts
+            .next()
+            .and_then(|w| w.parse::<u64>().ok())
+            .unwrap_or(0);
+        let entries: Vec<(usize, i32, [u64; 4])> = parts
+            .filter_map(|e| {
+                let f: Vec<&str> = e.split(',').collect();
+                let [i, pid, a, b, c, d] = f.as_slice() else {
+                    return None;
+                };
+                Some((
+                    i.parse().ok()?,
+                    pid.parse().ok()?,
+                    [
+                        a.parse().ok()?,
+                        b.parse().ok()?,
+                        c.parse().ok()?,
+                        d.parse().ok()?,
+                    ],
+                ))
+            })
+            .collect();
+        if width > 0 {
+            profile.set_activity(pyrometer_profile::Activity::restore(
+                Duration::from_nanos(width),
+                &entries,
+            ));
+        }
+    }
+    for (k, v) in facts {
+        if !k.starts_with("requests.") {
+            continue;
+        }
+        let f: Vec<&str> = v.splitn(5, '\t').collect();
+        let [count, total, max, durations, name] = f.as_slice() else {
+            continue;
+        };
+        let (Ok(count), Ok(total), Ok(max)) =
+            (count.parse(), total.parse::<u64>(), max.parse::<u64>())
+        else {
+            continue;
+        };
+        let durations = durations
+            .split(',')
+            .filter_map(|d| d.parse::<u64>().ok())
+            .map(Duration::from_nanos)
+            .collect();
+        profile.restore_requests(
+            name,
+            pyrometer_profile::EndpointRequests::from_saved(
+                count,
+                Duration::from_nanos(total),
+                Duration::from_nanos(max),
+                durations,
+            ),
+        );
+    }
+}
+
 fn state_label(state: ThreadState) -> &'static str {
     state.as_str()
 }
@@ -541,6 +651,7 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     for (pid, cmd) in profile.processes() {
         comments.push((format!("process.{pid}"), cmd.to_string()));
     }
+    comments.extend(saved_extras(profile));
     let comment = comments
         .iter()
         .map(|(k, v)| st.get(&format!("{COMMENT_PREFIX}{k}={}", escape(v))))
@@ -594,7 +705,9 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
 /// Write the profile as a gzipped pprof (`.pb.gz`).
 pub fn write_pprof(profile: &Profile, out: &mut dyn Write) -> std::io::Result<()> {
     let bytes = pprof_message(profile).encode_to_vec();
-    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    // The fastest level, as Go's runtime/pprof writes them: large
+    // profiles compress several times faster for a slightly larger file.
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
     gz.write_all(&bytes)?;
     gz.finish()?.flush()
 }
@@ -716,6 +829,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             profile.set_process(pid, v);
         }
     }
+    restore_extras(&mut profile, &facts);
 
     // Functions and locations.
     let mut functions = HashMap::new();
@@ -852,14 +966,19 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         });
     }
 
-    intern_stacks_in_order(&mut profile, &parsed);
-    for s in &parsed {
-        profile.add_stack_labelled(
-            &s.frames,
-            s.thread,
-            s.state,
-            s.endpoint.as_deref(),
-            s.category.as_deref(),
+    // Each sample's stack, interned once per distinct stack.
+    let stacks = intern_stacks_in_order(&mut profile, &parsed);
+    for (s, stack) in parsed.iter().zip(stacks) {
+        let endpoint = s.endpoint.as_deref().map(|e| profile.intern(e));
+        let category = s.category.as_deref().map(|c| profile.intern(c));
+        profile.add(
+            pyrometer_profile::SampleKey {
+                stack,
+                thread: s.thread,
+                state: s.state,
+                endpoint,
+                category,
+            },
             s.count,
         );
     }
@@ -905,11 +1024,12 @@ struct TimelineSample {
 /// (smallest file position first; a cycle, possible only in a file
 /// pyrometer did not write, is broken the same way) gives each leaf a new
 /// stack id larger than those of the leaves before it.
-fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
+/// Returns each sample's stack.
+fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) -> Vec<Option<StackId>> {
     // A trie of the stacks: node → (parent, frame).
     let mut trie: Vec<(Option<usize>, FrameInfo)> = Vec::new();
-    let mut trie_ids: HashMap<(Option<usize>, FrameInfo), usize> = HashMap::new();
-    let mut leaf_of_node: HashMap<usize, usize> = HashMap::new();
+    let mut trie_ids: FxMap<(Option<usize>, FrameInfo), usize> = FxMap::default();
+    let mut leaf_of_node: FxMap<usize, usize> = FxMap::default();
     let mut leaves: Vec<usize> = Vec::new(); // leaf index → trie node
     let mut sample_leaf: Vec<Option<usize>> = Vec::with_capacity(parsed.len());
     for s in parsed {
@@ -938,7 +1058,7 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
             indegree[b] += 1;
         }
     };
-    let mut last_in_thread: HashMap<ThreadKey, usize> = HashMap::new();
+    let mut last_in_thread: FxMap<ThreadKey, usize> = FxMap::default();
     for (s, leaf) in parsed.iter().zip(&sample_leaf) {
         if let Some(leaf) = *leaf {
             if let Some(prev) = last_in_thread.insert(s.thread, leaf) {
@@ -986,6 +1106,7 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
             }
         }
     }
+    let mut leaf_stack: Vec<Option<StackId>> = vec![None; n];
     for leaf in order {
         let mut path = Vec::new();
         let mut cur = Some(leaves[leaf]);
@@ -998,7 +1119,12 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) {
             let frame = profile.frame_id(*f);
             parent = Some(profile.stack_id(StackNode { parent, frame }));
         }
+        leaf_stack[leaf] = parent;
     }
+    sample_leaf
+        .into_iter()
+        .map(|l| l.and_then(|l| leaf_stack[l]))
+        .collect()
 }
 
 #[cfg(test)]

@@ -21,7 +21,15 @@ pub fn write_speedscope(
     let mut frame_index: HashMap<(FrameId, bool), usize> = HashMap::new();
     // One profile per thread; with `endpoints`, per (endpoint, thread).
     type Group = (Option<String>, ThreadKey);
-    let mut per_thread: BTreeMap<Group, (Vec<Vec<usize>>, Vec<f64>)> = BTreeMap::new();
+    let mut per_thread: BTreeMap<Group, (Vec<Vec<usize>>, Vec<u64>)> = BTreeMap::new();
+    let mut slots: HashMap<
+        (
+            Option<String>,
+            ThreadKey,
+            Option<pyrometer_profile::StackId>,
+        ),
+        usize,
+    > = HashMap::new();
     let weight = if profile.meta.rate > 0.0 {
         1.0 / profile.meta.rate
     } else {
@@ -62,13 +70,23 @@ pub fn write_speedscope(
                 .map(|e| profile.str(e).to_string())
                 .unwrap_or_else(|| "none".into())
         });
-        let entry = per_thread.entry((group, key.thread)).or_default();
-        entry.0.push(stack);
-        entry.1.push(count as f64 * weight);
+        // Samples of one stack in one profile are one entry, whatever
+        // their state, endpoint or category labels: the document then
+        // does not depend on the order in which labels were interned.
+        let entry = per_thread.entry((group.clone(), key.thread)).or_default();
+        let slot = *slots
+            .entry((group, key.thread, key.stack))
+            .or_insert_with(|| {
+                entry.0.push(stack);
+                entry.1.push(0);
+                entry.1.len() - 1
+            });
+        entry.1[slot] += count;
     }
     let profiles: Vec<_> = per_thread
         .into_iter()
-        .map(|((group, thread), (samples, weights))| {
+        .map(|((group, thread), (samples, counts))| {
+            let weights: Vec<f64> = counts.iter().map(|&c| c as f64 * weight).collect();
             let total: f64 = weights.iter().sum();
             let name = match group {
                 Some(e) => format!("{e} — {}", profile.thread(thread).label()),

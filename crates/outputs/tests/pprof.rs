@@ -1,16 +1,17 @@
 //! pprof round trip: Profile → gzipped pprof → Profile renders the same
-//! folded stacks, flame graph and speedscope document, under every stack
+//! folded stacks, flame graph, speedscope document and HTML report
+//! (endpoint request statistics and timeline included), under every stack
 //! option; and the pprof itself has the layout pyrometer promises.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use pyrometer_outputs::{
-    decode_pprof, folded_lines, read_pprof, write_flamegraph, write_folded, write_pprof,
-    write_speedscope, StackOptions,
+    decode_pprof, folded_lines, read_pprof, write_flamegraph, write_folded, write_html,
+    write_pprof, write_speedscope, StackOptions,
 };
 use pyrometer_profile::Profile;
-use pyrometer_sampler::{Sample, SampledFrame, ThreadState};
+use pyrometer_sampler::{Category, Sample, SampledFrame, SampledRequest, ThreadState};
 
 /// A tiny deterministic generator (no dependency needed).
 struct Lcg(u64);
@@ -67,6 +68,7 @@ fn sample_profile(seed: u64) -> Profile {
         (101, 0x7f00_0000_3000, None, None),
         (101, u64::MAX - 5, Some(2_000_000), Some("Thread-1 (x)")),
     ];
+    let mut step = 0u64;
     for _ in 0..400 {
         let t = rng.next(threads.len() as u64) as usize;
         let (pid, tid, native, name) = threads[t];
@@ -86,9 +88,23 @@ fn sample_profile(seed: u64) -> Profile {
         };
         let late_name = name.filter(|_| rng.next(3) != 0);
         let count = 1 + rng.next(3);
+        // Some threads serve requests: endpoints, categories, latencies.
+        let request = (depth > 1 && t < 2).then(|| {
+            let view = ["GET app.index", "POST app.save", "GET /users/{id}"][rng.next(3) as usize];
+            SampledRequest {
+                key: rng.next(4),
+                method: Arc::from(&view[..view.find(' ').unwrap()]),
+                path: Arc::from("/x"),
+                endpoint: Arc::from(view),
+            }
+        });
+        let category = request
+            .as_ref()
+            .map(|_| [Category::App, Category::Database][rng.next(2) as usize]);
         for _ in 0..count {
+            step += 1;
             p.add_sample(&Sample {
-                time: Duration::ZERO,
+                time: Duration::from_millis(step * 7),
                 pid,
                 thread_id: tid,
                 native_id: native,
@@ -98,11 +114,12 @@ fn sample_profile(seed: u64) -> Profile {
                 frames: frames.clone(),
                 truncated: depth == 5,
                 walked: true,
-                request: None,
-                category: None,
+                request: request.clone(),
+                category,
             });
         }
     }
+    p.finish();
     p.meta.target = "python3 app.py --workers 2\n(and \\ a tab\t)".into();
     p.meta.python_version = "3.11.2".into();
     p.meta.rate = 97.0;
@@ -133,6 +150,12 @@ fn all_options() -> Vec<StackOptions> {
         v.push(o);
     }
     v
+}
+
+fn html(p: &Profile, o: &StackOptions) -> String {
+    let mut out = Vec::new();
+    write_html(p, o, "t", &mut out).unwrap();
+    String::from_utf8(out).unwrap()
 }
 
 fn speedscope(p: &Profile, o: &StackOptions) -> String {
@@ -175,7 +198,19 @@ fn round_trip_renders_the_same() {
         for o in all_options() {
             assert_eq!(folded_lines(&q, &o), folded_lines(&p, &o), "{o:?}");
             assert_eq!(speedscope(&q, &o), speedscope(&p, &o), "seed {seed} {o:?}");
+            assert_eq!(html(&q, &o), html(&p, &o), "seed {seed} {o:?}");
         }
+        // The HTML report's endpoint table (requests, latencies,
+        // categories, flame graphs) and timeline came through.
+        let page = html(&p, &StackOptions::new());
+        assert!(
+            page.contains("\"p50_ms\":") && page.contains("POST app.save"),
+            "no endpoints"
+        );
+        assert!(
+            page.contains("\"timeline\":{\"processes\":[{"),
+            "no timeline"
+        );
         let mut o = StackOptions::new();
         assert_eq!(flamegraph_shape(&q, &o), flamegraph_shape(&p, &o));
         o.threads = true;

@@ -8,8 +8,10 @@ use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 
+mod activity;
 mod requests;
 mod timeline;
+pub use activity::{Activity, StateCounts, ACTIVITY_STATES, MAX_BUCKETS};
 pub use requests::{EndpointRequests, Request, RequestTracker, SLOWEST_KEPT};
 use std::time::Duration;
 pub use timeline::{Timeline, TimelineEntry, DEFAULT_TIMELINE_LIMIT};
@@ -134,6 +136,7 @@ pub struct Profile {
     /// is matched without hashing.
     last_path: FxHashMap<ThreadKey, Vec<(u64, i32, StackId)>>,
     requests: RequestTracker,
+    activity: Activity,
     /// Command line of each sampled process.
     processes: std::collections::BTreeMap<i32, String>,
     process_roles: std::collections::BTreeMap<i32, String>,
@@ -331,6 +334,7 @@ impl Profile {
             .observe(thread, sample.time, sample.walked, request, parent, || {
                 overflow
             });
+        self.activity.add(sample.time, sample.pid, sample.state, 1);
         self.add(
             SampleKey {
                 stack: parent,
@@ -374,6 +378,23 @@ impl Profile {
     /// Requests per endpoint.
     pub fn requests(&self) -> &RequestTracker {
         &self.requests
+    }
+
+    /// Samples over time, per process and state.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    /// Replace the activity series (for readers of saved profiles).
+    pub fn set_activity(&mut self, activity: Activity) {
+        self.activity = activity;
+    }
+
+    /// Set the request statistics of an endpoint (for readers of saved
+    /// profiles).
+    pub fn restore_requests(&mut self, endpoint: &str, stats: EndpointRequests) {
+        let e = self.intern(endpoint);
+        self.requests.restore(e, stats);
     }
 
     /// Set the sampling period used to estimate request durations.
@@ -421,6 +442,12 @@ impl Profile {
             count,
         );
         parent
+    }
+
+    /// Every (key, count), in no particular order (for readers whose
+    /// result does not depend on it: no sort of every key).
+    pub fn counts_unordered(&self) -> impl Iterator<Item = (&SampleKey, u64)> + '_ {
+        self.counts.iter().map(|(k, c)| (k, *c))
     }
 
     /// Every (key, count), in a stable order.

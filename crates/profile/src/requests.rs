@@ -66,6 +66,30 @@ impl EndpointRequests {
         d.get(i).copied()
     }
 
+    /// Statistics as saved (for readers of saved profiles): the
+    /// reservoir of durations is kept as given, up to its bound.
+    pub fn from_saved(
+        count: u64,
+        total: Duration,
+        max: Duration,
+        mut durations: Vec<Duration>,
+    ) -> Self {
+        durations.truncate(RESERVOIR);
+        EndpointRequests {
+            count,
+            total,
+            max,
+            seen_for_reservoir: count.max(durations.len() as u64),
+            durations,
+            slowest: Vec::new(),
+        }
+    }
+
+    /// The reservoir of estimated durations (for writers of saved profiles).
+    pub fn durations(&self) -> &[Duration] {
+        &self.durations
+    }
+
     fn record(&mut self, r: Request) {
         self.count += 1;
         self.total += r.duration;
@@ -189,6 +213,13 @@ impl RequestTracker {
         let threads: Vec<_> = self.open.keys().copied().collect();
         for t in threads {
             self.close(t, &overflow_label);
+        }
+    }
+
+    /// Set an endpoint's statistics (for readers of saved profiles).
+    pub(crate) fn restore(&mut self, endpoint: StrId, stats: EndpointRequests) {
+        if self.endpoints.len() < MAX_ENDPOINTS || self.endpoints.contains_key(&endpoint) {
+            self.endpoints.insert(endpoint, stats);
         }
     }
 
