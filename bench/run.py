@@ -11,7 +11,8 @@ Needs a release build (cargo build --release) and py-spy, which it installs
 into ~/.cache/pyrometer/bench-venv from PyPI. Measures:
   1. CPU per sample (one thread; 20- and 100-frame stacks): each profiler
      records at its highest rate for a few seconds; its CPU time (from
-     getrusage) divided by the samples it took.
+     getrusage) divided by the samples it took. Also pyrometer's work per
+     sample back to back (bench-sample), which no clock spin inflates.
   2. Highest sustained rate on one busy thread: samples per wall second.
   3. Target slowdown at 1 kHz: the busy script's own work rate with no
      profiler, with pyrometer, with py-spy (default, blocking) and py-spy
@@ -88,17 +89,17 @@ def count_raw_samples(path):
     return total
 
 
-def measure_cost(tool, pyspy, python, depth, seconds):
+def measure_cost(tool, pyspy, python, depth, seconds, rate=100000):
     target = start_target(python, depth)
     try:
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "out.txt")
             if tool == "pyrometer":
-                cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "100000",
+                cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", str(rate),
                        "-f", "raw", "-o", out, "--quiet"]
             else:
                 cmd = [str(pyspy), "record", "--pid", str(target.pid), "--nonblocking",
-                       "-r", "100000", "-f", "raw", "-o", out]
+                       "-r", str(rate), "-f", "raw", "-o", out]
             text, cpu, wall = run_child(cmd, seconds)
             samples = count_raw_samples(out) if os.path.exists(out) else 0
     finally:
@@ -108,6 +109,23 @@ def measure_cost(tool, pyspy, python, depth, seconds):
         raise RuntimeError(f"{tool} took no samples:\n{text}")
     return {"samples": samples, "cpu_s": cpu, "seconds": wall,
             "cpu_us_per_sample": cpu * 1e6 / samples, "rate": samples / wall}
+
+
+def measure_work(python, depth, samples=20000):
+    """pyrometer's own work per sample, back to back with no clock between
+    samples (`bench-sample --aggregate`: read, walk, aggregate): what a
+    sample costs whatever the rate. At -r 100000 `record` spins to keep
+    its schedule whenever a sample takes less than the 10 µs period, so
+    its CPU per sample cannot show a cost below 10 µs."""
+    target = start_target(python, depth)
+    try:
+        out = subprocess.run(PROFILER_CPU + [str(PYROMETER), "bench-sample", "--pid", str(target.pid),
+                                             "--samples", str(samples), "--aggregate"],
+                             check=True, capture_output=True, text=True).stdout
+    finally:
+        target.kill()
+        target.wait()
+    return json.loads(out)
 
 
 def measure_syscalls(tool, pyspy, python, depth, seconds):
@@ -256,19 +274,36 @@ def main():
             for depth in (20, 100):
                 for tool in ("pyrometer", "py-spy"):
                     runs.setdefault((tool, depth), []).append(measure_cost(tool, pyspy, a.python, depth, secs))
+            for depth in (20, 100):
+                runs.setdefault(("work", depth), []).append(measure_work(a.python, depth))
+            # At 1 kHz both sleep between samples: the CPU per sample of a
+            # usual recording, sleep and wake-up included.
+            for tool in ("pyrometer", "py-spy"):
+                runs.setdefault((tool + " 1kHz", 20), []).append(
+                    measure_cost(tool, pyspy, a.python, 20, secs, rate=1000))
         for (tool, depth), values in runs.items():
+            if tool == "work":
+                result["cost"][f"pyrometer work depth {depth}"] = {
+                    "cpu_us_per_sample": statistics.median(v["cpu_us_per_sample"] for v in values),
+                    "runs": values}
+                continue
             result["cost"][f"{tool} depth {depth}"] = {
                 "cpu_us_per_sample": statistics.median(v["cpu_us_per_sample"] for v in values),
                 "rate": statistics.median(v["rate"] for v in values),
                 "runs": values}
-        print("| stack | pyrometer µs CPU/sample | py-spy --nonblocking µs CPU/sample | ratio | pyrometer max rate | py-spy max rate | ratio |")
-        print("|---|---|---|---|---|---|---|")
+        print("| stack | pyrometer µs CPU/sample | py-spy --nonblocking µs CPU/sample | ratio | pyrometer max rate | py-spy max rate | ratio | pyrometer work µs/sample (bench-sample) |")
+        print("|---|---|---|---|---|---|---|---|")
         for depth in (20, 100):
             p = result["cost"][f"pyrometer depth {depth}"]
             s = result["cost"][f"py-spy depth {depth}"]
+            w = result["cost"][f"pyrometer work depth {depth}"]
             print(f"| {depth} frames | {p['cpu_us_per_sample']:.1f} | {s['cpu_us_per_sample']:.1f} | "
                   f"{s['cpu_us_per_sample'] / p['cpu_us_per_sample']:.1f}× cheaper | {p['rate']:.0f}/s | "
-                  f"{s['rate']:.0f}/s | {p['rate'] / s['rate']:.1f}× |")
+                  f"{s['rate']:.0f}/s | {p['rate'] / s['rate']:.1f}× | {w['cpu_us_per_sample']:.1f} |")
+        p = result["cost"]["pyrometer 1kHz depth 20"]
+        s = result["cost"]["py-spy 1kHz depth 20"]
+        print(f"\nAt 1 kHz, 20 frames: pyrometer {p['cpu_us_per_sample']:.1f} µs CPU/sample, py-spy --nonblocking "
+              f"{s['cpu_us_per_sample']:.1f} µs CPU/sample ({s['cpu_us_per_sample'] / p['cpu_us_per_sample']:.1f}× cheaper)")
     if "torn" in parts:
         runs = [measure_torn(a.python, secs) for _ in range(rounds)]
         result["torn"] = {"runs": runs,
