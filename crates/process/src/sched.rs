@@ -3,8 +3,9 @@
 //! `/proc/PID/task/TID/stat` says it (`R` is running or runnable), but the
 //! kernel formats some fifty fields to say it: about 2.5 µs per read, a
 //! third of a whole sample. `/proc/PID/task/TID/wchan` is formatted from the
-//! same scheduler state and is four times cheaper: `0` for a task that is
-//! running, runnable or waking, the kernel function it sleeps in otherwise.
+//! same scheduler state and costs a quarter of that for a running thread,
+//! half for a sleeping one: `0` for a task that is running, runnable or
+//! waking, the kernel function it sleeps in otherwise.
 //! A `0` can also mean "cannot tell" (no kallsyms, a kernel that hides it,
 //! a zombie), so every thread's first `0` and every 64th after it are
 //! checked against `stat`; a thread where they disagree is read through

@@ -383,9 +383,9 @@ impl Target {
                 out.push((st, sched));
             }
             if dropped > 0 && attempt < READ_ATTEMPTS {
-                // Read again a little later: at once, a stack that changes
-                // fast is most likely still in the same busy phase (its
-                // retries failed together four times in ten on churn.py).
+                // A stack that changes fast is likely still in the same busy
+                // phase: on churn.py a read again at once is torn 46 % of
+                // the time (a first read 10 %), 20 µs later 39 %.
                 std::thread::sleep(RETRY_AFTER);
                 continue;
             }
