@@ -98,7 +98,10 @@ impl ThreadStatReader {
         }
         files.unchecked = 0;
         let by_stat = read_stat(files, &mut self.buf, pid, tid);
-        if by_stat == SchedState::Sleeping
+        if by_stat == SchedState::Gone {
+            // A zombie's wchan says 0 too.
+            files.stat_only = true;
+        } else if by_stat == SchedState::Sleeping
             && read_wchan(files, &mut self.buf, pid, tid) == Some(SchedState::Running)
         {
             // Still "running" after stat said sleeping: not a race with the
@@ -122,11 +125,9 @@ impl ThreadStatReader {
 /// name, `Some(Gone)` when the thread is gone, `None` when it cannot be read.
 fn read_wchan(files: &mut ThreadFiles, buf: &mut [u8], pid: i32, tid: i32) -> Option<SchedState> {
     if files.wchan.is_none() {
-        match File::open(format!("/proc/{pid}/task/{tid}/wchan")) {
-            Ok(f) => files.wchan = Some(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(SchedState::Gone),
-            Err(_) => return None,
-        }
+        // Missing (a kernel without kallsyms has no wchan file) or refused:
+        // the caller falls back to stat, which also tells a gone thread.
+        files.wchan = Some(File::open(format!("/proc/{pid}/task/{tid}/wchan")).ok()?);
     }
     let file = files.wchan.as_ref()?;
     match file.read_at(buf, 0) {
@@ -139,7 +140,11 @@ fn read_wchan(files: &mut ThreadFiles, buf: &mut [u8], pid: i32, tid: i32) -> Op
                 SchedState::Sleeping
             })
         }
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Some(SchedState::Gone),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            // Reopened next time: the thread id may be reused.
+            files.wchan = None;
+            Some(SchedState::Gone)
+        }
         Err(_) => None,
     }
 }
