@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """pyrometer vs py-spy, side by side, in the same run, as ratios.
 
-Usage: bench/run.py [--quick] [--python PATH] [--out FILE]
+Usage: bench/run.py [--quick] [--python PATH] [--out FILE] [--only PARTS]
+
+PARTS is a comma-separated subset of cost,torn,syscalls,slowdown (default:
+all). PYROMETER_BIN overrides the binary (default target/release/pyrometer,
+e.g. $CARGO_TARGET_DIR/release/pyrometer).
 
 Needs a release build (cargo build --release) and py-spy, which it installs
 into ~/.cache/pyrometer/bench-venv from PyPI. Measures:
   1. CPU per sample (one thread; 20- and 100-frame stacks): each profiler
      records at its highest rate for a few seconds; its CPU time (from
-     getrusage) divided by the samples it took.
+     getrusage) divided by the samples it took. Also pyrometer's work per
+     sample back to back (bench-sample), which no clock spin inflates.
   2. Highest sustained rate on one busy thread: samples per wall second.
   3. Target slowdown at 1 kHz: the busy script's own work rate with no
      profiler, with pyrometer, with py-spy (default, blocking) and py-spy
@@ -28,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PYROMETER = ROOT / "target" / "release" / "pyrometer"
+PYROMETER = Path(os.environ.get("PYROMETER_BIN", ROOT / "target" / "release" / "pyrometer"))
 CACHE = Path(os.environ.get("PYROMETER_CACHE", Path.home() / ".cache" / "pyrometer"))
 VENV = CACHE / "bench-venv"
 TARGET = ROOT / "bench" / "targets" / "deep.py"
@@ -84,17 +89,17 @@ def count_raw_samples(path):
     return total
 
 
-def measure_cost(tool, pyspy, python, depth, seconds):
+def measure_cost(tool, pyspy, python, depth, seconds, rate=100000):
     target = start_target(python, depth)
     try:
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "out.txt")
             if tool == "pyrometer":
-                cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "100000",
+                cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", str(rate),
                        "-f", "raw", "-o", out, "--quiet"]
             else:
                 cmd = [str(pyspy), "record", "--pid", str(target.pid), "--nonblocking",
-                       "-r", "100000", "-f", "raw", "-o", out]
+                       "-r", str(rate), "-f", "raw", "-o", out]
             text, cpu, wall = run_child(cmd, seconds)
             samples = count_raw_samples(out) if os.path.exists(out) else 0
     finally:
@@ -104,6 +109,23 @@ def measure_cost(tool, pyspy, python, depth, seconds):
         raise RuntimeError(f"{tool} took no samples:\n{text}")
     return {"samples": samples, "cpu_s": cpu, "seconds": wall,
             "cpu_us_per_sample": cpu * 1e6 / samples, "rate": samples / wall}
+
+
+def measure_work(python, depth, samples=20000):
+    """pyrometer's own work per sample, back to back with no clock between
+    samples (`bench-sample --aggregate`: read, walk, aggregate): what a
+    sample costs whatever the rate. At -r 100000 `record` spins to keep
+    its schedule whenever a sample takes less than the 10 µs period, so
+    its CPU per sample cannot show a cost below 10 µs."""
+    target = start_target(python, depth)
+    try:
+        out = subprocess.run(PROFILER_CPU + [str(PYROMETER), "bench-sample", "--pid", str(target.pid),
+                                             "--samples", str(samples), "--aggregate"],
+                             check=True, capture_output=True, text=True).stdout
+    finally:
+        target.kill()
+        target.wait()
+    return json.loads(out)
 
 
 def measure_syscalls(tool, pyspy, python, depth, seconds):
@@ -141,16 +163,46 @@ def measure_syscalls(tool, pyspy, python, depth, seconds):
             "process_vm_readv_per_sample": reads / samples}
 
 
+# churn.py's callers can only be at their call lines, calling what those
+# lines call: `down` calls itself at line 10, the module calls `down` and
+# `random.randint` at line 14.
+CHURN_CALLS = {"down": (10, {"down"}), "<module>": (14, {"down", "Random.randint"})}
+
+
+def impossible_stacks(path):
+    """Thread samples (from folded stacks, root first) with a churn.py caller
+    at a line that calls nothing, or calling a function it cannot call:
+    undetected torn reads."""
+    bad = 0
+    for line in open(path):
+        line = line.rstrip()
+        if not line:
+            continue
+        stack, count = line.rsplit(" ", 1)
+        frames = stack.split(";")
+        for caller, callee in zip(frames, frames[1:]):
+            m = re.fullmatch(r"(\S+) \(churn\.py:(\d+)\)", caller)
+            if not m:
+                continue
+            line_no, callees = CHURN_CALLS.get(m.group(1), (None, set()))
+            if int(m.group(2)) != line_no or callee.split(" (")[0] not in callees:
+                bad += int(count)
+                break
+    return bad
+
+
 def measure_torn(python, seconds):
-    """Share of thread samples dropped as torn at 1 kHz on churn.py."""
+    """Share of thread samples dropped as torn at 1 kHz on churn.py, and the
+    share of kept ones with an impossible caller line."""
     churn = ROOT / "bench" / "targets" / "churn.py"
     target = subprocess.Popen(TARGET_CPU + [python, str(churn)])
     time.sleep(1.0)
     try:
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "out.txt")
-            text, _, _ = run_child([str(PYROMETER), "record", "--pid", str(target.pid), "-r", "1000",
-                                    "-d", str(seconds), "-f", "raw", "-o", out], seconds + 30)
+            text, cpu, _ = run_child([str(PYROMETER), "record", "--pid", str(target.pid), "-r", "1000",
+                                      "-d", str(seconds), "-f", "raw", "-o", out], seconds + 30)
+            impossible = impossible_stacks(out)
     finally:
         target.kill()
         target.wait()
@@ -159,7 +211,9 @@ def measure_torn(python, seconds):
     failed = int(re.search(r"errors: (\d+)", text).group(1))
     ticks = int(re.search(r"(\d+) ticks at", text).group(1))
     return {"kept": kept, "torn_threads": torn, "failed_ticks": failed, "ticks": ticks,
-            "torn_pct": 100.0 * (torn + failed) / max(1, kept + torn + failed)}
+            "impossible": impossible, "cpu_s": cpu,
+            "torn_pct": 100.0 * (torn + failed) / max(1, kept + torn + failed),
+            "impossible_pct": 100.0 * impossible / max(1, kept)}
 
 
 def measure_slowdown(tool, pyspy, python, idle, seconds):
@@ -190,61 +244,102 @@ def measure_slowdown(tool, pyspy, python, idle, seconds):
     return statistics.median(rates)
 
 
+PARTS = ("cost", "torn", "syscalls", "slowdown")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--python", default="/root/.pyenv/versions/3.12.1/bin/python3")
     ap.add_argument("--out")
+    ap.add_argument("--only", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
+    ap.add_argument("--rounds", type=int, help="rounds of alternating configurations (default 3, --quick 2)")
     a = ap.parse_args()
+    parts = set(a.only.split(","))
+    if not parts <= set(PARTS):
+        sys.exit(f"--only: choose from {','.join(PARTS)}")
     if not PYROMETER.exists():
-        sys.exit("build first: cargo build --release")
+        sys.exit(f"build first: cargo build --release (or set PYROMETER_BIN; {PYROMETER} is missing)")
     pyspy = ensure_pyspy()
     secs = 3 if a.quick else 5
-    result = {"python": a.python, "cost": {}, "slowdown": {}}
-    for depth in (20, 100):
-        for tool in ("pyrometer", "py-spy"):
-            result["cost"][f"{tool} depth {depth}"] = measure_cost(tool, pyspy, a.python, depth, secs)
-    result["torn"] = measure_torn(a.python, secs)
-    for tool in ("pyrometer", "py-spy"):
-        result["syscalls"] = result.get("syscalls", {})
-        result["syscalls"][tool] = measure_syscalls(tool, pyspy, a.python, 20, secs)
     # Alternate the configurations over several rounds and take the median,
     # so drift in the machine's speed hits all of them alike.
-    rounds = 2 if a.quick else 3
-    for idle in (0, 50):
-        runs = {tool: [] for tool in ("none", "pyrometer", "py-spy", "py-spy --nonblocking")}
+    rounds = a.rounds or (2 if a.quick else 3)
+    result = {"python": a.python, "rounds": rounds, "cost": {}, "slowdown": {}}
+    print(f"\nPython: {a.python}; py-spy: {subprocess.check_output([str(pyspy), '--version'], text=True).strip()}; "
+          f"{rounds} rounds, medians; load average before: {os.getloadavg()[0]:.1f}\n")
+    if "cost" in parts:
+        runs = {}
         for _ in range(rounds):
-            for tool in runs:
-                runs[tool].append(measure_slowdown(tool, pyspy, a.python, idle, secs))
-        for tool, values in runs.items():
-            result["slowdown"][f"{tool} idle {idle}"] = statistics.median(values)
-
-    print(f"\nPython: {a.python}; py-spy: {subprocess.check_output([str(pyspy), '--version'], text=True).strip()}\n")
-    print("| stack | pyrometer µs CPU/sample | py-spy --nonblocking µs CPU/sample | ratio | pyrometer max rate | py-spy max rate | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for depth in (20, 100):
-        p = result["cost"][f"pyrometer depth {depth}"]
-        s = result["cost"][f"py-spy depth {depth}"]
-        print(f"| {depth} frames | {p['cpu_us_per_sample']:.1f} | {s['cpu_us_per_sample']:.1f} | "
-              f"{s['cpu_us_per_sample'] / p['cpu_us_per_sample']:.1f}× cheaper | {p['rate']:.0f}/s | "
-              f"{s['rate']:.0f}/s | {p['rate'] / s['rate']:.1f}× |")
-    p, s = result["syscalls"]["pyrometer"], result["syscalls"]["py-spy"]
-    print("\n| one 20-frame thread at 200 Hz | syscalls/sample | process_vm_readv/sample |")
-    print("|---|---|---|")
-    print(f"| pyrometer | {p['syscalls_per_sample']:.1f} | {p['process_vm_readv_per_sample']:.1f} |")
-    print(f"| py-spy --nonblocking | {s['syscalls_per_sample']:.1f} | {s['process_vm_readv_per_sample']:.1f} |")
-    t = result["torn"]
-    print(f"\nTorn samples at 1 kHz on a deep, fast-changing stack (churn.py): "
-          f"{t['torn_pct']:.2f} % ({t['torn_threads']} thread samples and {t['failed_ticks']} ticks "
-          f"dropped, {t['kept']} kept)")
-    print("\n| target at 1 kHz | work rate | vs unprofiled |")
-    print("|---|---|---|")
-    for idle in (0, 50):
-        base = result["slowdown"][f"none idle {idle}"]
-        for tool in ("none", "pyrometer", "py-spy", "py-spy --nonblocking"):
-            v = result["slowdown"][f"{tool} idle {idle}"]
-            label = "unprofiled" if tool == "none" else tool + (" (default)" if tool == "py-spy" else "")
-            print(f"| 1 busy + {idle} idle threads, {label} | {v:.0f} loops/s | {100 * v / base:.1f} % |")
+            for depth in (20, 100):
+                for tool in ("pyrometer", "py-spy"):
+                    runs.setdefault((tool, depth), []).append(measure_cost(tool, pyspy, a.python, depth, secs))
+            for depth in (20, 100):
+                runs.setdefault(("work", depth), []).append(measure_work(a.python, depth))
+            # At 1 kHz both sleep between samples: the CPU per sample of a
+            # usual recording, sleep and wake-up included.
+            for tool in ("pyrometer", "py-spy"):
+                runs.setdefault((tool + " 1kHz", 20), []).append(
+                    measure_cost(tool, pyspy, a.python, 20, secs, rate=1000))
+        for (tool, depth), values in runs.items():
+            if tool == "work":
+                result["cost"][f"pyrometer work depth {depth}"] = {
+                    "cpu_us_per_sample": statistics.median(v["cpu_us_per_sample"] for v in values),
+                    "runs": values}
+                continue
+            result["cost"][f"{tool} depth {depth}"] = {
+                "cpu_us_per_sample": statistics.median(v["cpu_us_per_sample"] for v in values),
+                "rate": statistics.median(v["rate"] for v in values),
+                "runs": values}
+        print("| stack | pyrometer µs CPU/sample | py-spy --nonblocking µs CPU/sample | ratio | pyrometer max rate | py-spy max rate | ratio | pyrometer work µs/sample (bench-sample) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for depth in (20, 100):
+            p = result["cost"][f"pyrometer depth {depth}"]
+            s = result["cost"][f"py-spy depth {depth}"]
+            w = result["cost"][f"pyrometer work depth {depth}"]
+            print(f"| {depth} frames | {p['cpu_us_per_sample']:.1f} | {s['cpu_us_per_sample']:.1f} | "
+                  f"{s['cpu_us_per_sample'] / p['cpu_us_per_sample']:.1f}× cheaper | {p['rate']:.0f}/s | "
+                  f"{s['rate']:.0f}/s | {p['rate'] / s['rate']:.1f}× | {w['cpu_us_per_sample']:.1f} |")
+        p = result["cost"]["pyrometer 1kHz depth 20"]
+        s = result["cost"]["py-spy 1kHz depth 20"]
+        print(f"\nAt 1 kHz, 20 frames: pyrometer {p['cpu_us_per_sample']:.1f} µs CPU/sample, py-spy --nonblocking "
+              f"{s['cpu_us_per_sample']:.1f} µs CPU/sample ({s['cpu_us_per_sample'] / p['cpu_us_per_sample']:.1f}× cheaper)")
+    if "torn" in parts:
+        runs = [measure_torn(a.python, secs) for _ in range(rounds)]
+        result["torn"] = {"runs": runs,
+                          "torn_pct": statistics.median(r["torn_pct"] for r in runs),
+                          "impossible_pct": statistics.median(r["impossible_pct"] for r in runs)}
+        print("\n| churn.py at 1 kHz, round | thread samples kept | dropped as torn | kept with an impossible caller | pyrometer CPU |")
+        print("|---|---|---|---|---|")
+        for i, t in enumerate(runs):
+            print(f"| {i + 1} | {t['kept']} | {t['torn_threads'] + t['failed_ticks']} ({t['torn_pct']:.2f} %) | "
+                  f"{t['impossible']} ({t['impossible_pct']:.2f} %) | {t['cpu_s']:.2f} s |")
+        print(f"| median | | {result['torn']['torn_pct']:.2f} % | {result['torn']['impossible_pct']:.2f} % | |")
+    if "syscalls" in parts:
+        result["syscalls"] = {tool: measure_syscalls(tool, pyspy, a.python, 20, secs)
+                              for tool in ("pyrometer", "py-spy")}
+        p, s = result["syscalls"]["pyrometer"], result["syscalls"]["py-spy"]
+        print("\n| one 20-frame thread at 200 Hz | syscalls/sample | process_vm_readv/sample |")
+        print("|---|---|---|")
+        print(f"| pyrometer | {p['syscalls_per_sample']:.1f} | {p['process_vm_readv_per_sample']:.1f} |")
+        print(f"| py-spy --nonblocking | {s['syscalls_per_sample']:.1f} | {s['process_vm_readv_per_sample']:.1f} |")
+    if "slowdown" in parts:
+        for idle in (0, 50):
+            runs = {tool: [] for tool in ("none", "pyrometer", "py-spy", "py-spy --nonblocking")}
+            for _ in range(rounds):
+                for tool in runs:
+                    runs[tool].append(measure_slowdown(tool, pyspy, a.python, idle, secs))
+            for tool, values in runs.items():
+                result["slowdown"][f"{tool} idle {idle}"] = statistics.median(values)
+        print("\n| target at 1 kHz | work rate | vs unprofiled |")
+        print("|---|---|---|")
+        for idle in (0, 50):
+            base = result["slowdown"][f"none idle {idle}"]
+            for tool in ("none", "pyrometer", "py-spy", "py-spy --nonblocking"):
+                v = result["slowdown"][f"{tool} idle {idle}"]
+                label = "unprofiled" if tool == "none" else tool + (" (default)" if tool == "py-spy" else "")
+                print(f"| 1 busy + {idle} idle threads, {label} | {v:.0f} loops/s | {100 * v / base:.1f} % |")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=2))
 

@@ -12,6 +12,7 @@ mod memory;
 mod namespace;
 mod process;
 mod ptrace;
+mod sched;
 
 pub use cache::{CacheStats, PageCache, PAGE};
 pub use elf::{Binary, Section};
@@ -19,5 +20,6 @@ pub use error::{MemoryError, ProcessError};
 pub use maps::{parse_maps, MapEntry};
 pub use memory::{ImageMemory, Memory};
 pub use namespace::{parse_nspid, NsTidMap};
-pub use process::{stat_fields, Process, SchedState, ThreadStatReader};
+pub use process::{stat_fields, Process, SchedState};
 pub use ptrace::StoppedThreads;
+pub use sched::ThreadStatReader;

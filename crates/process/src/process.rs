@@ -233,13 +233,22 @@ impl Memory for Process {
                     iov_len: b.len(),
                 })
                 .collect();
-            let remote: Vec<libc::iovec> = chunk
-                .iter()
-                .map(|(a, b)| libc::iovec {
-                    iov_base: *a as *mut libc::c_void,
-                    iov_len: b.len(),
-                })
-                .collect();
+            // Contiguous ranges are one remote range: the kernel pins and
+            // looks up the mapping once per remote range, not per page.
+            let mut remote: Vec<libc::iovec> = Vec::with_capacity(chunk.len());
+            for (a, b) in chunk.iter() {
+                match remote.last_mut() {
+                    Some(last)
+                        if (last.iov_base as u64).checked_add(last.iov_len as u64) == Some(*a) =>
+                    {
+                        last.iov_len += b.len();
+                    }
+                    _ => remote.push(libc::iovec {
+                        iov_base: *a as *mut libc::c_void,
+                        iov_len: b.len(),
+                    }),
+                }
+            }
             // SAFETY: `local` describes our own live buffers; `remote` is only
             // interpreted by the kernel in the target's address space.
             let n = unsafe {
@@ -314,57 +323,32 @@ pub fn stat_fields(stat: &str) -> Vec<&str> {
     }
 }
 
-/// Reads per-thread scheduler state cheaply: the stat file of each thread is
-/// kept open and re-read with `pread`.
-#[derive(Debug, Default)]
-pub struct ThreadStatReader {
-    files: std::collections::HashMap<i32, File>,
-    buf: Vec<u8>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ThreadStatReader {
-    /// A reader with no open files.
-    pub fn new() -> Self {
-        Self {
-            files: Default::default(),
-            buf: vec![0; 1024],
-        }
-    }
-
-    /// The state of thread `tid` of process `pid`.
-    pub fn state(&mut self, pid: i32, tid: i32) -> SchedState {
-        if let std::collections::hash_map::Entry::Vacant(e) = self.files.entry(tid) {
-            match File::open(format!("/proc/{pid}/task/{tid}/stat")) {
-                Ok(f) => {
-                    e.insert(f);
-                }
-                Err(_) => return SchedState::Gone,
-            }
-        }
-        let Some(file) = self.files.get(&tid) else {
-            return SchedState::Gone;
-        };
-        let n = match file.read_at(&mut self.buf, 0) {
-            Ok(n) if n > 0 => n,
-            _ => {
-                self.files.remove(&tid);
-                return SchedState::Gone;
-            }
-        };
-        let text = &self.buf[..n];
-        let Some(close) = text.iter().rposition(|b| *b == b')') else {
-            return SchedState::Gone;
-        };
-        match text.get(close + 2) {
-            Some(b'R') => SchedState::Running,
-            Some(b'Z') | Some(b'X') => SchedState::Gone,
-            Some(_) => SchedState::Sleeping,
-            None => SchedState::Gone,
-        }
-    }
-
-    /// Forget threads that are not in `alive`.
-    pub fn retain(&mut self, alive: &[i32]) {
-        self.files.retain(|tid, _| alive.contains(tid));
+    #[test]
+    fn read_many_reads_contiguous_and_separate_ranges_and_stops_at_unmapped() {
+        let me = Process::attach(std::process::id() as i32).unwrap();
+        let data: Vec<u8> = (0..3 * 4096).map(|i| (i % 251) as u8).collect();
+        let base = data.as_ptr() as u64;
+        let other = [7u8; 16];
+        let (mut a, mut b, mut c, mut d, mut e) =
+            ([0u8; 4096], [0u8; 4096], [0u8; 100], [0u8; 16], [0u8; 8]);
+        // a and b are contiguous (one remote range), c follows a gap, d is
+        // elsewhere, e is unmapped.
+        let mut reqs: Vec<(u64, &mut [u8])> = vec![
+            (base, &mut a),
+            (base + 4096, &mut b),
+            (base + 8192 + 50, &mut c),
+            (other.as_ptr() as u64, &mut d),
+            (8, &mut e),
+        ];
+        assert_eq!(me.read_many(&mut reqs), 4);
+        drop(reqs);
+        assert_eq!(&a[..], &data[..4096]);
+        assert_eq!(&b[..], &data[4096..8192]);
+        assert_eq!(&c[..], &data[8242..8342]);
+        assert_eq!(d, other);
     }
 }

@@ -61,16 +61,21 @@ impl Clock {
     /// `stop()` says so while waiting.
     pub fn wait(&mut self, deadline: Option<Instant>, stop: impl Fn() -> bool) -> Option<Tick> {
         let now = Instant::now();
-        let mut due = self.due(self.next_index);
-        // Late by more than a period: skip to the first tick still ahead.
+        let due = self.due(self.next_index);
+        // Late by more than a period: skip to the latest tick already due
+        // and deliver it at once. Waiting for the next one instead would
+        // spin (above 2 kHz) through time the sampler cannot keep up with.
         if now > due + self.period {
             let elapsed = now.duration_since(self.start).as_secs_f64();
-            let skip_to = (elapsed / self.period.as_secs_f64()).ceil() as u64;
+            let skip_to = (elapsed / self.period.as_secs_f64()).floor() as u64;
             if skip_to > self.next_index {
                 self.late_ticks += skip_to - self.next_index;
                 self.next_index = skip_to;
             }
-            due = self.due(self.next_index);
+            if deadline.is_some_and(|d| now >= d) || stop() {
+                return None;
+            }
+            return Some(self.deliver());
         }
         // Jitter of up to ±10 % of a period around the due time.
         let j: f64 = self.jitter * rand::thread_rng().gen_range(-1.0..1.0);
@@ -91,13 +96,17 @@ impl Clock {
         if !sleep_until(target, spin, &stop) {
             return None;
         }
+        Some(self.deliver())
+    }
+
+    fn deliver(&mut self) -> Tick {
         let tick = Tick {
             index: self.next_index,
-            due,
+            due: self.due(self.next_index),
         };
         self.next_index += 1;
         self.ticks += 1;
-        Some(tick)
+        tick
     }
 
     fn due(&self, index: u64) -> Instant {
@@ -151,6 +160,29 @@ mod tests {
         let before = Instant::now();
         c.wait(None, || false).unwrap();
         assert!(before.elapsed() < Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_late_tick_is_delivered_at_once_not_waited_for() {
+        // At 100 kHz a 30 ms stall is thousands of periods late: the tick
+        // comes back at once (the latest one already due), with no wait
+        // for the next slot, and the missed ones are counted.
+        let mut c = Clock::new(100_000.0);
+        assert!(c.wait(None, || false).is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        let before = Instant::now();
+        let t = c.wait(None, || false).unwrap();
+        let waited = before.elapsed();
+        assert!(t.due <= before, "delivered a tick that was not due yet");
+        assert!(t.index >= 2_900, "index {}", t.index);
+        assert_eq!(c.late_ticks, t.index - 1);
+        // A wait for the next slot would have been up to a period (10 µs)
+        // of spinning; allow for a preempted test thread.
+        assert!(waited < Duration::from_millis(5), "waited {waited:?}");
+        // A late tick still honours the deadline.
+        let mut d = Clock::new(100_000.0);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(d.wait(Some(Instant::now()), || false).is_none());
     }
 
     #[test]
