@@ -376,10 +376,6 @@ fn flags_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     let cruncher = thread("cruncher");
     let sleeper = thread("sleeper");
     let main = thread("MainThread");
-    if let Err(e) = wait_asleep(guard.pid(), i64::from(guard.pid())) {
-        c.fail("setup", e);
-        return;
-    }
 
     // All six recordings at once, one second each.
     let runs: [(&'static str, &str, &[&str]); 6] = [

@@ -111,6 +111,11 @@ pub fn start_target(
             guard.pid()
         ));
     }
+    // The thread that printed the ready line parks next: until it has, a
+    // read can still catch it printing.
+    if let Some(tid) = doc["emitter_native_id"].as_i64() {
+        wait_asleep(guard.pid(), tid).map_err(|e| format!("{script}: {e}"))?;
+    }
     Ok((guard, doc))
 }
 

@@ -120,6 +120,9 @@ def emit(doc):
     """Print the ready line (UTF-8, not escaped, so the test also reads raw
     non-ASCII)."""
     doc.setdefault("pid", os.getpid())
+    # The caller parks right after: the test waits for this thread to be
+    # asleep before it reads stacks (crates/cli/tests/common start_target).
+    doc.setdefault("emitter_native_id", threading.get_native_id())
     doc.setdefault("version", "%d.%d.%d" % sys.version_info[:3])
     line = json.dumps(doc, ensure_ascii=False) + "\n"
     sys.stdout.buffer.write(line.encode("utf-8"))
