@@ -12,6 +12,7 @@ mod memory;
 mod namespace;
 mod process;
 mod ptrace;
+mod statm;
 
 pub use cache::{CacheStats, PageCache, PAGE};
 pub use elf::{Binary, Section};
@@ -21,3 +22,4 @@ pub use memory::{ImageMemory, Memory};
 pub use namespace::{parse_nspid, NsTidMap};
 pub use process::{stat_fields, Process, SchedState, ThreadStatReader};
 pub use ptrace::StoppedThreads;
+pub use statm::{parse_statm_resident, StatmReader};
