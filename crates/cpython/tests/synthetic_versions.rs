@@ -185,6 +185,7 @@ fn interpreter_of(image: &Image, code_type: Option<u64>) -> Result<Interpreter, 
         .ok_or(CpythonError::Corrupt("no debug offsets cookie"))?;
     let version = Version::from_hex(debug.version);
     let layout = layout_for(version, Some(&debug))?;
+    let heap = pyrometer_cpython::HeapLocation::find(&layout, image.runtime, None);
     Ok(Interpreter {
         version,
         layout,
@@ -193,6 +194,7 @@ fn interpreter_of(image: &Image, code_type: Option<u64>) -> Result<Interpreter, 
         code_type,
         runtime_source: RuntimeSource::Symbol,
         version_source: VersionSource::DebugOffsets,
+        heap,
     })
 }
 
