@@ -416,4 +416,53 @@ mod tests {
         assert!(h.contains("memory growth by endpoint (estimate)"));
         assert!(html_section(&Profile::new(), &StackOptions::new()).is_empty());
     }
+
+    #[test]
+    fn pprof_carries_the_memory_so_report_shows_the_same() {
+        use pyrometer_profile::{FrameInfo, ThreadInfo};
+        use pyrometer_sampler::ThreadState;
+        use std::time::Duration;
+        let mut p = Profile::new();
+        let name = p.intern("grow");
+        let file = p.intern("/x.py");
+        let frames = [FrameInfo {
+            name,
+            filename: file,
+            line: 3,
+            first_line: 1,
+        }];
+        let thread = p.thread_key(ThreadInfo {
+            pid: 1,
+            thread_id: 9,
+            native_id: Some(9),
+            name: None,
+        });
+        let stack = p.add_stack(&frames, thread, ThreadState::Python, 5);
+        let ep = p.intern("GET app.leak");
+        p.set_process(1, "python x.py");
+        p.set_process(2, "python y.py");
+        let m = p.memory_mut();
+        m.interval = Some(Duration::from_millis(100));
+        m.add_reading(1, Duration::ZERO, Some(10 << 20), Some(1 << 20), None);
+        m.observe(1, stack, Some(ep), true);
+        m.add_reading(
+            1,
+            Duration::from_millis(100),
+            Some(30 << 20),
+            Some(2 << 20),
+            None,
+        );
+        m.add_reading(2, Duration::ZERO, Some(5 << 20), None, Some("stripped"));
+        m.add_reading(2, Duration::from_millis(100), Some(6 << 20), None, None);
+        let mut bytes = Vec::new();
+        crate::write_pprof(&p, &mut bytes).unwrap();
+        let back = crate::read_pprof(&bytes).unwrap();
+        let opts = StackOptions::new();
+        let want = summary_lines(&p, &opts);
+        assert!(want.iter().any(|l| l.contains("GET app.leak")), "{want:#?}");
+        assert_eq!(summary_lines(&back, &opts), want);
+        assert_eq!(html_section(&back, &opts), html_section(&p, &opts));
+        // Memory samples are zero-valued: totals are unchanged.
+        assert_eq!(back.total_samples(), 5);
+    }
 }

@@ -234,6 +234,49 @@ impl MemoryProfile {
             .or_insert(0.0) += bytes as f64;
     }
 
+    /// Add a point of a saved series as it was (readers of saved profiles):
+    /// no growth is computed from it.
+    pub fn restore_reading(
+        &mut self,
+        pid: i32,
+        time: Duration,
+        rss: Option<u64>,
+        heap: Option<u64>,
+    ) {
+        let Some(p) = self.process(pid) else {
+            return;
+        };
+        if p.points.len() < MAX_POINTS_PER_PROCESS {
+            p.points.push(MemoryPoint { time, rss, heap });
+        }
+        p.readings = p.readings.saturating_add(1);
+        if let Some(r) = rss {
+            p.first_rss.get_or_insert(r);
+            p.last_rss = Some(r);
+            if p.peak_rss.is_none_or(|(_, peak)| r > peak) {
+                p.peak_rss = Some((time, r));
+            }
+        }
+        if let Some(h) = heap {
+            p.last_heap = Some(h);
+            p.peak_heap = Some(p.peak_heap.map_or(h, |m| m.max(h)));
+        }
+    }
+
+    /// Set a process's total growth (readers of saved profiles).
+    pub fn set_growth(&mut self, pid: i32, bytes: u64) {
+        if let Some(p) = self.process(pid) {
+            p.growth = bytes;
+        }
+    }
+
+    /// Set why a process's heap could not be read (readers of saved profiles).
+    pub fn restore_reading_note(&mut self, pid: i32, why: &str) {
+        if let Some(p) = self.process(pid) {
+            p.heap_unavailable = Some(why.to_string());
+        }
+    }
+
     /// Set a process's peak and the stacks at it (readers of saved profiles).
     pub fn set_peak(&mut self, pid: i32, time: Duration, rss: u64, stacks: Vec<StackShare>) {
         if let Some(p) = self.process(pid) {
