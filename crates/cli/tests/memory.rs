@@ -140,3 +140,64 @@ fn memory_is_read_and_growth_attributed_on_every_interpreter() {
     let rows = par_map(&interps, 2, check);
     finish("record: memory in attach mode", GROUPS, &rows);
 }
+
+/// The image-service under gunicorn with 2 sync workers, under load:
+/// `record --subprocesses` gives a memory line with a peak RSS for the
+/// master and for each worker, and the HTML report a chart for each.
+#[test]
+fn gunicorn_workers_each_have_an_rss_row() {
+    use common::web::*;
+    let scratch = Scratch::new("memory-gunicorn");
+    venv("image-service");
+    let _turn = web_lock();
+    let (server, workers) = image_service(&scratch, 2, "sync");
+    let load = start_load(
+        &scratch,
+        server.port,
+        6.0,
+        4,
+        "process:thumbnail=2,health=1",
+        &[],
+    );
+    let html = scratch.file("gunicorn.html");
+    let master = server.master().to_string();
+    let args = [
+        "record",
+        "--pid",
+        &master,
+        "--subprocesses",
+        "-d",
+        "3",
+        "--quiet",
+        "-f",
+        "html",
+        "-o",
+        html.to_str().unwrap_or_default(),
+    ];
+    let out = pyrometer(&args);
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{} failed: {stderr}", show(&args));
+    let _ = load.finish();
+    let row = |pid: i32, role: &str| {
+        stderr.lines().any(|l| {
+            l.trim_start()
+                .starts_with(&format!("pid {pid} ({role}): peak RSS "))
+                && l.contains(" MiB at ")
+        })
+    };
+    assert!(
+        row(server.master(), "master"),
+        "no master RSS row: {stderr}"
+    );
+    for w in &workers {
+        assert!(row(*w, "worker"), "no RSS row for worker {w}: {stderr}");
+    }
+    let report = std::fs::read_to_string(&html).expect("the HTML report");
+    let charts = report.matches("class=\"memory-chart\"").count();
+    assert!(
+        charts > workers.len(),
+        "{charts} memory charts for a master and {} workers",
+        workers.len()
+    );
+    drop(server);
+}
