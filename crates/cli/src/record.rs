@@ -102,7 +102,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
     profile.meta.start_time = Some(std::time::SystemTime::now());
 
     profile.set_period(Duration::from_secs_f64(1.0 / args.rate as f64));
-    profile.memory_mut().interval = Some(pyrometer_sampler::DEFAULT_MEMORY_INTERVAL);
+    let memory_every = Duration::from_millis(u64::from(args.memory_interval));
+    session.set_memory_interval(Some(memory_every));
+    profile.memory_mut().interval = Some(memory_every).filter(|d| !d.is_zero());
     profile
         .timeline_mut()
         .set_limit(args.service.timeline_samples);

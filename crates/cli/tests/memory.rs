@@ -201,3 +201,33 @@ fn gunicorn_workers_each_have_an_rss_row() {
     );
     drop(server);
 }
+
+/// `--memory-interval 0` reads no memory: no memory lines, no section.
+#[test]
+fn memory_interval_zero_reads_nothing() {
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-off");
+    let (child, _) = start_target(&interp, "grow.py", &["20"]).expect("grow.py");
+    let html = scratch.file("off.html");
+    let pid = child.pid().to_string();
+    let args = [
+        "record",
+        "--pid",
+        &pid,
+        "-d",
+        "1",
+        "--memory-interval",
+        "0",
+        "-f",
+        "html",
+        "-o",
+        html.to_str().unwrap_or_default(),
+    ];
+    let out = pyrometer(&args);
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{} failed: {stderr}", show(&args));
+    assert!(stderr.contains("samples:"), "no summary: {stderr}");
+    assert!(!stderr.contains("peak RSS"), "{stderr}");
+    let report = std::fs::read_to_string(&html).expect("the HTML report");
+    assert!(!report.contains("id=\"memory\""));
+}
