@@ -295,13 +295,13 @@ fn chart(points: &[pyrometer_profile::heap::MemoryPoint], duration: f64) -> Stri
 fn growth_table(title: &str, rows: &[GrowthRow]) -> String {
     let mut h =
         format!(
-        "<h3>{}</h3><table><thead><tr><th>{}</th><th>grown</th><th>share</th></tr></thead><tbody>",
+        "<h3>{}</h3><table class=\"data\"><thead><tr><th class=\"nosort\">{}</th><th class=\"nosort num\">grown</th><th class=\"nosort num\">share</th></tr></thead><tbody>",
         esc(title),
         if title.contains("endpoint") { "endpoint" } else { "function" }
     );
     for r in rows.iter().take(20) {
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.1} %</td></tr>",
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1} %</td></tr>",
             esc(&r.name),
             esc(&format_bytes(r.bytes)),
             100.0 * r.share
