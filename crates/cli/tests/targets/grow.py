@@ -4,7 +4,8 @@
 running; `steady` runs as long without keeping anything. They alternate
 every 300 ms, so about half of the CPU samples are in each, and nearly all
 of the RSS growth happens while `grow` runs. Prints a ready line, then runs
-for argv[1] seconds (default 30) and exits.
+until it keeps argv[1] MiB (default 48; however loaded the machine, the
+growth it shows is the same), or 60 s pass, and exits.
 """
 import json
 import os
@@ -32,10 +33,10 @@ def steady(seconds):
 
 
 def main():
-    limit = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
+    want_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 48
     print(json.dumps({"pid": os.getpid()}), flush=True)
-    stop = time.time() + limit
-    while time.time() < stop and len(keep) < 1500:
+    stop = time.time() + 60
+    while time.time() < stop and len(keep) < want_mib:
         grow(0.3)
         steady(0.3)
 
