@@ -38,6 +38,8 @@ pub struct ProcessMemoryRow {
     pub peak_stack: Option<String>,
     /// Sum of RSS increases between readings.
     pub growth: u64,
+    /// Last RSS minus first RSS (what stayed).
+    pub net: i64,
     /// The last pymalloc heap reading, or why there is none.
     pub heap: Result<u64, String>,
 }
@@ -83,6 +85,12 @@ fn stack_label(
     parts.join(" ← ")
 }
 
+/// `+1.0 MiB` / `-512 B`.
+pub fn format_signed_bytes(v: i64) -> String {
+    let sign = if v < 0 { '-' } else { '+' };
+    format!("{sign}{}", format_bytes(v.unsigned_abs()))
+}
+
 /// Per-process rows, by pid.
 pub fn process_rows(profile: &Profile, opts: &StackOptions) -> Vec<ProcessMemoryRow> {
     profile
@@ -97,6 +105,12 @@ pub fn process_rows(profile: &Profile, opts: &StackOptions) -> Vec<ProcessMemory
                 .first()
                 .map(|(s, _, _)| stack_label(profile, *s, opts, 4)),
             growth: p.growth,
+            net: match (p.first_rss, p.last_rss) {
+                (Some(a), Some(b)) => {
+                    i64::try_from(b).unwrap_or(i64::MAX) - i64::try_from(a).unwrap_or(i64::MAX)
+                }
+                _ => 0,
+            },
             heap: match (&p.heap_unavailable, p.last_heap) {
                 (_, Some(h)) => Ok(h),
                 (Some(why), None) => Err(why.clone()),
@@ -184,9 +198,10 @@ pub fn summary_lines(profile: &Profile, opts: &StackOptions) -> Vec<String> {
             Err(why) => format!("pymalloc heap unavailable ({why})"),
         };
         out.push(format!(
-            "  pid {}{role}: {peak}, grew {}, {heap}",
+            "  pid {}{role}: {peak}, grew {} (net {}), {heap}",
             r.pid,
-            format_bytes(r.growth)
+            format_bytes(r.growth),
+            format_signed_bytes(r.net)
         ));
         if let Some(s) = r.peak_stack {
             out.push(format!("    running at the peak: {s}"));
@@ -348,11 +363,12 @@ pub fn html_section(profile: &Profile, opts: &StackOptions) -> String {
             Err(why) => format!("pymalloc heap unavailable: {why}"),
         };
         h.push_str(&format!(
-            "<h3>pid {}{}</h3><p>{}, grew {}, {}</p>",
+            "<h3>pid {}{}</h3><p>{}, grew {} (net {}), {}</p>",
             r.pid,
             esc(&role),
             esc(&peak),
             esc(&format_bytes(r.growth)),
+            esc(&format_signed_bytes(r.net)),
             esc(&heap)
         ));
         if let Some(s) = &r.peak_stack {
@@ -390,6 +406,8 @@ mod tests {
         assert_eq!(format_bytes(512), "512 B");
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(format_signed_bytes(-512), "-512 B");
+        assert_eq!(format_signed_bytes(1 << 20), "+1.0 MiB");
     }
 
     #[test]

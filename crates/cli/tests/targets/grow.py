@@ -42,3 +42,6 @@ def main():
 
 
 main()
+# Exit without freeing what was kept: RSS must not fall at the end.
+sys.stdout.flush()
+os._exit(0)
