@@ -248,5 +248,20 @@ int main(void) {
           (char *)_PyObject_InlineValues(obj)->values - (char *)_PyObject_InlineValues(obj));
 #endif
     }
+
+    /* pymalloc: where the main interpreter's arena count lives (3.12+; in
+     * 3.8-3.11 it is a file-static variable found by its symbol, and
+     * ARENA_SIZE is private to Objects/obmalloc.c). */
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    P("heap.narenas", offsetof(_PyRuntimeState, _main_interpreter) +
+                          offsetof(PyInterpreterState, obmalloc.mgmt.narenas_currently_allocated));
+#elif PY_VERSION_HEX >= 0x030D0000
+    P("heap.obmalloc",
+      offsetof(_PyRuntimeState, _main_interpreter) + offsetof(PyInterpreterState, obmalloc));
+    OFF("heap.narenas", struct _obmalloc_state, mgmt.narenas_currently_allocated);
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+    P("arena_size", ARENA_SIZE);
+#endif
     return 0;
 }

@@ -218,6 +218,10 @@ pub struct RecordArgs {
     /// Do not print the one-line status while recording.
     #[arg(long)]
     pub quiet: bool,
+    /// Read each process's RSS and pymalloc heap every this many
+    /// milliseconds (0: not at all).
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=60_000))]
+    pub memory_interval: u32,
     #[command(flatten)]
     pub service: crate::service_args::ServiceArgs,
     /// Command to launch and profile from its start (after `--`).

@@ -38,6 +38,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let wall = t0.elapsed();
     let cpu = own_cpu_time().saturating_sub(cpu0);
+    // Memory readings (RSS + pymalloc heap), as record takes every 100 ms.
+    let memory_readings = (args.samples / 4).max(1);
+    let mcpu0 = own_cpu_time();
+    let mt0 = Instant::now();
+    for _ in 0..memory_readings {
+        std::hint::black_box(target.read_memory(mt0.elapsed()));
+    }
+    let memory_wall = mt0.elapsed();
+    let memory_cpu = own_cpu_time().saturating_sub(mcpu0);
     let after = target.cache_stats();
     let n = args.samples.max(1) as f64;
     let stats = &target.stats;
@@ -52,6 +61,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             - before.page_fetches - before.direct_reads) as f64 / n,
         "torn_threads": stats.torn_threads - stat_before.torn_threads,
         "torn_ticks": stats.torn - stat_before.torn,
+        "memory_readings": memory_readings,
+        "memory_reading_wall_us": memory_wall.as_secs_f64() * 1e6 / f64::from(memory_readings),
+        "memory_reading_cpu_us": memory_cpu.as_secs_f64() * 1e6 / f64::from(memory_readings),
     });
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())

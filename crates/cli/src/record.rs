@@ -102,6 +102,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
     profile.meta.start_time = Some(std::time::SystemTime::now());
 
     profile.set_period(Duration::from_secs_f64(1.0 / args.rate as f64));
+    let memory_every = Duration::from_millis(u64::from(args.memory_interval));
+    session.set_memory_interval(Some(memory_every));
+    profile.memory_mut().interval = Some(memory_every).filter(|d| !d.is_zero());
     profile
         .timeline_mut()
         .set_limit(args.service.timeline_samples);
@@ -265,6 +268,9 @@ fn sample_loop(
                 service.observe(s);
             }
         }
+        for r in &events.memory {
+            profile.add_memory_reading(r);
+        }
         service.tick(
             profile,
             &Progress {
@@ -405,6 +411,9 @@ fn print_summary(
         );
     }
     print_endpoints(profile);
+    for line in pyrometer_outputs::memory::summary_lines(profile, &StackOptions::new()) {
+        eprintln!("  {}", crate::output::terminal_safe(&line));
+    }
     eprintln!(
         "  pyrometer CPU: {:.3} s ({:.2} % of one core)",
         o.cpu.as_secs_f64(),

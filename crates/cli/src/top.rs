@@ -151,6 +151,8 @@ fn sample_thread(
     tx: SyncSender<Msg>,
 ) {
     let mut clock = Clock::new(rate);
+    // RSS per process at its last memory reading (every 100 ms).
+    let mut last_rss: std::collections::HashMap<i32, u64> = Default::default();
     let should_stop = || stop.load(Ordering::SeqCst) || SIGNALLED.load(Ordering::SeqCst);
     let ended = loop {
         let Some(tick) = clock.wait(None, should_stop) else {
@@ -158,6 +160,13 @@ fn sample_thread(
         };
         let time = tick.due.saturating_duration_since(start);
         let (samples, events) = session.sample(time);
+        for r in &events.memory {
+            match r.rss {
+                Some(b) => last_rss.insert(r.pid, b),
+                None => last_rss.remove(&r.pid),
+            };
+        }
+        last_rss.retain(|pid, _| session.targets().iter().any(|t| t.pid() == *pid));
         let attached = events
             .attached
             .iter()
@@ -174,6 +183,7 @@ fn sample_thread(
                 pid: t.pid(),
                 errors: t.stats.torn.saturating_add(t.stats.torn_threads),
                 alive: true,
+                rss: last_rss.get(&t.pid()).copied(),
             })
             .collect();
         let batch = Batch {
@@ -842,6 +852,7 @@ mod tests {
                         pid: 1,
                         errors: 0,
                         alive: true,
+                        rss: None,
                     }],
                     errors: 0,
                     torn_threads: 0,

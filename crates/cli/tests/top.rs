@@ -393,8 +393,13 @@ fn top_keys_sort_filter_views_and_target_exit() {
         def + 3
     );
     tmux.keys(&["p"]);
-    tmux.expect("the processes view", |s| {
-        rows_under(s, "PID").iter().any(|r| r.starts_with(&pid)) && s.contains("SAMP/s")
+    // With its RSS from the last memory reading (every 100 ms).
+    tmux.expect("the processes view with RSS", |s| {
+        rows_under(s, "PID")
+            .iter()
+            .any(|r| r.starts_with(&pid) && r.contains(" MiB "))
+            && s.contains("SAMP/s")
+            && s.contains("RSS")
     });
     tmux.keys(&["e"]);
     tmux.expect("the endpoints view", |s| {

@@ -683,6 +683,11 @@ pub fn layout_from_debug_offsets(
     layout.interp_code_generation = d
         .get("interpreter_state.code_object_generation")
         .filter(|v| *v != 0);
+    // `_Py_DebugOffsets` does not describe obmalloc: only 3.13's own table
+    // is known to fit.
+    if version.minor_pair() != base.version.minor_pair() {
+        layout.heap = crate::layout::HeapModel::Unknown;
+    }
     layout.tstate_base_frame = d.get("thread_state.base_frame");
     layout.tstate_holds_gil = d.get("thread_state.holds_gil");
     layout.tstate_gil_requested = d.get("thread_state.gil_requested");

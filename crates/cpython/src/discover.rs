@@ -50,6 +50,8 @@ pub struct Interpreter {
     pub runtime_source: RuntimeSource,
     /// How the version was found.
     pub version_source: VersionSource,
+    /// Where pymalloc's arena count is (or why it cannot be read).
+    pub heap: crate::heap::HeapLocation,
 }
 
 /// Which ways of finding the interpreter [`locate_with`] may use. The
@@ -195,7 +197,10 @@ fn locate_in_binary<M: Memory>(
     let debug = debug_offsets::read(mem, runtime)?;
     let (version, version_source) = detect_version(mem, binary, debug.as_ref(), opts)?;
     let layout = layout_for(version, debug.as_ref())?;
+    let heap =
+        crate::heap::HeapLocation::find(&layout, runtime, symbol(crate::heap::NARENAS_SYMBOL));
     Ok(Some(Interpreter {
+        heap,
         version,
         layout,
         runtime,

@@ -8,6 +8,7 @@
 pub mod debug_offsets;
 pub mod discover;
 mod error;
+pub mod heap;
 pub mod layout;
 pub mod linetable;
 pub mod objects;
@@ -19,6 +20,7 @@ pub mod synthetic;
 
 pub use discover::{locate, Interpreter};
 pub use error::CpythonError;
+pub use heap::{read_pymalloc, HeapError, HeapLocation, PymallocReading};
 pub use layout::{Layout, Version};
 pub use request::{RequestInfo, RequestKind};
 pub use stack::{top_frame_of, CodeInfo, Frame, StackReader, ThreadStack};

@@ -476,6 +476,7 @@ fn interpreter_from_table<M: Memory>(
         code_type,
         runtime_source: RuntimeSource::Symbol,
         version_source: VersionSource::DebugOffsets,
+        heap: pyrometer_cpython::heap::HeapLocation::Unavailable("synthetic image".into()),
     })
 }
 

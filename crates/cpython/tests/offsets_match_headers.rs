@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pyrometer_cpython::layout::{
-    DictKeysModel, FrameModel, FrameRoot, InstanceDictModel, Layout, LineTableFormat, LongModel,
-    Version,
+    DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout, LineTableFormat,
+    LongModel, Version,
 };
 
 const DEFAULT_EXPECTED: &str = "3.8,3.9,3.10,3.11,3.12,3.13,/usr/bin/python3.11";
@@ -261,6 +261,20 @@ fn flatten(l: &Layout) -> Fields {
             put("dict_keys_model.dk_kind", dk_kind);
             put("dict_keys_model.dk_nentries", dk_nentries);
             put("dict_keys_model.dk_indices", dk_indices);
+        }
+    }
+    match l.heap {
+        // 3.8-3.11: a symbol, and ARENA_SIZE is not in the headers (the
+        // pymalloc live test checks it against sys._debugmallocstats()).
+        HeapModel::StaticSymbol | HeapModel::Unknown => {}
+        HeapModel::RuntimeInline { narenas } => {
+            put("heap.narenas", narenas);
+            put("arena_size", l.arena_size);
+        }
+        HeapModel::RuntimePointer { obmalloc, narenas } => {
+            put("heap.obmalloc", obmalloc);
+            put("heap.narenas", narenas);
+            put("arena_size", l.arena_size);
         }
     }
     let optional = [

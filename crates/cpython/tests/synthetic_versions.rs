@@ -185,6 +185,7 @@ fn interpreter_of(image: &Image, code_type: Option<u64>) -> Result<Interpreter, 
         .ok_or(CpythonError::Corrupt("no debug offsets cookie"))?;
     let version = Version::from_hex(debug.version);
     let layout = layout_for(version, Some(&debug))?;
+    let heap = pyrometer_cpython::HeapLocation::find(&layout, image.runtime, None);
     Ok(Interpreter {
         version,
         layout,
@@ -193,6 +194,7 @@ fn interpreter_of(image: &Image, code_type: Option<u64>) -> Result<Interpreter, 
         code_type,
         runtime_source: RuntimeSource::Symbol,
         version_source: VersionSource::DebugOffsets,
+        heap,
     })
 }
 
@@ -675,4 +677,31 @@ fn cpython_3_15_chains_end_at_the_base_frame_which_is_not_shown() {
     let image = build(&idle);
     let threads = read_all(&image, Some(image.code_type)).expect("walk");
     assert!(threads[0].frames.is_empty());
+}
+
+/// `_Py_DebugOffsets` says nothing about obmalloc: a 3.14+ layout built
+/// from it has no heap model, and the heap is reported unavailable rather
+/// than read at 3.13's offsets. 3.13's own table keeps the checked one.
+#[test]
+fn newer_versions_say_the_pymalloc_heap_is_unavailable() {
+    use pyrometer_cpython::layout::HeapModel;
+    use pyrometer_cpython::{read_pymalloc, HeapError, HeapLocation};
+    for (minor, known) in [(13, true), (14, false), (15, false)] {
+        let (spec, _) = scenario(Version::new(3, minor, 0));
+        let image = build(&spec);
+        let interp = interpreter_of(&image, None).expect("interpreter");
+        assert_eq!(
+            !matches!(interp.layout.heap, HeapModel::Unknown),
+            known,
+            "3.{minor}: {:?}",
+            interp.layout.heap
+        );
+        if !known {
+            assert!(matches!(interp.heap, HeapLocation::Unavailable(_)));
+            assert!(matches!(
+                read_pymalloc(&image.memory, &interp.layout, &interp.heap),
+                Err(HeapError::Unavailable(_))
+            ));
+        }
+    }
 }

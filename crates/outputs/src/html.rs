@@ -182,7 +182,8 @@ pub fn write_html(
 ) -> io::Result<()> {
     let data = report_data(profile, opts, title, &LIMITS);
     let json = script_safe_json(&data);
-    render_page(title, &json, out)
+    let memory = crate::memory::html_section(profile, opts);
+    render_page(title, &json, &memory, out)
 }
 
 /// JSON that can sit inside a `<script>` element: no `<`, `>` or `&` (so
@@ -233,7 +234,7 @@ fn csp() -> &'static str {
 }
 
 /// The template with its `{{NAME}}` slots filled, written piece by piece.
-fn render_page(title: &str, json: &str, out: &mut dyn Write) -> io::Result<()> {
+fn render_page(title: &str, json: &str, memory: &str, out: &mut dyn Write) -> io::Result<()> {
     let mut rest = TEMPLATE;
     while let Some(i) = rest.find("{{") {
         out.write_all(&rest.as_bytes()[..i])?;
@@ -246,6 +247,8 @@ fn render_page(title: &str, json: &str, out: &mut dyn Write) -> io::Result<()> {
             "STYLE" => out.write_all(STYLE.as_bytes())?,
             "SCRIPT" => out.write_all(SCRIPT.as_bytes())?,
             "DATA" => out.write_all(json.as_bytes())?,
+            // Drawn here, with every string escaped (crate::memory).
+            "MEMORY" => out.write_all(memory.as_bytes())?,
             other => panic!("unknown template slot {other}"),
         }
         rest = &after[j + 2..];

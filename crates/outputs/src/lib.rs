@@ -4,6 +4,7 @@
 mod chrometrace;
 mod folded;
 mod html;
+pub mod memory;
 mod pprof;
 pub mod pyroscope;
 mod speedscope;

@@ -623,6 +623,10 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         });
     }
 
+    // Memory (attach mode): zero-valued samples labelled `memory`, see
+    // `memory_samples`.
+    samples.extend(memory_samples(profile, &mut st, &mut location_of));
+
     let mut comments: Vec<(String, String)> = vec![
         ("version".into(), env!("CARGO_PKG_VERSION").into()),
         ("target".into(), meta.target.clone()),
@@ -652,6 +656,7 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         comments.push((format!("process.{pid}"), cmd.to_string()));
     }
     comments.extend(saved_extras(profile));
+    comments.extend(memory_comments(profile));
     let comment = comments
         .iter()
         .map(|(k, v)| st.get(&format!("{COMMENT_PREFIX}{k}={}", escape(v))))
@@ -879,6 +884,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     // Samples, in file order; threads interned in order of appearance.
     let mut parsed = Vec::with_capacity(p.sample.len());
     let mut timeline = Vec::new();
+    let mut saved_memory: Vec<SavedMemory> = Vec::new();
     for sample in &p.sample {
         let Some(v) = sample.value.get(value_index) else {
             return Err(PprofError::Corrupt(format!(
@@ -901,6 +907,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         let mut role = None;
         let mut endpoint = None;
         let mut category = None;
+        let mut memory: Option<SavedMemory> = None;
         for l in &sample.label {
             let key = s(l.key)?;
             let text = s(l.str)?;
@@ -921,10 +928,18 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
                 "category" if !text.is_empty() => category = Some(text.to_string()),
                 TIMESTAMP_LABEL => timestamp = Some(l.num),
                 "request" => request = Some(l.num as u64),
+                MEMORY_LABEL => {
+                    memory.get_or_insert_with(SavedMemory::default).kind = text.to_string()
+                }
+                "memory_time_ns" | "rss_bytes" | "heap_bytes" | "growth_bytes" | "peak_samples" => {
+                    memory
+                        .get_or_insert_with(SavedMemory::default)
+                        .set(key, l.num)
+                }
                 _ => {}
             }
         }
-        if timestamp.is_none() && count < 1.0 {
+        if timestamp.is_none() && memory.is_none() && count < 1.0 {
             continue;
         }
         if let Some(cmd) = cmdline {
@@ -944,6 +959,13 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             })?;
             // Lines are innermost first: the caller is last.
             frames.extend(lines.iter().rev().copied());
+        }
+        if let Some(mut m) = memory {
+            m.pid = thread.pid;
+            m.endpoint = endpoint;
+            m.frames = frames;
+            saved_memory.push(m);
+            continue;
         }
         if let Some(ns) = timestamp {
             timeline.push(TimelineSample {
@@ -1000,7 +1022,260 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         });
     }
     profile.timeline_mut().dropped = num("timeline_dropped").unwrap_or(0);
+    restore_memory(&mut profile, saved_memory, &facts);
     Ok(profile)
+}
+
+/// The label whose value says what a memory sample is: `reading` (a point
+/// of a process's series: `memory_time_ns`, `rss_bytes`, `heap_bytes`),
+/// `growth` (estimated RSS growth attributed to the sample's stack and
+/// endpoint: `growth_bytes`) or `peak` (a stack sampled just before the
+/// process's peak RSS: `peak_samples`, with `memory_time_ns` and
+/// `rss_bytes` of the peak). All values are 0: totals are unchanged, and
+/// other pprof readers ignore them.
+pub const MEMORY_LABEL: &str = "memory";
+
+fn memory_samples(
+    profile: &Profile,
+    st: &mut Strings,
+    location_of: &mut dyn FnMut(&mut Strings, FrameId) -> u64,
+) -> Vec<proto::Sample> {
+    let m = profile.memory();
+    let mut out = Vec::new();
+    if m.is_empty() {
+        return out;
+    }
+    let k_kind = st.get(MEMORY_LABEL);
+    let k_pid = st.get("pid");
+    let k_bytes = st.get("bytes");
+    let k_ns = st.get("nanoseconds");
+    let label = |st: &mut Strings, key: &str, num: i64, unit: i64| proto::Label {
+        key: st.get(key),
+        str: 0,
+        num,
+        num_unit: unit,
+    };
+    let kind = |st: &mut Strings, v: &str| proto::Label {
+        key: k_kind,
+        str: st.get(v),
+        num: 0,
+        num_unit: 0,
+    };
+    let ns = |d: Duration| d.as_nanos().min(i64::MAX as u128) as i64;
+    let b = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for (pid, p) in m.processes() {
+        for pt in p.points() {
+            let mut l = vec![
+                kind(st, "reading"),
+                proto::Label {
+                    key: k_pid,
+                    str: 0,
+                    num: i64::from(pid),
+                    num_unit: 0,
+                },
+                label(st, "memory_time_ns", ns(pt.time), k_ns),
+            ];
+            if let Some(r) = pt.rss {
+                l.push(label(st, "rss_bytes", b(r), k_bytes));
+            }
+            if let Some(h) = pt.heap {
+                l.push(label(st, "heap_bytes", b(h), k_bytes));
+            }
+            out.push(proto::Sample {
+                location_id: Vec::new(),
+                value: vec![0, 0, 0],
+                label: l,
+            });
+        }
+        if let Some((time, rss)) = p.peak_rss {
+            for (stack, endpoint, n) in &p.peak_stacks {
+                let location_id = profile
+                    .stack_frames(*stack)
+                    .iter()
+                    .rev()
+                    .map(|f| location_of(st, *f))
+                    .collect();
+                let mut l = vec![
+                    kind(st, "peak"),
+                    proto::Label {
+                        key: k_pid,
+                        str: 0,
+                        num: i64::from(pid),
+                        num_unit: 0,
+                    },
+                    label(st, "memory_time_ns", ns(time), k_ns),
+                    label(st, "rss_bytes", b(rss), k_bytes),
+                    label(st, "peak_samples", b(*n), 0),
+                ];
+                if let Some(e) = endpoint {
+                    let k = st.get("endpoint");
+                    l.push(proto::Label {
+                        key: k,
+                        str: st.get(profile.str(*e)),
+                        num: 0,
+                        num_unit: 0,
+                    });
+                }
+                out.push(proto::Sample {
+                    location_id,
+                    value: vec![0, 0, 0],
+                    label: l,
+                });
+            }
+        }
+    }
+    for ((pid, stack, endpoint), bytes) in m.growth_by_stack() {
+        let location_id = profile
+            .stack_frames(stack)
+            .iter()
+            .rev()
+            .map(|f| location_of(st, *f))
+            .collect();
+        let mut l = vec![
+            kind(st, "growth"),
+            proto::Label {
+                key: k_pid,
+                str: 0,
+                num: i64::from(pid),
+                num_unit: 0,
+            },
+            label(st, "growth_bytes", b(bytes), k_bytes),
+        ];
+        if let Some(e) = endpoint {
+            let k = st.get("endpoint");
+            l.push(proto::Label {
+                key: k,
+                str: st.get(profile.str(e)),
+                num: 0,
+                num_unit: 0,
+            });
+        }
+        out.push(proto::Sample {
+            location_id,
+            value: vec![0, 0, 0],
+            label: l,
+        });
+    }
+    out
+}
+
+fn memory_comments(profile: &Profile) -> Vec<(String, String)> {
+    let m = profile.memory();
+    let mut out = Vec::new();
+    if m.is_empty() {
+        return out;
+    }
+    if let Some(d) = m.interval {
+        out.push(("memory_interval_ms".into(), d.as_millis().to_string()));
+    }
+    out.push((
+        "memory_unattributed".into(),
+        m.unattributed_growth.to_string(),
+    ));
+    for (pid, p) in m.processes() {
+        out.push((format!("memory_growth.{pid}"), p.growth.to_string()));
+        if let Some(why) = &p.heap_unavailable {
+            out.push((format!("heap_unavailable.{pid}"), why.clone()));
+        }
+    }
+    out
+}
+
+/// A memory sample of the file.
+#[derive(Debug, Default)]
+struct SavedMemory {
+    kind: String,
+    pid: i32,
+    time_ns: Option<i64>,
+    rss: Option<i64>,
+    heap: Option<i64>,
+    growth: Option<i64>,
+    peak_samples: Option<i64>,
+    endpoint: Option<String>,
+    frames: Vec<FrameInfo>,
+}
+
+impl SavedMemory {
+    fn set(&mut self, key: &str, v: i64) {
+        match key {
+            "memory_time_ns" => self.time_ns = Some(v),
+            "rss_bytes" => self.rss = Some(v),
+            "heap_bytes" => self.heap = Some(v),
+            "growth_bytes" => self.growth = Some(v),
+            "peak_samples" => self.peak_samples = Some(v),
+            _ => {}
+        }
+    }
+}
+
+fn restore_memory(
+    profile: &mut Profile,
+    saved: Vec<SavedMemory>,
+    facts: &BTreeMap<String, String>,
+) {
+    let u = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    let mut peaks: BTreeMap<i32, (Duration, u64, Vec<pyrometer_profile::heap::StackShare>)> =
+        BTreeMap::new();
+    for m in saved {
+        match m.kind.as_str() {
+            "reading" => {
+                let time = Duration::from_nanos(u(m.time_ns).unwrap_or(0));
+                profile
+                    .memory_mut()
+                    .restore_reading(m.pid, time, u(m.rss), u(m.heap));
+            }
+            "growth" => {
+                let stack = profile.intern_stack(&m.frames);
+                let endpoint = m.endpoint.as_deref().map(|e| profile.intern(e));
+                if let Some(bytes) = u(m.growth) {
+                    profile
+                        .memory_mut()
+                        .add_growth(m.pid, stack, endpoint, bytes);
+                }
+            }
+            "peak" => {
+                let stack = profile.intern_stack(&m.frames);
+                let endpoint = m.endpoint.as_deref().map(|e| profile.intern(e));
+                let time = Duration::from_nanos(u(m.time_ns).unwrap_or(0));
+                let entry = peaks
+                    .entry(m.pid)
+                    .or_insert((time, u(m.rss).unwrap_or(0), Vec::new()));
+                if entry.2.len() < pyrometer_profile::heap::PEAK_STACKS_KEPT {
+                    entry
+                        .2
+                        .push((stack, endpoint, u(m.peak_samples).unwrap_or(0)));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (pid, (time, rss, stacks)) in peaks {
+        profile.memory_mut().set_peak(pid, time, rss, stacks);
+    }
+    let m = profile.memory_mut();
+    for (k, v) in facts {
+        if let Some(pid) = k
+            .strip_prefix("memory_growth.")
+            .and_then(|p| p.parse().ok())
+        {
+            m.set_growth(pid, v.parse().unwrap_or(0));
+        }
+        if let Some(pid) = k
+            .strip_prefix("heap_unavailable.")
+            .and_then(|p| p.parse().ok())
+        {
+            m.restore_reading_note(pid, v);
+        }
+    }
+    if let Some(ms) = facts.get("memory_interval_ms").and_then(|v| v.parse().ok()) {
+        m.interval = Some(Duration::from_millis(ms));
+    }
+    if let Some(b) = facts
+        .get("memory_unattributed")
+        .and_then(|v| v.parse().ok())
+    {
+        m.unattributed_growth = b;
+    }
 }
 
 /// A timeline sample of the file, resolved.

@@ -152,6 +152,7 @@ const PROCESS_COLUMNS: &[Column] = &[
     num("PID", 8, 0),
     label("ROLE", 7, 3),
     num("CPU%", 6, 0),
+    num("RSS", 10, 2),
     num("SAMP/s", 7, 1),
     num("THREADS", 8, 4),
     num("ERRORS", 7, 2),
@@ -210,6 +211,8 @@ pub struct ProcessStatus {
     pub errors: u64,
     /// Still being sampled.
     pub alive: bool,
+    /// Resident set size at the last memory reading, bytes.
+    pub rss: Option<u64>,
 }
 
 /// Everything a view is computed from.
@@ -455,6 +458,10 @@ fn process_rows(input: &ViewInput) -> Vec<Vec<Cell>> {
                 Cell::num(pid as f64, pid.to_string()),
                 Cell::text(role),
                 pct_cell(cpu),
+                match status.and_then(|s| s.rss) {
+                    Some(b) => Cell::num(b as f64, crate::memory::format_bytes(b)),
+                    None => Cell::num(-1.0, "-".into()),
+                },
                 Cell::num(rate, format!("{rate:.0}")),
                 Cell::num(r.threads.len() as f64, r.threads.len().to_string()),
                 Cell::num(errors as f64, errors.to_string()),
@@ -981,11 +988,13 @@ mod tests {
                 pid: 10,
                 errors: 0,
                 alive: true,
+                rss: Some(64 << 20),
             },
             ProcessStatus {
                 pid: 11,
                 errors: 3,
                 alive: false,
+                rss: None,
             },
         ];
         let req = HashMap::new();
@@ -994,9 +1003,11 @@ mod tests {
         assert_eq!(names(&t, 0), ["11", "10"]);
         assert_eq!(t.rows[0][1].text, "exited");
         assert_eq!(t.rows[0][2].text, "50.0");
-        assert_eq!(t.rows[0][5].text, "3");
+        assert_eq!(t.rows[0][3].text, "-");
+        assert_eq!(t.rows[0][6].text, "3");
         assert_eq!(t.rows[1][1].text, "master");
-        assert_eq!(t.rows[1][3].text, "100");
+        assert_eq!(t.rows[1][3].text, "64.0 MiB");
+        assert_eq!(t.rows[1][4].text, "100");
     }
 
     #[test]
@@ -1010,16 +1021,19 @@ mod tests {
                 pid: 10,
                 errors: 0,
                 alive: true,
+                rss: None,
             },
             ProcessStatus {
                 pid: 12,
                 errors: 0,
                 alive: false,
+                rss: None,
             },
             ProcessStatus {
                 pid: 13,
                 errors: 0,
                 alive: true,
+                rss: None,
             },
         ];
         let req = HashMap::new();

@@ -13,6 +13,7 @@ mod namespace;
 mod process;
 mod ptrace;
 mod sched;
+mod statm;
 
 pub use cache::{CacheStats, PageCache, PAGE};
 pub use elf::{Binary, Section};
@@ -23,3 +24,4 @@ pub use namespace::{parse_nspid, NsTidMap};
 pub use process::{stat_fields, Process, SchedState};
 pub use ptrace::StoppedThreads;
 pub use sched::ThreadStatReader;
+pub use statm::{parse_statm_resident, StatmReader};

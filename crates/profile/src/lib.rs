@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 
 mod activity;
+pub mod heap;
 mod requests;
 mod timeline;
 pub use activity::{Activity, StateCounts, ACTIVITY_STATES, MAX_BUCKETS};
@@ -141,6 +142,7 @@ pub struct Profile {
     processes: std::collections::BTreeMap<i32, String>,
     process_roles: std::collections::BTreeMap<i32, String>,
     timeline: Timeline,
+    memory: heap::MemoryProfile,
     /// Samples whose stack was cut at the depth cap.
     pub truncated_samples: u64,
     /// Facts about the recording.
@@ -321,6 +323,8 @@ impl Profile {
             .request
             .as_ref()
             .map(|r| (r.key, self.intern(&r.endpoint), self.intern(&r.path)));
+        self.memory
+            .observe(sample.pid, parent, endpoint, sample.state.is_active());
         self.timeline.push(TimelineEntry {
             time: sample.time,
             thread,
@@ -345,6 +349,22 @@ impl Profile {
             },
             1,
         );
+    }
+
+    /// Record a memory reading (attach mode: RSS and pymalloc heap).
+    pub fn add_memory_reading(&mut self, r: &pyrometer_sampler::MemoryReading) {
+        self.memory
+            .add_reading(r.pid, r.time, r.rss, r.heap, r.heap_unavailable.as_deref());
+    }
+
+    /// Memory per process and estimated growth per stack and endpoint.
+    pub fn memory(&self) -> &heap::MemoryProfile {
+        &self.memory
+    }
+
+    /// The memory profile, for readers of saved profiles.
+    pub fn memory_mut(&mut self) -> &mut heap::MemoryProfile {
+        &mut self.memory
     }
 
     /// Close open requests: call when the recording ends.

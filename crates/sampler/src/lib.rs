@@ -11,8 +11,9 @@ mod target;
 pub mod web;
 
 pub use clock::{Clock, Tick};
-pub use session::{Session, SessionEvents, SessionStats};
+pub use session::{Session, SessionEvents, SessionStats, DEFAULT_MEMORY_INTERVAL};
 pub use target::{
-    Sample, SampleError, SampledFrame, Target, TargetError, ThreadState, ThreadSummary,
+    MemoryReading, Sample, SampleError, SampledFrame, Target, TargetError, ThreadState,
+    ThreadSummary,
 };
 pub use web::{Category, SampledRequest};

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use pyrometer_cpython::CpythonError;
 use pyrometer_process::Process;
 
-use crate::target::{Sample, SampleError, Target, TargetError};
+use crate::target::{MemoryReading, Sample, SampleError, Target, TargetError};
+
+/// How often memory (RSS, pymalloc heap) is read unless told otherwise: it
+/// costs a few microseconds per process, far less than a stack walk.
+pub const DEFAULT_MEMORY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most processes followed at once.
 const MAX_TARGETS: usize = 1024;
@@ -28,6 +32,8 @@ pub struct SessionEvents {
     pub exited: Vec<i32>,
     /// PIDs that exec'd another program and were dropped (also in `exited`).
     pub replaced: Vec<i32>,
+    /// Memory readings taken at this tick (every memory interval).
+    pub memory: Vec<MemoryReading>,
 }
 
 /// Counters over the whole session.
@@ -54,6 +60,10 @@ pub struct Session {
     max_depth: usize,
     blocking: bool,
     idle_stacks: bool,
+    /// Read memory this often (`None`: never).
+    memory_interval: Option<Duration>,
+    /// Tick time of the last memory readings.
+    last_memory: Option<Duration>,
     /// Counters.
     pub stats: SessionStats,
     /// Why the last failed read failed, for the summary.
@@ -73,6 +83,8 @@ impl Session {
             max_depth: pyrometer_cpython::stack::DEFAULT_MAX_DEPTH,
             blocking: false,
             idle_stacks: true,
+            memory_interval: Some(DEFAULT_MEMORY_INTERVAL),
+            last_memory: None,
             stats: SessionStats::default(),
             last_error: None,
         }
@@ -91,6 +103,8 @@ impl Session {
             max_depth: pyrometer_cpython::stack::DEFAULT_MAX_DEPTH,
             blocking: false,
             idle_stacks: true,
+            memory_interval: Some(DEFAULT_MEMORY_INTERVAL),
+            last_memory: None,
             stats: SessionStats::default(),
             last_error: None,
         }
@@ -118,6 +132,12 @@ impl Session {
         for t in &mut self.targets {
             t.set_idle_stacks(on);
         }
+    }
+
+    /// Read every target's RSS and pymalloc heap every `interval` (`None`:
+    /// never).
+    pub fn set_memory_interval(&mut self, interval: Option<Duration>) {
+        self.memory_interval = interval.filter(|d| !d.is_zero());
     }
 
     /// The targets being sampled.
@@ -179,6 +199,19 @@ impl Session {
         }
         if failed {
             self.stats.error_ticks += 1;
+        }
+        if let Some(every) = self.memory_interval {
+            let due = self
+                .last_memory
+                .is_none_or(|last| time.saturating_sub(last) >= every);
+            if due {
+                self.last_memory = Some(time);
+                events.memory = self
+                    .targets
+                    .iter_mut()
+                    .map(|t| t.read_memory(time))
+                    .collect();
+            }
         }
         (out, events)
     }

@@ -12,7 +12,7 @@ use pyrometer_cpython::{
     locate, top_frame_of, CpythonError, Interpreter, StackReader, ThreadStack,
 };
 use pyrometer_process::{
-    CacheStats, MemoryError, NsTidMap, PageCache, Process, ProcessError, SchedState,
+    CacheStats, MemoryError, NsTidMap, PageCache, Process, ProcessError, SchedState, StatmReader,
     StoppedThreads, ThreadStatReader,
 };
 
@@ -193,6 +193,23 @@ pub struct Target {
     endpoints: EndpointNamer,
     /// The executable at attach time, to tell an exec from a torn read.
     exe_identity: Option<(u64, u64)>,
+    /// `/proc/PID/statm`, kept open for RSS readings.
+    statm: Option<StatmReader>,
+}
+
+/// One memory reading of one process (attach mode: read from outside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryReading {
+    /// Time since the recording started.
+    pub time: Duration,
+    /// Process id.
+    pub pid: i32,
+    /// Resident set size in bytes (`None`: could not be read).
+    pub rss: Option<u64>,
+    /// Bytes in pymalloc arenas in use (`None`: unavailable or dropped).
+    pub heap: Option<u64>,
+    /// Why the heap cannot be read in this process, if it cannot.
+    pub heap_unavailable: Option<Arc<str>>,
 }
 
 /// A sleeping thread's stack, kept to be reused while it does not move.
@@ -235,6 +252,7 @@ impl Target {
             serving: Default::default(),
             endpoints: EndpointNamer::default(),
             exe_identity,
+            statm: None,
         })
     }
 
@@ -519,6 +537,34 @@ impl Target {
             }
         }
         self.tid_map.to_host(ns_tid)
+    }
+
+    /// Read the process's RSS and the interpreter's pymalloc heap in use.
+    /// Cheap: one `pread` of a kept-open statm and one or two small remote
+    /// reads. A failed or implausible heap read is left out, not guessed.
+    pub fn read_memory(&mut self, time: Duration) -> MemoryReading {
+        let pid = self.pid();
+        if self.statm.is_none() {
+            self.statm = StatmReader::open(pid).ok();
+        }
+        let rss = self.statm.as_mut().and_then(|s| s.rss_bytes());
+        let interp = self.reader.interpreter();
+        let (heap, heap_unavailable) = match pyrometer_cpython::read_pymalloc(
+            self.reader.memory().inner(),
+            &interp.layout,
+            &interp.heap,
+        ) {
+            Ok(r) => (Some(r.bytes), None),
+            Err(pyrometer_cpython::HeapError::Unavailable(why)) => (None, Some(Arc::from(why))),
+            Err(_) => (None, None),
+        };
+        MemoryReading {
+            time,
+            pid,
+            rss,
+            heap,
+            heap_unavailable,
+        }
     }
 
     /// Sample every Python thread once. `time` is stamped on the samples.

@@ -305,6 +305,39 @@ pub struct Layout {
     pub dict_values: u64,
     pub dict_keys_model: DictKeysModel,
     pub instance_dict: InstanceDictModel,
+    // pymalloc (Objects/obmalloc.c)
+    /// Where the count of arenas in use lives.
+    pub heap: HeapModel,
+    /// `ARENA_SIZE`: 256 KiB before 3.10, 1 MiB from 3.10 (64-bit builds
+    /// with the radix tree use large arenas).
+    pub arena_size: u64,
+}
+
+/// Where pymalloc keeps `narenas_currently_allocated`, the number of
+/// arenas in use (each `ARENA_SIZE` bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeapModel {
+    /// 3.8–3.11: a file-static variable of Objects/obmalloc.c, found by its
+    /// local symbol in `.symtab` (absent from stripped binaries).
+    StaticSymbol,
+    /// 3.12: in the main interpreter's inline `obmalloc` state, itself
+    /// inline in `_PyRuntime`: the count is at `_PyRuntime + narenas`.
+    RuntimeInline {
+        /// `offsetof(_PyRuntimeState, _main_interpreter)` +
+        /// `offsetof(PyInterpreterState, obmalloc.mgmt.narenas_currently_allocated)`
+        narenas: u64,
+    },
+    /// 3.13: the main interpreter's `obmalloc` is a pointer to the state.
+    RuntimePointer {
+        /// `offsetof(_PyRuntimeState, _main_interpreter)` +
+        /// `offsetof(PyInterpreterState, obmalloc)`
+        obmalloc: u64,
+        /// `offsetof(struct _obmalloc_state, mgmt.narenas_currently_allocated)`
+        narenas: u64,
+    },
+    /// Not known for this version (layouts built from debug offsets of
+    /// newer versions: `_Py_DebugOffsets` does not describe obmalloc).
+    Unknown,
 }
 
 impl Layout {

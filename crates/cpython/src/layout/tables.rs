@@ -10,8 +10,8 @@
 //! so a diff between two tables reads as "what changed in that release".
 
 use super::{
-    DictKeysModel, FrameModel, FrameRoot, InstanceDictModel, Layout, LineTableFormat, LongModel,
-    Version,
+    DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout, LineTableFormat,
+    LongModel, Version,
 };
 
 /// `FRAME_OWNED_BY_CSTACK` (3.12/3.13): the entry shim frame, not Python code.
@@ -99,6 +99,8 @@ const PY38: Layout = Layout {
         dk_indices: 40,
     },
     instance_dict: InstanceDictModel::DictOffset,
+    heap: HeapModel::StaticSymbol,
+    arena_size: 256 << 10,
 };
 
 /// 3.9: runtime and interpreter state grew (per-interpreter ceval, gc, ...).
@@ -123,6 +125,8 @@ const PY310: Layout = Layout {
     },
     line_table: LineTableFormat::Linetable310,
     heap_type_cached_keys: Some(872),
+    // bpo-37448: the radix tree allows 1 MiB arenas on 64-bit builds.
+    arena_size: 1 << 20,
     ..PY39
 };
 
@@ -218,6 +222,7 @@ const PY312: Layout = Layout {
     unicode_compact_data: 56,
     long_model: LongModel::Tagged { lv_tag: 16 },
     instance_dict: InstanceDictModel::DictOrValues312,
+    heap: HeapModel::RuntimeInline { narenas: 81416 },
     ..PY311
 };
 
@@ -251,6 +256,10 @@ const PY313: Layout = Layout {
 
     code_code_adaptive: Some(200),
     instance_dict: InstanceDictModel::InlineValues313,
+    heap: HeapModel::RuntimePointer {
+        obmalloc: 99152,
+        narenas: 1064,
+    },
     ..PY312
 };
 
