@@ -71,6 +71,8 @@ pub struct CodeInfo {
     pub code_start: u64,
     /// The fast local holding a WSGI `environ` or ASGI `scope`, if any.
     pub request_slot: Option<(usize, crate::request::RequestKind)>,
+    /// The locals of anyio's worker loop, if this is its code.
+    pub worker_slots: Option<crate::request::WorkerSlots>,
     /// Address the code object was read from.
     pub addr: u64,
     /// `co_filename` and `co_name` pointers when it was read: a cheap
@@ -140,6 +142,10 @@ pub struct StackReader<M: Memory> {
     method_names: FxHashMap<(u64, u64), Arc<str>>,
     /// Request-dict key strings by address → which field they name.
     pub(crate) request_keys: std::cell::RefCell<FxHashMap<u64, u8>>,
+    /// Threadpool calls (see `threadpool_request_of`) → their request.
+    pub(crate) threadpool_requests: std::cell::RefCell<FxHashMap<u64, crate::request::RequestInfo>>,
+    /// Thread state → its last threadpool call.
+    pub(crate) threadpool_last: std::cell::RefCell<FxHashMap<u64, u64>>,
 }
 
 impl<M: Memory> StackReader<M> {
@@ -156,6 +162,8 @@ impl<M: Memory> StackReader<M> {
             code_generation: None,
             method_names: FxHashMap::default(),
             request_keys: Default::default(),
+            threadpool_requests: Default::default(),
+            threadpool_last: Default::default(),
         }
     }
 
@@ -602,6 +610,7 @@ impl<M: Memory> StackReader<M> {
         };
         let code_start = l.code_code_adaptive.map(|o| addr + o).unwrap_or(0);
         let request_slot = crate::request::request_slot(&varnames, nlocals);
+        let worker_slots = crate::request::worker_slots(&filename, &name, &varnames, nlocals);
         Ok(CodeInfo {
             name,
             qualname,
@@ -616,6 +625,7 @@ impl<M: Memory> StackReader<M> {
             code_start,
             addr,
             request_slot,
+            worker_slots,
             identity: (filename_ptr, name_ptr),
         })
     }

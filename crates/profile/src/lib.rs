@@ -327,10 +327,15 @@ impl Profile {
             request: sample.request.as_ref().map(|r| r.key),
         });
         let overflow = self.intern("(other endpoints)");
-        self.requests
-            .observe(thread, sample.time, sample.walked, request, parent, || {
-                overflow
-            });
+        self.requests.observe(
+            thread,
+            sample.pid,
+            sample.time,
+            sample.walked,
+            request,
+            parent,
+            || overflow,
+        );
         self.add(
             SampleKey {
                 stack: parent,

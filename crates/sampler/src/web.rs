@@ -51,6 +51,11 @@ impl EndpointNamer {
         if let Some(n) = self.by_request.get(&req.key) {
             return n.clone();
         }
+        if req.path.is_empty() {
+            // A threadpool call whose request was not found, running no
+            // application code.
+            return Arc::from(format!("{} threadpool", req.method));
+        }
         Arc::from(format!("{} {}", req.method, normalize_path(&req.path)))
     }
 }

@@ -10,8 +10,8 @@
 //! so a diff between two tables reads as "what changed in that release".
 
 use super::{
-    DictKeysModel, FrameModel, FrameRoot, InstanceDictModel, Layout, LineTableFormat, LongModel,
-    Version,
+    CoroFrame, DictKeysModel, FrameModel, FrameRoot, InstanceDictModel, Layout, LineTableFormat,
+    LongModel, Version,
 };
 
 /// `FRAME_OWNED_BY_CSTACK` (3.12/3.13): the entry shim frame, not Python code.
@@ -72,6 +72,8 @@ const PY38: Layout = Layout {
     type_tp_flags: 168,
     type_tp_basicsize: 32,
     type_tp_dictoffset: 288,
+    type_tp_members: 240,
+    type_tp_base: 256,
     heap_type_cached_keys: Some(872),
 
     unicode_length: 16,
@@ -99,6 +101,8 @@ const PY38: Layout = Layout {
         dk_indices: 40,
     },
     instance_dict: InstanceDictModel::DictOffset,
+    asyncio_task_coro: Some(112),
+    coro_frame: CoroFrame::Pointer(16),
 };
 
 /// 3.9: runtime and interpreter state grew (per-interpreter ceval, gc, ...).
@@ -107,6 +111,8 @@ const PY39: Layout = Layout {
     runtime_gil: Some(352),
     interp_modules: 856,
     heap_type_cached_keys: Some(864),
+    // `fut_cancel_msg` and the cancelled-exception state joined the future.
+    asyncio_task_coro: Some(152),
     ..PY38
 };
 
@@ -123,6 +129,7 @@ const PY310: Layout = Layout {
     },
     line_table: LineTableFormat::Linetable310,
     heap_type_cached_keys: Some(872),
+    asyncio_task_coro: Some(160),
     ..PY39
 };
 
@@ -178,6 +185,8 @@ const PY311: Layout = Layout {
         dk_indices: 32,
     },
     instance_dict: InstanceDictModel::Managed311,
+    asyncio_task_coro: Some(136),
+    coro_frame: CoroFrame::Inline(80),
     ..PY310
 };
 
@@ -218,6 +227,7 @@ const PY312: Layout = Layout {
     unicode_compact_data: 56,
     long_model: LongModel::Tagged { lv_tag: 16 },
     instance_dict: InstanceDictModel::DictOrValues312,
+    coro_frame: CoroFrame::Inline(72),
     ..PY311
 };
 
@@ -251,6 +261,7 @@ const PY313: Layout = Layout {
 
     code_code_adaptive: Some(200),
     instance_dict: InstanceDictModel::InlineValues313,
+    asyncio_task_coro: Some(120),
     ..PY312
 };
 
