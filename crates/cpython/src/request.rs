@@ -364,3 +364,62 @@ impl<M: Memory> StackReader<M> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<Arc<str>> {
+        list.iter().map(|n| Arc::from(*n)).collect()
+    }
+
+    #[test]
+    fn worker_slots_find_anyio_worker_locals() {
+        let file = "/venv/lib/python3.11/site-packages/anyio/_backends/_asyncio.py";
+        let locals = names(&[
+            "self",
+            "item",
+            "context",
+            "func",
+            "args",
+            "future",
+            "cancel_scope",
+            "result",
+        ]);
+        assert_eq!(
+            worker_slots(file, "run", &locals, locals.len()),
+            Some(WorkerSlots {
+                future: 5,
+                func: Some(3),
+                context: Some(2),
+                cancel_scope: Some(6),
+            })
+        );
+        // anyio 3 had no cancel scope in the item.
+        let old = names(&["self", "item", "context", "func", "args", "future"]);
+        let slots = worker_slots(file, "run", &old, old.len()).expect("anyio 3");
+        assert_eq!((slots.future, slots.cancel_scope), (5, None));
+        // Other functions, other files, or no `future`: not the worker loop.
+        assert_eq!(worker_slots(file, "_report_result", &locals, 8), None);
+        assert_eq!(worker_slots("/srv/anyio_like.py", "run", &locals, 8), None);
+        assert_eq!(
+            worker_slots(file, "run", &names(&["self", "item"]), 2),
+            None
+        );
+        // Only real locals count (not cells or free variables beyond nlocals).
+        assert_eq!(worker_slots(file, "run", &locals, 5), None);
+    }
+
+    #[test]
+    fn the_worker_waits_in_its_queue_or_handing_back() {
+        assert!(worker_waits("/usr/lib/python3.11/queue.py"));
+        assert!(worker_waits("/usr/lib/python3.11/asyncio/base_events.py"));
+        assert!(worker_waits(
+            "/venv/lib/python3.11/site-packages/anyio/_backends/_asyncio.py"
+        ));
+        assert!(!worker_waits("/srv/app.py"));
+        assert!(!worker_waits(
+            "/venv/lib/python3.11/site-packages/fastapi/routing.py"
+        ));
+    }
+}

@@ -284,3 +284,112 @@ impl RequestTracker {
         self.open.len() + self.closing.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const ENDPOINT: StrId = StrId(1);
+    const PATH: StrId = StrId(2);
+    const LOOP: ThreadKey = ThreadKey(1);
+    const WORKER: ThreadKey = ThreadKey(2);
+
+    fn tracker() -> RequestTracker {
+        RequestTracker {
+            period: 10 * MS,
+            ..Default::default()
+        }
+    }
+
+    fn see(t: &mut RequestTracker, thread: ThreadKey, ms: u64, key: Option<u64>) {
+        t.observe(
+            thread,
+            100,
+            Duration::from_millis(ms),
+            true,
+            key.map(|k| (k, ENDPOINT, PATH)),
+            None,
+            || StrId(99),
+        );
+    }
+
+    fn stats(t: &mut RequestTracker) -> (u64, Vec<Duration>) {
+        t.close_all(|| StrId(99));
+        let e = t.endpoints.get(&ENDPOINT).cloned().unwrap_or_default();
+        let mut d = e.durations.clone();
+        d.sort();
+        (e.count, d)
+    }
+
+    #[test]
+    fn a_request_seen_on_the_loop_then_in_the_pool_is_one_request() {
+        let mut t = tracker();
+        // The loop routes it, a worker runs it, the loop sends the answer.
+        see(&mut t, LOOP, 0, Some(7));
+        see(&mut t, WORKER, 0, None);
+        see(&mut t, LOOP, 10, None);
+        for ms in (10..=100).step_by(10) {
+            see(&mut t, WORKER, ms, Some(7));
+        }
+        see(&mut t, WORKER, 110, None);
+        see(&mut t, LOOP, 110, Some(7));
+        see(&mut t, LOOP, 120, None);
+        // Long after: nothing.
+        see(&mut t, LOOP, 500, None);
+        let (count, durations) = stats(&mut t);
+        assert_eq!(count, 1);
+        assert_eq!(durations, vec![120 * MS]);
+    }
+
+    #[test]
+    fn requests_apart_by_more_than_the_grace_are_two() {
+        let mut t = tracker();
+        see(&mut t, WORKER, 0, Some(7));
+        see(&mut t, WORKER, 10, Some(7));
+        see(&mut t, WORKER, 20, None);
+        // 5 periods of grace: seen again 40 ms after its last sample, it is
+        // the same request; 100 ms after, another one (an address reused).
+        see(&mut t, WORKER, 50, Some(7));
+        see(&mut t, WORKER, 60, None);
+        see(&mut t, WORKER, 160, Some(7));
+        see(&mut t, WORKER, 170, None);
+        see(&mut t, WORKER, 400, None);
+        let (count, durations) = stats(&mut t);
+        assert_eq!(count, 2);
+        assert_eq!(durations, vec![10 * MS, 60 * MS]);
+    }
+
+    #[test]
+    fn other_requests_in_between_keep_theirs_apart() {
+        let mut t = tracker();
+        // Two async requests interleaving on one loop thread.
+        for ms in (0..100).step_by(20) {
+            see(&mut t, LOOP, ms, Some(1));
+            see(&mut t, LOOP, ms + 10, Some(2));
+        }
+        see(&mut t, LOOP, 100, None);
+        let (count, durations) = stats(&mut t);
+        assert_eq!(count, 2);
+        assert_eq!(durations, vec![90 * MS, 90 * MS]);
+    }
+
+    #[test]
+    fn the_same_key_in_another_process_is_another_request() {
+        let mut t = tracker();
+        see(&mut t, LOOP, 0, Some(7));
+        t.observe(
+            WORKER,
+            200,
+            Duration::ZERO,
+            true,
+            Some((7, ENDPOINT, PATH)),
+            None,
+            || StrId(99),
+        );
+        see(&mut t, LOOP, 10, None);
+        t.observe(WORKER, 200, 10 * MS, true, None, None, || StrId(99));
+        let (count, _) = stats(&mut t);
+        assert_eq!(count, 2);
+    }
+}
