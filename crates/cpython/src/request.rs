@@ -125,6 +125,8 @@ fn worker_waits(filename: &str) -> bool {
 
 /// Threadpool requests whose scope was looked up, kept per call identity.
 const MAX_THREADPOOL_CACHED: usize = 4096;
+/// Lookups of a threadpool call's scope before it is named without it.
+const MAX_LOOKUPS: u8 = 3;
 /// The path of a threadpool request whose scope was not found.
 const NO_PATH: &str = "";
 
@@ -173,12 +175,16 @@ impl<M: Memory> StackReader<M> {
             }
             last.insert(stack.tstate, call);
         }
-        if let Some(found) = self.threadpool_requests.borrow().get(&call) {
-            return Some(RequestInfo {
-                frame_index: index,
-                ..found.clone()
-            });
-        }
+        let misses = match self.threadpool_requests.borrow().get(&call) {
+            Some((info, misses)) if info.method.as_ref() != "?" || *misses >= MAX_LOOKUPS => {
+                return Some(RequestInfo {
+                    frame_index: index,
+                    ..info.clone()
+                });
+            }
+            Some((_, misses)) => *misses,
+            None => 0,
+        };
         let scope = slots
             .cancel_scope
             .and_then(|s| self.local_value(frame, s))
@@ -195,7 +201,14 @@ impl<M: Memory> StackReader<M> {
         if cache.len() >= MAX_THREADPOOL_CACHED {
             cache.clear();
         }
-        cache.insert(call, info.clone());
+        // A failed lookup (a read torn while the event loop ran) is tried
+        // again on the next samples of the call, a few times.
+        let misses = if info.method.as_ref() == "?" {
+            misses + 1
+        } else {
+            misses
+        };
+        cache.insert(call, (info.clone(), misses));
         Some(info)
     }
 

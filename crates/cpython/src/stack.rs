@@ -142,8 +142,10 @@ pub struct StackReader<M: Memory> {
     method_names: FxHashMap<(u64, u64), Arc<str>>,
     /// Request-dict key strings by address → which field they name.
     pub(crate) request_keys: std::cell::RefCell<FxHashMap<u64, u8>>,
-    /// Threadpool calls (see `threadpool_request_of`) → their request.
-    pub(crate) threadpool_requests: std::cell::RefCell<FxHashMap<u64, crate::request::RequestInfo>>,
+    /// Threadpool calls (see `threadpool_request_of`) → their request and
+    /// the failed lookups of its scope.
+    pub(crate) threadpool_requests:
+        std::cell::RefCell<FxHashMap<u64, (crate::request::RequestInfo, u8)>>,
     /// Thread state → its last threadpool call.
     pub(crate) threadpool_last: std::cell::RefCell<FxHashMap<u64, u64>>,
 }
