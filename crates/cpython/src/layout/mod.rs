@@ -311,7 +311,7 @@ pub struct Layout {
     pub instance_dict: InstanceDictModel,
     // asyncio: how a request awaiting a thread pool is reached from the
     // worker thread (`_asynciomodule.c` is not a public header: measured on
-    // each interpreter, checked live by crates/cpython/tests/coroutines.rs).
+    // each interpreter, checked live by crates/cpython/tests/threadpool_live.rs).
     /// `offsetof(TaskObj, task_coro)` of the C `_asyncio.Task`; `None`
     /// where not known (the request is then named without its scope).
     pub asyncio_task_coro: Option<u64>,
