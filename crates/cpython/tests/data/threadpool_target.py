@@ -1,10 +1,10 @@
 """Sync endpoints running in an anyio-style thread pool (see
 threadpool/anyio/_backends/_asyncio.py), for crates/cpython/tests/threadpool_live.rs.
 
-Three worker threads: one runs a call awaited by a task whose coroutine is
+Four worker threads: one runs a call awaited by a task whose coroutine is
 a method with the request in `self.scope` (uvicorn's RequestResponseCycle),
 one a call awaited by a coroutine with a `scope` local (a plain ASGI app),
-one waits for work. Prints one JSON line with their thread idents, then
+one the same under asyncio's pure-Python task class, one waits for work. Prints one JSON line with their thread idents, then
 runs for 120 s (the test kills it sooner)."""
 
 import asyncio
@@ -35,26 +35,29 @@ class Cycle:
         return await run_sync(self.worker, sync_view, label="cycle", n=1)
 
 
-async def asgi_app(scope, worker):
-    return await run_sync(worker, sync_view, label="app", n=2)
+async def asgi_app(scope, worker, label="app"):
+    return await run_sync(worker, sync_view, label=label, n=2)
 
 
 async def main():
     loop = asyncio.get_running_loop()
-    workers = [WorkerThread(loop) for _ in range(3)]
+    workers = [WorkerThread(loop) for _ in range(4)]
     for w in workers:
         w.start()
     scope_a = {"type": "http", "method": "PATCH", "path": "/items/42", "headers": []}
     scope_b = {"type": "http", "method": "DELETE", "path": "/orders/7"}
     t1 = loop.create_task(Cycle(scope_a, workers[0]).run_asgi())
     t2 = loop.create_task(asgi_app(scope_b, workers[1]))
-    while len(started) < 2:
+    scope_c = {"type": "http", "method": "PUT", "path": "/py/1"}
+    t3 = asyncio.tasks._PyTask(asgi_app(scope_c, workers[3], "pytask"), loop=loop)
+    while len(started) < 3:
         await asyncio.sleep(0.01)
     print(
         json.dumps(
             {
                 "cycle": started["cycle"],
                 "app": started["app"],
+                "pytask": started["pytask"],
                 "idle": workers[2].ident,
             }
         ),
@@ -62,7 +65,7 @@ async def main():
     )
     await asyncio.sleep(120)
     release.set()
-    await asyncio.gather(t1, t2)
+    await asyncio.gather(t1, t2, t3)
 
 
 asyncio.run(main())
