@@ -125,6 +125,25 @@ fn worker_waits(filename: &str) -> bool {
 
 /// Threadpool requests whose scope was looked up, kept per call identity.
 const MAX_THREADPOOL_CACHED: usize = 4096;
+/// Base classes followed to find the C task under a subclass.
+const MAX_TASK_BASES: usize = 8;
+
+/// Whether `obj` is a C `_asyncio.Task` or an instance of a subclass of it;
+/// `None` when its type cannot be read.
+fn is_c_task<M: Memory>(m: &M, l: &crate::Layout, obj: u64) -> Option<bool> {
+    let mut tp = objects::type_of(m, l, obj).ok()?;
+    for _ in 0..MAX_TASK_BASES {
+        if objects::type_name_of_type(m, l, tp, 64).ok().as_deref() == Some("_asyncio.Task") {
+            return Some(true);
+        }
+        tp = m.read_u64(tp.checked_add(l.type_tp_base)?).ok()?;
+        if tp == 0 || tp > MAX_USER_ADDRESS {
+            return Some(false);
+        }
+    }
+    Some(false)
+}
+
 /// Lookups of a threadpool call's scope before it is named without it.
 const MAX_LOOKUPS: u8 = 3;
 /// The path of a threadpool request whose scope was not found.
@@ -223,11 +242,12 @@ impl<M: Memory> StackReader<M> {
             Some(t) => t,
             None => objects::get_attr(m, l, cancel_scope, "_host_task").ok()??,
         };
-        let coro = match &*objects::type_name(m, l, task).ok()? {
-            // The C task keeps its coroutine in a struct field.
-            "_asyncio.Task" => m.read_u64(task + l.asyncio_task_coro?).ok()?,
-            // asyncio's pure-Python task (and subclasses of it).
-            _ => objects::get_attr(m, l, task, "_coro").ok()??,
+        // The C task (or a Python subclass of it) keeps its coroutine in a
+        // struct field; asyncio's pure-Python task in `_coro`.
+        let coro = if is_c_task(m, l, task)? {
+            m.read_u64(task + l.asyncio_task_coro?).ok()?
+        } else {
+            objects::get_attr(m, l, task, "_coro").ok()??
         };
         if coro == 0
             || coro > MAX_USER_ADDRESS

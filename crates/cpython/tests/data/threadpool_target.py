@@ -4,7 +4,8 @@ threadpool/anyio/_backends/_asyncio.py), for crates/cpython/tests/threadpool_liv
 Four worker threads: one runs a call awaited by a task whose coroutine is
 a method with the request in `self.scope` (uvicorn's RequestResponseCycle),
 one a call awaited by a coroutine with a `scope` local (a plain ASGI app),
-one the same under asyncio's pure-Python task class, one waits for work. Prints one JSON line with their thread idents, then
+one the same under asyncio's pure-Python task class, one under a Python
+subclass of the C task, one waits for work. Prints one JSON line with their thread idents, then
 runs for 120 s (the test kills it sooner)."""
 
 import asyncio
@@ -26,6 +27,10 @@ def sync_view(label, n=0):
     return n
 
 
+class SubTask(asyncio.Task):
+    """A task class of an application's own (asyncio.Task is the C one)."""
+
+
 class Cycle:
     def __init__(self, scope, worker):
         self.scope = scope
@@ -41,7 +46,7 @@ async def asgi_app(scope, worker, label="app"):
 
 async def main():
     loop = asyncio.get_running_loop()
-    workers = [WorkerThread(loop) for _ in range(4)]
+    workers = [WorkerThread(loop) for _ in range(5)]
     for w in workers:
         w.start()
     scope_a = {"type": "http", "method": "PATCH", "path": "/items/42", "headers": []}
@@ -50,7 +55,9 @@ async def main():
     t2 = loop.create_task(asgi_app(scope_b, workers[1]))
     scope_c = {"type": "http", "method": "PUT", "path": "/py/1"}
     t3 = asyncio.tasks._PyTask(asgi_app(scope_c, workers[3], "pytask"), loop=loop)
-    while len(started) < 3:
+    scope_d = {"type": "http", "method": "POST", "path": "/sub/2"}
+    t4 = SubTask(asgi_app(scope_d, workers[4], "subtask"), loop=loop)
+    while len(started) < 4:
         await asyncio.sleep(0.01)
     print(
         json.dumps(
@@ -58,6 +65,7 @@ async def main():
                 "cycle": started["cycle"],
                 "app": started["app"],
                 "pytask": started["pytask"],
+                "subtask": started["subtask"],
                 "idle": workers[2].ident,
             }
         ),
@@ -65,7 +73,7 @@ async def main():
     )
     await asyncio.sleep(120)
     release.set()
-    await asyncio.gather(t1, t2, t3)
+    await asyncio.gather(t1, t2, t3, t4)
 
 
 asyncio.run(main())
