@@ -501,15 +501,16 @@ fn uvicorn_fastapi_sync_endpoint_in_the_threadpool() {
         port,
     );
     let workers = server.wait_ready(2, is_spawned_worker);
-    // Both endpoints count the primes below 20 000 per request.
+    // Both endpoints count the primes below 40 000 per request: tens of ms,
+    // several samples per request at 100 Hz.
     let (load_seconds, record_seconds) = (9.0, 6.0);
     let load = start_load(
         &scratch,
         port,
         load_seconds,
         4,
-        "get:/burn?n=20000=3,post:/compute=1,health=1",
-        &["--body", "{\"n\": 20000}"],
+        "get:/burn?n=40000=3,post:/compute=1,health=1",
+        &["--body", "{\"n\": 40000}"],
     );
     std::thread::sleep(Duration::from_secs(1));
     let p = start_record(
@@ -550,7 +551,7 @@ fn uvicorn_fastapi_sync_endpoint_in_the_threadpool() {
         .unwrap_or_else(|| panic!("no GET app.sync_burn row; {}", p.describe()));
     let (compute_cpu, _, _) = endpoint_row(&p, "POST app.compute")
         .unwrap_or_else(|| panic!("no POST app.compute row; {}", p.describe()));
-    let (load_burn, load_burn_p50) = load_endpoint(&doc, "get:/burn?n=20000");
+    let (load_burn, load_burn_p50) = load_endpoint(&doc, "get:/burn?n=40000");
     let (load_compute, _) = load_endpoint(&doc, "post:/compute");
     // The same work per request: the CPU shares are as the request counts.
     let cpu_ratio = burn_cpu / compute_cpu.max(0.1);
@@ -574,9 +575,12 @@ fn uvicorn_fastapi_sync_endpoint_in_the_threadpool() {
         p.describe()
     );
     // Server-side time is at most the client's (which adds waiting for the
-    // event loop, blocked by `compute`), and not much less.
+    // event loop, blocked by `compute`), not much less, and the median
+    // request is seen by more than one sample (not cut into samples).
     assert!(
-        burn_p50 <= 1.3 * load_burn_p50 + 20.0 && burn_p50 >= 0.1 * load_burn_p50,
+        burn_p50 <= 1.3 * load_burn_p50 + 20.0
+            && burn_p50 >= 0.1 * load_burn_p50
+            && burn_p50 > 10.0,
         "uvicorn sync: p50 {burn_p50:.1} ms vs the client's {load_burn_p50:.1} ms; {}",
         p.describe()
     );
