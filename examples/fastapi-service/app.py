@@ -10,6 +10,8 @@ app has to tell apart. Run from this directory:
     GET  /sleep     `async def` awaiting asyncio.sleep (the loop stays free)
     GET  /sync      a plain `def` endpoint, which FastAPI runs in its
                     threadpool: a little blocking I/O and a little CPU
+    GET  /burn      ?n=INT: a plain `def` endpoint that is all CPU (the
+                    primes below n), in the threadpool
 """
 
 import asyncio
@@ -73,3 +75,10 @@ def checksum(data):
 def sync_endpoint(ms: int = 20):
     time.sleep(min(max(ms, 0), 5000) / 1000)  # a blocking call, in the threadpool
     return {"checksum": checksum(os.urandom(20_000))}
+
+
+@app.get("/burn")
+def sync_burn(n: int = 30_000):
+    if not 2 <= n <= MAX_N:
+        raise HTTPException(status_code=400, detail=f"n must be in 2..{MAX_N}")
+    return {"n": n, "primes": count_primes(n)}

@@ -173,6 +173,8 @@ int main(void) {
     OFF("type_tp_flags", PyTypeObject, tp_flags);
     OFF("type_tp_basicsize", PyTypeObject, tp_basicsize);
     OFF("type_tp_dictoffset", PyTypeObject, tp_dictoffset);
+    OFF("type_tp_members", PyTypeObject, tp_members);
+    OFF("type_tp_base", PyTypeObject, tp_base);
     OFF("heap_type_cached_keys", PyHeapTypeObject, ht_cached_keys);
 
     /* Strings: length/state sit in the PyASCIIObject prefix of all of them. */

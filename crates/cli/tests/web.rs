@@ -10,6 +10,9 @@
 //!   up too, while pyrometer keeps running to its duration and writes its
 //!   output;
 //! * uvicorn `--workers 2`, fastapi-service: both workers and `count_primes`;
+//! * the same with a sync `def` endpoint run in anyio's thread pool: its
+//!   samples are `GET app.sync_burn`, with the CPU share, request count and
+//!   median the load generator's figures imply;
 //! * Django under gunicorn, django-service: the heavy view's functions.
 //!
 //! The venvs come from `scripts/webenv.sh` (built once, then cached under
@@ -96,6 +99,9 @@ fn start_record_at(
 /// A finished recording: samples per process and the folded stacks.
 struct Profile {
     folded: Vec<(Vec<String>, u64)>,
+    /// With `--group-by endpoint`: each folded stack's endpoint (its root
+    /// frame, taken off the stack).
+    endpoints: Vec<Option<String>>,
     per_pid: BTreeMap<i32, u64>,
     total: u64,
     stderr: String,
@@ -128,7 +134,21 @@ impl Recording {
         );
         let text = std::fs::read_to_string(&self.out)
             .unwrap_or_else(|e| panic!("pyrometer wrote no {}: {e}\n{stderr}", self.out.display()));
-        let folded = parse_folded(&text).unwrap_or_else(|e| panic!("{e}"));
+        let mut folded = parse_folded(&text).unwrap_or_else(|e| panic!("{e}"));
+        let endpoints = folded
+            .iter_mut()
+            .map(|(stack, _)| {
+                let e = stack
+                    .first()
+                    .and_then(|f| f.strip_prefix("endpoint ("))
+                    .and_then(|f| f.strip_suffix(')'))
+                    .map(str::to_string);
+                if e.is_some() {
+                    stack.remove(0);
+                }
+                e
+            })
+            .collect();
         let mut per_pid = BTreeMap::new();
         let mut total = 0;
         for (stack, n) in &folded {
@@ -144,6 +164,7 @@ impl Recording {
         assert!(total > 0, "no samples at all:\n{stderr}");
         Profile {
             folded,
+            endpoints,
             per_pid,
             total,
             stderr,
@@ -419,6 +440,150 @@ fn uvicorn_fastapi_two_workers() {
     );
     let doc = load.finish();
     assert_eq!(doc["errors"], 0, "failed requests: {doc}");
+}
+
+/// The summary's row for `endpoint`: CPU %, requests, p50 ms.
+fn endpoint_row(p: &Profile, endpoint: &str) -> Option<(f64, u64, f64)> {
+    let row = p
+        .stderr
+        .lines()
+        .skip_while(|l| !l.contains("endpoints (by CPU"))
+        .find(|l| l.trim_start().starts_with(&format!("{endpoint} ")))?;
+    let cols: Vec<&str> = row[row.find(endpoint)? + endpoint.len()..]
+        .split_whitespace()
+        .collect();
+    let cpu = cols.first()?.trim_end_matches('%').parse().ok()?;
+    let requests = cols.get(2)?.parse().ok()?;
+    let p50 = cols.get(3)?.parse().ok()?;
+    Some((cpu, requests, p50))
+}
+
+/// The loadgen's figures for one mix entry: (ok requests, p50 ms).
+fn load_endpoint(doc: &serde_json::Value, name: &str) -> (u64, f64) {
+    let e = doc["endpoints"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["endpoint"] == name))
+        .unwrap_or_else(|| panic!("loadgen has no {name}: {doc}"));
+    (
+        e["ok"].as_u64().unwrap_or(0),
+        e["p50_ms"].as_f64().unwrap_or(0.0),
+    )
+}
+
+/// A sync `def` endpoint, which FastAPI runs in anyio's thread pool: its
+/// samples on the worker threads are attributed to `GET app.sync_burn`
+/// (method from the awaiting task's scope, view from the stack), its CPU
+/// share against the async `compute` doing the same work per request
+/// follows the request counts, and its request count and median follow
+/// the load generator's.
+#[test]
+fn uvicorn_fastapi_sync_endpoint_in_the_threadpool() {
+    let scratch = Scratch::new("web-fastapi-sync");
+    let venv = venv("fastapi-service");
+    let _turn = web_lock();
+    let port = free_port();
+    let port_s = port.to_string();
+    let mut server = start_server(
+        &scratch,
+        "fastapi-service",
+        &venv.join("bin/uvicorn"),
+        &[
+            "app:app",
+            "--workers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--no-access-log",
+        ],
+        &[],
+        port,
+    );
+    let workers = server.wait_ready(2, is_spawned_worker);
+    // Both endpoints count the primes below 40 000 per request: tens of ms,
+    // several samples per request at 100 Hz.
+    let (load_seconds, record_seconds) = (9.0, 6.0);
+    let load = start_load(
+        &scratch,
+        port,
+        load_seconds,
+        4,
+        "get:/burn?n=40000=3,post:/compute=1,health=1",
+        &["--body", "{\"n\": 40000}"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let p = start_record(
+        &scratch,
+        server.master(),
+        record_seconds,
+        &["--group-by", "endpoint"],
+    )
+    .finish();
+    let doc = load.finish();
+    assert_eq!(doc["errors"], 0, "failed requests: {doc}");
+    p.assert_has_pids("uvicorn sync", &workers);
+
+    // Attribution: the samples in the view, by endpoint.
+    let mut in_view: BTreeMap<String, u64> = BTreeMap::new();
+    for ((stack, n), e) in p.folded.iter().zip(&p.endpoints) {
+        if stack.iter().any(|f| folded_name(f) == "sync_burn") {
+            *in_view
+                .entry(e.clone().unwrap_or_else(|| "(none)".into()))
+                .or_default() += n;
+        }
+    }
+    let total: u64 = in_view.values().sum();
+    let named = in_view.get("GET app.sync_burn").copied().unwrap_or(0);
+    println!("uvicorn sync: samples in sync_burn by endpoint: {in_view:?}");
+    assert!(
+        total >= 50,
+        "uvicorn sync: only {total} samples in sync_burn; {}",
+        p.describe()
+    );
+    assert!(
+        named as f64 >= 0.95 * total as f64,
+        "uvicorn sync: {named} of {total} samples in sync_burn are GET app.sync_burn: {in_view:?}; {}",
+        p.describe()
+    );
+
+    let (burn_cpu, burn_requests, burn_p50) = endpoint_row(&p, "GET app.sync_burn")
+        .unwrap_or_else(|| panic!("no GET app.sync_burn row; {}", p.describe()));
+    let (compute_cpu, _, _) = endpoint_row(&p, "POST app.compute")
+        .unwrap_or_else(|| panic!("no POST app.compute row; {}", p.describe()));
+    let (load_burn, load_burn_p50) = load_endpoint(&doc, "get:/burn?n=40000");
+    let (load_compute, _) = load_endpoint(&doc, "post:/compute");
+    // The same work per request: the CPU shares are as the request counts.
+    let cpu_ratio = burn_cpu / compute_cpu.max(0.1);
+    let count_ratio = load_burn as f64 / load_compute.max(1) as f64;
+    // The recording covers `record_seconds` of the load's steady part.
+    let expected_requests = load_burn as f64 * record_seconds / load_seconds;
+    println!(
+        "uvicorn sync: GET app.sync_burn CPU {burn_cpu:.1} %, {burn_requests} requests, p50 {burn_p50:.1} ms; \
+         POST app.compute CPU {compute_cpu:.1} %; CPU ratio {cpu_ratio:.2} vs request ratio {count_ratio:.2}; \
+         loadgen: {load_burn} burn requests in {load_seconds} s (≈ {expected_requests:.0} while recording), p50 {load_burn_p50:.1} ms"
+    );
+    assert!(
+        cpu_ratio > count_ratio / 2.0 && cpu_ratio < count_ratio * 2.0,
+        "uvicorn sync: CPU ratio burn/compute {cpu_ratio:.2}, request ratio {count_ratio:.2}; {}",
+        p.describe()
+    );
+    assert!(
+        (burn_requests as f64) > 0.5 * expected_requests
+            && (burn_requests as f64) < 1.5 * expected_requests,
+        "uvicorn sync: {burn_requests} GET app.sync_burn requests, about {expected_requests:.0} expected; {}",
+        p.describe()
+    );
+    // Server-side time is at most the client's (which adds waiting for the
+    // event loop, blocked by `compute`), not much less, and the median
+    // request is seen by more than one sample (not cut into samples).
+    assert!(
+        burn_p50 <= 1.3 * load_burn_p50 + 20.0
+            && burn_p50 >= 0.1 * load_burn_p50
+            && burn_p50 > 10.0,
+        "uvicorn sync: p50 {burn_p50:.1} ms vs the client's {load_burn_p50:.1} ms; {}",
+        p.describe()
+    );
 }
 
 #[test]

@@ -700,6 +700,12 @@ pub fn layout_from_debug_offsets(
     if let Some(v) = d.get("heap_type_object.ht_cached_keys") {
         layout.heap_type_cached_keys = Some(v);
     }
+    // The debug offsets say nothing of asyncio's C task or of coroutines
+    // before 3.14; beyond the measured 3.13 the static guesses are dropped.
+    if version.minor > 13 {
+        layout.asyncio_task_coro = None;
+        layout.coro_frame = crate::layout::CoroFrame::Unknown;
+    }
     Ok(layout)
 }
 

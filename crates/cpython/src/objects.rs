@@ -1249,6 +1249,58 @@ pub fn get_attr<M: Memory + ?Sized>(
     find_str(mem, layout, name, |f| visit_attrs(mem, layout, obj, f))
 }
 
+/// `PyMemberDef`: `name` (a C string), `type` (an `int`), `offset`.
+const MEMBER_DEF_SIZE: u64 = 40;
+const MEMBER_DEF_TYPE: u64 = 8;
+const MEMBER_DEF_OFFSET: u64 = 16;
+/// `T_OBJECT` and `T_OBJECT_EX`: the member types of `__slots__`.
+const MEMBER_TYPES_OBJECT: [u32; 2] = [6, 16];
+/// Bases searched and members per type read, for [`get_slot`].
+const MAX_SLOT_BASES: usize = 8;
+const MAX_MEMBERS: u64 = 128;
+/// Largest slot offset accepted inside an instance.
+const MAX_SLOT_OFFSET: u64 = 1 << 16;
+
+/// The value of the `__slots__` member `name` of `obj`, found through its
+/// type's `tp_members` (and its bases'); `None` when no such slot exists or
+/// it is unset.
+pub fn get_slot<M: Memory + ?Sized>(
+    mem: &M,
+    layout: &Layout,
+    obj: u64,
+    name: &str,
+) -> Result<Option<u64>> {
+    let mut tp = type_of(mem, layout, obj)?;
+    for _ in 0..MAX_SLOT_BASES {
+        let members = mem.read_u64(at(tp, layout.type_tp_members)?)?;
+        if members != 0 {
+            for i in 0..MAX_MEMBERS {
+                let def = at(members, i * MEMBER_DEF_SIZE)?;
+                let name_ptr = mem.read_u64(def)?;
+                if name_ptr == 0 {
+                    break;
+                }
+                if read_c_string(mem, name_ptr, 64).ok().as_deref() != Some(name) {
+                    continue;
+                }
+                let ty = mem.read_u32(at(def, MEMBER_DEF_TYPE)?)?;
+                let offset = mem.read_u64(at(def, MEMBER_DEF_OFFSET)?)?;
+                if !MEMBER_TYPES_OBJECT.contains(&ty) || offset > MAX_SLOT_OFFSET {
+                    return Err(ObjectError::Corrupt("implausible slot member"));
+                }
+                let v = mem.read_u64(at(obj, offset)?)?;
+                return Ok((v != 0).then_some(v));
+            }
+        }
+        tp = mem.read_u64(at(tp, layout.type_tp_base)?)?;
+        if tp == 0 {
+            break;
+        }
+        check_obj(tp)?;
+    }
+    Ok(None)
+}
+
 // ---------------------------------------------------------------------------
 // render_value
 

@@ -72,6 +72,8 @@ pub struct CodeInfo {
     pub code_start: u64,
     /// The fast local holding a WSGI `environ` or ASGI `scope`, if any.
     pub request_slot: Option<(usize, crate::request::RequestKind)>,
+    /// The locals of anyio's worker loop, if this is its code.
+    pub worker_slots: Option<crate::request::WorkerSlots>,
     /// Address the code object was read from.
     pub addr: u64,
     /// `co_filename` and `co_name` pointers when it was read: a cheap
@@ -141,6 +143,12 @@ pub struct StackReader<M: Memory> {
     method_names: FxHashMap<(u64, u64), Arc<str>>,
     /// Request-dict key strings by address → which field they name.
     pub(crate) request_keys: std::cell::RefCell<FxHashMap<u64, u8>>,
+    /// Threadpool calls (see `threadpool_request_of`) → their request and
+    /// the failed lookups of its scope.
+    pub(crate) threadpool_requests:
+        std::cell::RefCell<FxHashMap<u64, (crate::request::RequestInfo, u8)>>,
+    /// Thread state → its last threadpool call.
+    pub(crate) threadpool_last: std::cell::RefCell<FxHashMap<u64, u64>>,
 }
 
 impl<M: Memory> StackReader<M> {
@@ -157,6 +165,8 @@ impl<M: Memory> StackReader<M> {
             code_generation: None,
             method_names: FxHashMap::default(),
             request_keys: Default::default(),
+            threadpool_requests: Default::default(),
+            threadpool_last: Default::default(),
         }
     }
 
@@ -606,6 +616,7 @@ impl<M: Memory> StackReader<M> {
             None => 0,
         };
         let request_slot = crate::request::request_slot(&varnames, nlocals);
+        let worker_slots = crate::request::worker_slots(&filename, &name, &varnames, nlocals);
         Ok(CodeInfo {
             name,
             qualname,
@@ -620,6 +631,7 @@ impl<M: Memory> StackReader<M> {
             code_start,
             addr,
             request_slot,
+            worker_slots,
             identity: (filename_ptr, name_ptr),
         })
     }

@@ -220,6 +220,8 @@ fn flatten(l: &Layout) -> Fields {
     put("type_tp_flags", l.type_tp_flags);
     put("type_tp_basicsize", l.type_tp_basicsize);
     put("type_tp_dictoffset", l.type_tp_dictoffset);
+    put("type_tp_members", l.type_tp_members);
+    put("type_tp_base", l.type_tp_base);
     put("unicode_length", l.unicode_length);
     put("unicode_state", l.unicode_state);
     put("unicode_ascii_data", l.unicode_ascii_data);
@@ -617,6 +619,10 @@ check('type_tp_name', ctypes.string_at(ptr(id(int) + L['type_tp_name'])), b'int'
 check('type_tp_flags', ptr(id(C) + L['type_tp_flags']), C.__flags__)
 check('type_tp_basicsize', I64(id(C) + L['type_tp_basicsize']).value, C.__basicsize__)
 check('type_tp_dictoffset', I64(id(C) + L['type_tp_dictoffset']).value, C.__dictoffset__)
+check('type_tp_base', ptr(id(C) + L['type_tp_base']), id(object))
+class Slotted:
+    __slots__ = ('x',)
+check('type_tp_members set', ptr(id(Slotted) + L['type_tp_members']) != 0, True)
 ck = ptr(id(C) + L['heap_type_cached_keys'])
 check('heap_type_cached_keys set', ck != 0, True)
 if ck:

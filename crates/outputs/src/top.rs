@@ -921,6 +921,14 @@ mod tests {
         live.add_sample(&s);
         live.add_tick();
         t += Duration::from_millis(10);
+        // The last request counts once its grace (5 periods, in which the
+        // same request seen again would be the same request) is over.
+        for _ in 0..6 {
+            let mut s = sample(1, &[("idle", "/app.py", 3)], ThreadState::Idle);
+            s.time = t;
+            live.add_sample(&s);
+            t += Duration::from_millis(10);
+        }
         live.roll(t);
         let (p, req, span, per) = live.window(false, t);
         assert_eq!(req.get("GET app.view"), Some(&4));
@@ -938,8 +946,8 @@ mod tests {
         let row = &table.rows[0];
         assert_eq!(row[6].text, "GET app.view");
         assert_eq!(row[1].text, "4");
-        // 4 requests in 0.21 s.
-        assert_eq!(row[0].text, format!("{:.1}", 4.0 / 0.21));
+        // 4 requests in 0.27 s.
+        assert_eq!(row[0].text, format!("{:.1}", 4.0 / 0.27));
         // 40 ms from first to last sample, plus one period.
         assert_eq!(row[2].text, "50.0");
         // 20 of 21 ticks on a CPU for this endpoint.

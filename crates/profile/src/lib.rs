@@ -334,10 +334,15 @@ impl Profile {
             request: sample.request.as_ref().map(|r| r.key),
         });
         let overflow = self.intern("(other endpoints)");
-        self.requests
-            .observe(thread, sample.time, sample.walked, request, parent, || {
-                overflow
-            });
+        self.requests.observe(
+            thread,
+            sample.pid,
+            sample.time,
+            sample.walked,
+            request,
+            parent,
+            || overflow,
+        );
         self.activity.add(sample.time, sample.pid, sample.state, 1);
         self.add(
             SampleKey {

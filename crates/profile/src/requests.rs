@@ -1,9 +1,12 @@
 //! Requests over time: consecutive samples of one thread that see the same
-//! request are one request. Each request's duration is estimated from the
-//! first and last sample that saw it (plus one sampling period); per
-//! endpoint, counts, a bounded reservoir of durations and the slowest
-//! requests with their own stacks are kept. Memory is bounded however long
-//! the run.
+//! request are one request, and so are samples of other threads of the
+//! same process that see it within a few sampling periods (a sync endpoint
+//! runs in a thread pool while its event loop routes the request and sends
+//! the response; an async request interleaves with others on its loop).
+//! Each request's duration is estimated from the first and last sample that
+//! saw it (plus one sampling period); per endpoint, counts, a bounded
+//! reservoir of durations and the slowest requests with their own stacks
+//! are kept. Memory is bounded however long the run.
 
 use std::time::Duration;
 
@@ -19,6 +22,11 @@ pub const SLOWEST_KEPT: usize = 5;
 const STACKS_PER_REQUEST: usize = 64;
 /// Endpoints tracked; later ones are folded into one bucket.
 const MAX_ENDPOINTS: usize = 2000;
+/// Sampling periods a request may go unseen and still be the same request
+/// when a sample sees it again (on any thread of its process).
+const GRACE_PERIODS: u32 = 5;
+/// Requests waiting out their grace (beyond that they are recorded at once).
+const MAX_CLOSING: usize = 4096;
 
 /// A finished request.
 #[derive(Debug, Clone)]
@@ -118,6 +126,7 @@ impl EndpointRequests {
 
 #[derive(Debug, Clone)]
 struct Open {
+    pid: i32,
     key: u64,
     endpoint: StrId,
     path: StrId,
@@ -133,29 +142,53 @@ pub struct RequestTracker {
     open: FxHashMap<ThreadKey, Open>,
     endpoints: FxHashMap<StrId, EndpointRequests>,
     overflow: Option<StrId>,
+    /// Requests no thread sees any more, by (process, key), with the thread
+    /// that saw them last: recorded once their grace is over, or taken up
+    /// again by a thread that sees them.
+    closing: FxHashMap<(i32, u64), (ThreadKey, Open)>,
+    next_flush: Duration,
     /// The sampling period, added to each request's first-to-last span.
     pub period: Duration,
 }
 
+impl Open {
+    /// Fold `other` (the same request, seen elsewhere) into this one.
+    fn absorb(&mut self, other: Open) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        self.samples += other.samples;
+        for (stack, n) in other.stacks {
+            if self.stacks.len() < STACKS_PER_REQUEST || self.stacks.contains_key(&stack) {
+                *self.stacks.entry(stack).or_insert(0) += n;
+            }
+        }
+    }
+}
+
 impl RequestTracker {
-    /// A thread was sampled at `time` serving request `key` (or none, when
-    /// `request` is `None`; `known` false means the stack was not read, so
-    /// whatever was open stays open).
+    /// A thread of process `pid` was sampled at `time` serving request `key`
+    /// (or none, when `request` is `None`; `known` false means the stack was
+    /// not read, so whatever was open stays open).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn observe(
         &mut self,
         thread: ThreadKey,
+        pid: i32,
         time: Duration,
         known: bool,
         request: Option<(u64, StrId, StrId)>,
         stack: Option<StackId>,
-        overflow_label: impl FnOnce() -> StrId,
+        overflow_label: impl Fn() -> StrId,
     ) {
+        if time >= self.next_flush {
+            self.flush(time, &overflow_label);
+            self.next_flush = time + self.period.max(Duration::from_millis(1));
+        }
         if !known {
             return;
         }
         match (self.open.get_mut(&thread), request) {
-            (Some(o), Some((key, endpoint, _))) if o.key == key => {
+            (Some(o), Some((key, endpoint, _))) if o.key == key && o.pid == pid => {
                 o.last = time;
                 o.samples += 1;
                 // A request's name settles once its view was seen.
@@ -165,31 +198,79 @@ impl RequestTracker {
                 }
             }
             (_, req) => {
-                self.close(thread, overflow_label);
+                self.close(thread, &overflow_label);
                 if let Some((key, endpoint, path)) = req {
                     let mut stacks = FxHashMap::default();
                     stacks.insert(stack, 1);
-                    self.open.insert(
-                        thread,
-                        Open {
-                            key,
-                            endpoint,
-                            path,
-                            first: time,
-                            last: time,
-                            samples: 1,
-                            stacks,
-                        },
-                    );
+                    let mut open = Open {
+                        pid,
+                        key,
+                        endpoint,
+                        path,
+                        first: time,
+                        last: time,
+                        samples: 1,
+                        stacks,
+                    };
+                    if let Some((_, earlier)) = self.closing.remove(&(pid, key)) {
+                        open.absorb(earlier);
+                    }
+                    self.open.insert(thread, open);
                 }
             }
         }
     }
 
-    fn close(&mut self, thread: ThreadKey, overflow_label: impl FnOnce() -> StrId) {
+    fn grace(&self) -> Duration {
+        self.period * GRACE_PERIODS
+    }
+
+    /// The request open on `thread` is no longer seen there: fold it into
+    /// the same request open on another thread of its process, or let it
+    /// wait out its grace.
+    fn close(&mut self, thread: ThreadKey, overflow_label: &impl Fn() -> StrId) {
         let Some(o) = self.open.remove(&thread) else {
             return;
         };
+        if let Some(other) = self
+            .open
+            .values_mut()
+            .find(|other| other.key == o.key && other.pid == o.pid)
+        {
+            other.absorb(o);
+            return;
+        }
+        if self.closing.len() >= MAX_CLOSING {
+            self.flush(Duration::MAX, overflow_label);
+        }
+        match self.closing.get_mut(&(o.pid, o.key)) {
+            Some((_, earlier)) => earlier.absorb(o),
+            None => {
+                self.closing.insert((o.pid, o.key), (thread, o));
+            }
+        }
+    }
+
+    /// Record the closing requests whose grace ended before `now`.
+    fn flush(&mut self, now: Duration, overflow_label: &impl Fn() -> StrId) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let grace = self.grace();
+        let done: Vec<(i32, u64)> = self
+            .closing
+            .iter()
+            .filter(|(_, (_, o))| o.last.saturating_add(grace) < now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in done {
+            if let Some((thread, o)) = self.closing.remove(&k) {
+                self.record(thread, o, overflow_label);
+            }
+        }
+    }
+
+    fn record(&mut self, thread: ThreadKey, o: Open, overflow_label: &impl Fn() -> StrId) {
         let mut endpoint = o.endpoint;
         if !self.endpoints.contains_key(&endpoint) && self.endpoints.len() >= MAX_ENDPOINTS {
             endpoint = *self.overflow.get_or_insert_with(overflow_label);
@@ -214,6 +295,7 @@ impl RequestTracker {
         for t in threads {
             self.close(t, &overflow_label);
         }
+        self.flush(Duration::MAX, &overflow_label);
     }
 
     /// Set an endpoint's statistics (for readers of saved profiles).
@@ -228,8 +310,117 @@ impl RequestTracker {
         self.endpoints.iter().map(|(k, v)| (*k, v))
     }
 
-    /// Requests still open.
+    /// Requests still open (seen by a thread, or within their grace).
     pub fn open_requests(&self) -> usize {
-        self.open.len()
+        self.open.len() + self.closing.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const ENDPOINT: StrId = StrId(1);
+    const PATH: StrId = StrId(2);
+    const LOOP: ThreadKey = ThreadKey(1);
+    const WORKER: ThreadKey = ThreadKey(2);
+
+    fn tracker() -> RequestTracker {
+        RequestTracker {
+            period: 10 * MS,
+            ..Default::default()
+        }
+    }
+
+    fn see(t: &mut RequestTracker, thread: ThreadKey, ms: u64, key: Option<u64>) {
+        t.observe(
+            thread,
+            100,
+            Duration::from_millis(ms),
+            true,
+            key.map(|k| (k, ENDPOINT, PATH)),
+            None,
+            || StrId(99),
+        );
+    }
+
+    fn stats(t: &mut RequestTracker) -> (u64, Vec<Duration>) {
+        t.close_all(|| StrId(99));
+        let e = t.endpoints.get(&ENDPOINT).cloned().unwrap_or_default();
+        let mut d = e.durations.clone();
+        d.sort();
+        (e.count, d)
+    }
+
+    #[test]
+    fn a_request_seen_on_the_loop_then_in_the_pool_is_one_request() {
+        let mut t = tracker();
+        // The loop routes it, a worker runs it, the loop sends the answer.
+        see(&mut t, LOOP, 0, Some(7));
+        see(&mut t, WORKER, 0, None);
+        see(&mut t, LOOP, 10, None);
+        for ms in (10..=100).step_by(10) {
+            see(&mut t, WORKER, ms, Some(7));
+        }
+        see(&mut t, WORKER, 110, None);
+        see(&mut t, LOOP, 110, Some(7));
+        see(&mut t, LOOP, 120, None);
+        // Long after: nothing.
+        see(&mut t, LOOP, 500, None);
+        let (count, durations) = stats(&mut t);
+        assert_eq!(count, 1);
+        assert_eq!(durations, vec![120 * MS]);
+    }
+
+    #[test]
+    fn requests_apart_by_more_than_the_grace_are_two() {
+        let mut t = tracker();
+        see(&mut t, WORKER, 0, Some(7));
+        see(&mut t, WORKER, 10, Some(7));
+        see(&mut t, WORKER, 20, None);
+        // 5 periods of grace: seen again 40 ms after its last sample, it is
+        // the same request; 100 ms after, another one (an address reused).
+        see(&mut t, WORKER, 50, Some(7));
+        see(&mut t, WORKER, 60, None);
+        see(&mut t, WORKER, 160, Some(7));
+        see(&mut t, WORKER, 170, None);
+        see(&mut t, WORKER, 400, None);
+        let (count, durations) = stats(&mut t);
+        assert_eq!(count, 2);
+        assert_eq!(durations, vec![10 * MS, 60 * MS]);
+    }
+
+    #[test]
+    fn other_requests_in_between_keep_theirs_apart() {
+        let mut t = tracker();
+        // Two async requests interleaving on one loop thread.
+        for ms in (0..100).step_by(20) {
+            see(&mut t, LOOP, ms, Some(1));
+            see(&mut t, LOOP, ms + 10, Some(2));
+        }
+        see(&mut t, LOOP, 100, None);
+        let (count, durations) = stats(&mut t);
+        assert_eq!(count, 2);
+        assert_eq!(durations, vec![90 * MS, 90 * MS]);
+    }
+
+    #[test]
+    fn the_same_key_in_another_process_is_another_request() {
+        let mut t = tracker();
+        see(&mut t, LOOP, 0, Some(7));
+        t.observe(
+            WORKER,
+            200,
+            Duration::ZERO,
+            true,
+            Some((7, ENDPOINT, PATH)),
+            None,
+            || StrId(99),
+        );
+        see(&mut t, LOOP, 10, None);
+        t.observe(WORKER, 200, 10 * MS, true, None, None, || StrId(99));
+        let (count, _) = stats(&mut t);
+        assert_eq!(count, 2);
     }
 }

@@ -495,7 +495,12 @@ impl Target {
                 truncated: st.truncated,
                 walked: st.walked,
                 request: if self.web {
-                    self.reader.request_of(st).map(|r| SampledRequest {
+                    let found = match self.reader.request_of(st) {
+                        Some(r) => Some(r),
+                        // A sync endpoint in anyio's thread pool.
+                        None => self.reader.threadpool_request_of(st),
+                    };
+                    found.map(|r| SampledRequest {
                         endpoint: self.endpoints.name(&r, &st.frames),
                         key: r.key,
                         method: r.method,

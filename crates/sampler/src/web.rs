@@ -51,6 +51,11 @@ impl EndpointNamer {
         if let Some(n) = self.by_request.get(&req.key) {
             return n.clone();
         }
+        if req.path.is_empty() {
+            // A threadpool call whose request was not found, running no
+            // application code.
+            return Arc::from(format!("{} threadpool", req.method));
+        }
         Arc::from(format!("{} {}", req.method, normalize_path(&req.path)))
     }
 }
@@ -236,6 +241,96 @@ mod tests {
             Category::Stdlib
         );
         assert_eq!(category_of("/srv/app/views.py"), Category::App);
+    }
+
+    fn frame(name: &str, filename: &str) -> Frame {
+        let code = pyrometer_cpython::CodeInfo {
+            name: Arc::from(name),
+            qualname: Arc::from(name),
+            filename: Arc::from(filename),
+            first_line: 1,
+            argcount: 0,
+            varnames: Vec::new(),
+            kinds: Vec::new(),
+            nlocals: 0,
+            cellvars: Vec::new(),
+            lines: Default::default(),
+            code_start: 0,
+            request_slot: None,
+            worker_slots: None,
+            addr: 0,
+            identity: (0, 0),
+        };
+        Frame {
+            code: Arc::new(code),
+            line: None,
+            name: Arc::from(name),
+            frame_addr: 0,
+        }
+    }
+
+    fn request(method: &str, path: &str, key: u64, frame_index: usize) -> RequestInfo {
+        RequestInfo {
+            key,
+            kind: pyrometer_cpython::RequestKind::Asgi,
+            method: Arc::from(method),
+            path: Arc::from(path),
+            frame_index,
+        }
+    }
+
+    /// A worker thread of anyio's pool, innermost first: app code, the
+    /// view, anyio's worker loop, threading.
+    fn worker_stack(view: &str) -> Vec<Frame> {
+        let sp = "/venv/lib/python3.11/site-packages";
+        vec![
+            frame("count_primes", "/srv/app.py"),
+            frame(view, "/srv/app.py"),
+            frame(
+                "WorkerThread.run",
+                &format!("{sp}/anyio/_backends/_asyncio.py"),
+            ),
+            frame(
+                "Thread._bootstrap_inner",
+                "/usr/lib/python3.11/threading.py",
+            ),
+        ]
+    }
+
+    #[test]
+    fn threadpool_calls_are_named_by_their_view() {
+        let mut namer = EndpointNamer::default();
+        // The scope was found: its method and the view under the worker loop.
+        let frames = worker_stack("sync_burn");
+        let found = request("GET", "/burn", 1, 2);
+        assert_eq!(&*namer.name(&found, &frames), "GET app.sync_burn");
+        // It was not: `?` and the view.
+        let unknown = request("?", "", 2, 2);
+        assert_eq!(&*namer.name(&unknown, &frames), "? app.sync_burn");
+        // Nothing of the application's is running (a framework call in the
+        // pool, or the worker before the view is on the stack).
+        let sp = "/venv/lib/python3.11/site-packages";
+        let framework_only = vec![
+            frame("serialize", &format!("{sp}/fastapi/routing.py")),
+            frame(
+                "WorkerThread.run",
+                &format!("{sp}/anyio/_backends/_asyncio.py"),
+            ),
+        ];
+        assert_eq!(
+            &*namer.name(&request("?", "", 3, 1), &framework_only),
+            "? threadpool"
+        );
+        // ... unless the same request was named before: the name sticks.
+        assert_eq!(
+            &*namer.name(&request("?", "", 2, 1), &framework_only),
+            "? app.sync_burn"
+        );
+        // A found request running framework code only is named by its path.
+        assert_eq!(
+            &*namer.name(&request("GET", "/items/42", 4, 1), &framework_only),
+            "GET /items/{id}"
+        );
     }
 
     #[test]

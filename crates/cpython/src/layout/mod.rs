@@ -273,6 +273,10 @@ pub struct Layout {
     pub type_tp_flags: u64,
     pub type_tp_basicsize: u64,
     pub type_tp_dictoffset: u64,
+    /// `tp_members` (a `PyMemberDef*`: `__slots__` of heap types).
+    pub type_tp_members: u64,
+    /// `tp_base`.
+    pub type_tp_base: u64,
     /// `offsetof(PyHeapTypeObject, ht_cached_keys)`: the shared keys of
     /// instances' split dicts (every supported version)
     pub heap_type_cached_keys: Option<u64>,
@@ -311,6 +315,14 @@ pub struct Layout {
     /// `ARENA_SIZE`: 256 KiB before 3.10, 1 MiB from 3.10 (64-bit builds
     /// with the radix tree use large arenas).
     pub arena_size: u64,
+    // asyncio: how a request awaiting a thread pool is reached from the
+    // worker thread (`_asynciomodule.c` is not a public header: measured on
+    // each interpreter, checked live by crates/cpython/tests/threadpool_live.rs).
+    /// `offsetof(TaskObj, task_coro)` of the C `_asyncio.Task`; `None`
+    /// where not known (the request is then named without its scope).
+    pub asyncio_task_coro: Option<u64>,
+    /// Where a coroutine object keeps its frame.
+    pub coro_frame: CoroFrame,
 }
 
 /// Where pymalloc keeps `narenas_currently_allocated`, the number of
@@ -337,6 +349,17 @@ pub enum HeapModel {
     },
     /// Not known for this version (layouts built from debug offsets of
     /// newer versions: `_Py_DebugOffsets` does not describe obmalloc).
+    Unknown,
+}
+
+/// Where a coroutine (`PyCoroObject`) keeps its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoroFrame {
+    /// 3.8–3.10: `cr_frame`, a pointer to a `PyFrameObject` at this offset.
+    Pointer(u64),
+    /// 3.11+: `cr_iframe`, an `_PyInterpreterFrame` inline at this offset.
+    Inline(u64),
+    /// Not known for this version.
     Unknown,
 }
 

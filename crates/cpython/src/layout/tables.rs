@@ -3,6 +3,9 @@
 //! Every number here is an `offsetof`/`sizeof` printed by
 //! `tools/offsets/offsets.c` against the installed interpreters' headers;
 //! `tests/offsets_match_headers.rs` recompiles that program and compares.
+//! The exceptions are `asyncio_task_coro` and `coro_frame`: asyncio's C task
+//! is private to `_asynciomodule.c`, so they were measured in each live
+//! interpreter (with `ctypes`) and `tests/threadpool_live.rs` checks them.
 //! Offsets are stable across micro releases (checked: Debian 3.11.2 and
 //! pyenv 3.11.7 agree on every field).
 //!
@@ -10,8 +13,8 @@
 //! so a diff between two tables reads as "what changed in that release".
 
 use super::{
-    DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout, LineTableFormat,
-    LongModel, Version,
+    CoroFrame, DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout,
+    LineTableFormat, LongModel, Version,
 };
 
 /// `FRAME_OWNED_BY_CSTACK` (3.12/3.13): the entry shim frame, not Python code.
@@ -72,6 +75,8 @@ const PY38: Layout = Layout {
     type_tp_flags: 168,
     type_tp_basicsize: 32,
     type_tp_dictoffset: 288,
+    type_tp_members: 240,
+    type_tp_base: 256,
     heap_type_cached_keys: Some(872),
 
     unicode_length: 16,
@@ -101,6 +106,8 @@ const PY38: Layout = Layout {
     instance_dict: InstanceDictModel::DictOffset,
     heap: HeapModel::StaticSymbol,
     arena_size: 256 << 10,
+    asyncio_task_coro: Some(112),
+    coro_frame: CoroFrame::Pointer(16),
 };
 
 /// 3.9: runtime and interpreter state grew (per-interpreter ceval, gc, ...).
@@ -109,6 +116,8 @@ const PY39: Layout = Layout {
     runtime_gil: Some(352),
     interp_modules: 856,
     heap_type_cached_keys: Some(864),
+    // `fut_cancel_msg` and the cancelled-exception state joined the future.
+    asyncio_task_coro: Some(152),
     ..PY38
 };
 
@@ -127,6 +136,7 @@ const PY310: Layout = Layout {
     heap_type_cached_keys: Some(872),
     // bpo-37448: the radix tree allows 1 MiB arenas on 64-bit builds.
     arena_size: 1 << 20,
+    asyncio_task_coro: Some(160),
     ..PY39
 };
 
@@ -182,6 +192,8 @@ const PY311: Layout = Layout {
         dk_indices: 32,
     },
     instance_dict: InstanceDictModel::Managed311,
+    asyncio_task_coro: Some(136),
+    coro_frame: CoroFrame::Inline(80),
     ..PY310
 };
 
@@ -223,6 +235,7 @@ const PY312: Layout = Layout {
     long_model: LongModel::Tagged { lv_tag: 16 },
     instance_dict: InstanceDictModel::DictOrValues312,
     heap: HeapModel::RuntimeInline { narenas: 81416 },
+    coro_frame: CoroFrame::Inline(72),
     ..PY311
 };
 
@@ -260,6 +273,7 @@ const PY313: Layout = Layout {
         obmalloc: 99152,
         narenas: 1064,
     },
+    asyncio_task_coro: Some(120),
     ..PY312
 };
 
