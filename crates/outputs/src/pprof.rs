@@ -26,6 +26,8 @@
 //!   Python version, rate, ticks, late ticks, errors, …), values escaped
 //!   with `\\`, `\n`, `\r`, `\t`.
 
+mod memory;
+
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -325,7 +327,7 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     let meta = &profile.meta;
     let per = ns_per_sample(meta.rate);
 
-    let sample_type = vec![
+    let mut sample_type = vec![
         proto::ValueType {
             r#type: st.get("samples"),
             unit: st.get("count"),
@@ -512,6 +514,14 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
             label,
         });
     }
+
+    memory::append(
+        profile,
+        &mut st,
+        &mut sample_type,
+        &mut samples,
+        &mut location_of,
+    );
 
     let mut comments: Vec<(String, String)> = vec![
         ("version".into(), env!("CARGO_PKG_VERSION").into()),

@@ -8,7 +8,11 @@ use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 
+mod allocations;
 mod requests;
+pub use allocations::{
+    leak_score, AllocationSite, Allocations, LeakCandidate, SiteStats, LEAK_THRESHOLD,
+};
 mod timeline;
 pub use requests::{EndpointRequests, Request, RequestTracker, SLOWEST_KEPT};
 use std::time::Duration;
@@ -138,6 +142,8 @@ pub struct Profile {
     processes: std::collections::BTreeMap<i32, String>,
     process_roles: std::collections::BTreeMap<i32, String>,
     timeline: Timeline,
+    /// Sampled allocations (`--memory`).
+    allocations: Allocations,
     /// Samples whose stack was cut at the depth cap.
     pub truncated_samples: u64,
     /// Facts about the recording.
