@@ -173,7 +173,7 @@ fn target_keeps_running_when_pyrometer_is_killed() {
     let scratch = Scratch::new("memory-kill");
     let dir = scratch.0.clone();
     let script = target("memory_survivor.py");
-    let mut run = Background::start(&[
+    let run = Background::start(&[
         "record".as_ref(),
         "--memory".as_ref(),
         "--memory-sample-bytes".as_ref(),
