@@ -173,6 +173,17 @@ pub fn print_summary(profile: &Profile, stats: &MemoryStats) {
     if total <= 0.0 {
         return;
     }
+    let procs: Vec<String> = a
+        .by_process
+        .iter()
+        .take(32)
+        .map(|(pid, b)| format!("{pid} {:.1} MB", mb(*b)))
+        .collect();
+    eprintln!(
+        "    allocated by process ({}): {}",
+        a.by_process.len(),
+        procs.join(", ")
+    );
     let mut by_line: HashMap<String, (f64, f64)> = HashMap::new();
     let mut by_function: HashMap<String, (f64, f64)> = HashMap::new();
     let mut by_endpoint: HashMap<String, (f64, f64)> = HashMap::new();

@@ -225,3 +225,94 @@ fn memory_needs_a_command_to_launch() {
     let out = pyrometer(&["record", "--memory-sample-bytes", "1000", "--", "true"]);
     assert_eq!(out.status.code(), Some(EXIT_USAGE), "{}", stderr_of(&out));
 }
+
+/// The image service under gunicorn, launched by `record --memory
+/// --subprocesses`, under load: every worker's allocations are seen and the
+/// endpoint table is there.
+#[test]
+fn gunicorn_workers_are_all_covered_under_load() {
+    use common::web::*;
+    let scratch = Scratch::new("memory-gunicorn");
+    let venv = venv("image-service");
+    let _turn = web_lock();
+    let port = free_port();
+    let workers = 3;
+    let out = scratch.file("memory.pb.gz");
+    let mut cmd = std::process::Command::new(PYROMETER);
+    cmd.args([
+        "record",
+        "--memory",
+        "--subprocesses",
+        "-d",
+        "12",
+        "-f",
+        "pprof",
+        "-o",
+    ])
+    .arg(&out)
+    .arg("--")
+    .arg(venv.join("bin/gunicorn"))
+    .args(["-c", "gunicorn.conf.py", "app:app"])
+    .env("GUNICORN_BIND", format!("127.0.0.1:{port}"))
+    .env("GUNICORN_WORKERS", workers.to_string())
+    .env("PYTHONUNBUFFERED", "1")
+    .current_dir(example_dir("image-service"));
+    let run = Background::spawn(&mut cmd);
+    let t0 = Instant::now();
+    while http_status(port, "/health") != Ok(200) {
+        assert!(
+            t0.elapsed() < READY_TIMEOUT,
+            "gunicorn did not answer /health"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // pyrometer → gunicorn master → workers.
+    let master = children(run.pid())
+        .into_iter()
+        .next()
+        .expect("gunicorn master");
+    let mut worker_pids = Vec::new();
+    while worker_pids.len() < workers {
+        assert!(
+            t0.elapsed() < READY_TIMEOUT,
+            "workers of {master}: {worker_pids:?}"
+        );
+        worker_pids = children(master);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let load = start_load(
+        &scratch,
+        port,
+        7.0,
+        4,
+        "process:noise_reduction=2,process:blur=2,process:thumbnail=1,health=1",
+        &[],
+    );
+    let doc = load.finish();
+    assert_eq!(doc["errors"], 0, "failed requests: {doc}");
+    let finished = run
+        .wait(Duration::from_secs(60))
+        .expect("pyrometer finishes");
+    assert!(finished.status.success(), "{}", finished.stderr);
+    println!("{}", finished.stderr);
+    let line = finished
+        .stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("allocated by process"))
+        .unwrap_or_else(|| panic!("no per-process line: {}", finished.stderr))
+        .to_string();
+    for w in &worker_pids {
+        assert!(
+            line.contains(&format!(" {w} ")) || line.contains(&format!(": {w} ")),
+            "worker {w} has no allocations: {line}"
+        );
+    }
+    assert!(
+        finished.stderr.contains("  allocated by endpoint:")
+            && finished.stderr.contains("POST /process"),
+        "no endpoint memory table: {}",
+        finished.stderr
+    );
+    let (shares, _) = memory_shares(&out).expect("memory pprof");
+    assert!(!shares.is_empty());
+}

@@ -85,7 +85,12 @@ pub struct Allocations {
     pub unattributed_bytes: f64,
     /// Sampled blocks not tracked (live table full).
     pub untracked_blocks: u64,
+    /// Estimated bytes allocated per process (bounded).
+    pub by_process: std::collections::BTreeMap<i32, f64>,
 }
+
+/// Most processes counted in [`Allocations::by_process`].
+const MAX_PROCESSES: usize = 4096;
 
 impl Allocations {
     /// Per-site estimates.
@@ -166,6 +171,9 @@ impl Allocations {
         } else {
             site
         };
+        if self.by_process.len() < MAX_PROCESSES || self.by_process.contains_key(&pid) {
+            *self.by_process.entry(pid).or_default() += bytes;
+        }
         let objects = if size > 0 { bytes / size as f64 } else { 1.0 };
         let stats = self.sites.entry(site).or_default();
         stats.alloc_bytes += bytes;
