@@ -316,3 +316,60 @@ fn gunicorn_workers_are_all_covered_under_load() {
     let (shares, _) = memory_shares(&out).expect("memory pprof");
     assert!(!shares.is_empty());
 }
+
+/// The HTML report's memory section renders in headless Chromium (installed
+/// by scripts/setup.sh) and lists grow_c as the leak candidate.
+#[test]
+fn html_report_has_the_memory_section() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-html");
+    let html = scratch.file("report.html");
+    let script = target("memory_known.py");
+    let run = pyrometer(&[
+        "record".as_ref(),
+        "--memory".as_ref(),
+        "-f".as_ref(),
+        "html".as_ref(),
+        "-o".as_ref(),
+        html.as_os_str(),
+        "--".as_ref(),
+        interp.path.as_os_str(),
+        script.as_os_str(),
+    ]);
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chromium is installed by scripts/setup.sh");
+    let profile_dir = scratch.file("chromium-profile");
+    let dom = pyrometer_testsupport::run_with_timeout(
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--user-data-dir={}", profile_dir.display()))
+            .arg("--dump-dom")
+            .arg(format!("file://{}", html.display())),
+        Duration::from_secs(120),
+    )
+    .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(
+        dom.contains(r#"data-ready="1""#),
+        "the report did not render: {dom:.2000}"
+    );
+    let start = dom
+        .find(r#"<section id="memory">"#)
+        .expect("a memory section");
+    let section = &dom[start..];
+    let leaks = section.find(r#"id="memory-leaks""#).expect("a leak table");
+    let lines = section.find(r#"id="memory-lines""#).expect("a line table");
+    assert!(section.contains("<polyline"), "no live-bytes chart");
+    let leak_table = &section[leaks..lines];
+    assert!(leak_table.contains("grow_c"), "{leak_table:.2000}");
+    assert!(!leak_table.contains("churn_"), "{leak_table:.2000}");
+}

@@ -30,6 +30,7 @@
 //!   processes: { total, rows: [{ pid, cmdline, threads, samples, split }] },
 //!   flame: { total, threshold, pruned_nodes, labels: [..], p: [..], n: [..], v: [..] },
 //!   endpoints: [],   // reserved: [{ name, samples, split, requests?, p50_ms?, p95_ms?, p99_ms? }]
+//!   memory: null | { .. },  // record --memory: see html/memory.rs
 //!   timeline: [] }   // reserved: [{ t (seconds from start), split }]
 //! ```
 //!
@@ -41,6 +42,8 @@
 //! index (-1 for the root), `n` the index of its label, `v` its samples;
 //! nodes under `threshold` samples (0.05 % of the total, more if the graph
 //! would be too large) are merged into one `[other]` node per parent.
+
+mod memory;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -334,6 +337,7 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
         "processes": processes,
         "flame": flame,
         "endpoints": endpoint_rows(profile),
+        "memory": memory::report(profile),
         "timeline": [],
     })
 }
