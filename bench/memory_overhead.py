@@ -62,7 +62,7 @@ def main():
             t, err = run(config, args.python, args.work, args.memory_sample_bytes)
             times[config].append(t)
             if config == "memory":
-                summary = "\n".join(l for l in err.splitlines() if "sampled allocations" in l or "memory (" in l)
+                summary = "\n".join(l for l in err.splitlines() if "sampled allocations" in l or "memory (" in l or "handoff" in l)
         print(f"round {r + 1}: " + ", ".join(f"{c} {v[-1]:.3f} s" for c, v in times.items()), flush=True)
     base = statistics.median(times["plain"])
     print(f"\n{args.python}, {args.work} requests of work, median of {args.rounds} rounds")

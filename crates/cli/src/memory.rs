@@ -170,6 +170,13 @@ pub fn print_summary(profile: &Profile, stats: &MemoryStats) {
         stats.hook.missed_handshakes,
         a.untracked_blocks
     );
+    if stats.allocations > 0 {
+        eprintln!(
+            "    handoff per sampled allocation (mean): {:.0} µs until pyrometer noticed it, {:.0} µs reading the stack",
+            stats.notice_ns as f64 / stats.allocations as f64 / 1e3,
+            stats.read_ns as f64 / stats.allocations as f64 / 1e3
+        );
+    }
     if total <= 0.0 {
         return;
     }

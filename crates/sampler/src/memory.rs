@@ -71,6 +71,11 @@ pub struct MemoryStats {
     pub attributed: u64,
     /// Frees of sampled blocks read.
     pub frees: u64,
+    /// Sum over sampled allocations of the time from the allocation to
+    /// pyrometer noticing it (wake-up latency), ns.
+    pub notice_ns: u64,
+    /// Sum over sampled allocations of the time spent reading the stack, ns.
+    pub read_ns: u64,
     /// Counters of the hooks in the target.
     pub hook: HookStats,
 }
@@ -180,8 +185,12 @@ impl MemorySampler {
             }
             EventKind::Alloc => {
                 self.stats.allocations += 1;
+                let noticed = monotonic_ns();
                 let sample = self.read_stack(e.pid, e.tid, time, e.time_ns);
                 self.ring.ack(e.index);
+                let done = monotonic_ns();
+                self.stats.notice_ns += noticed.saturating_sub(e.time_ns);
+                self.stats.read_ns += done.saturating_sub(noticed);
                 if sample.is_some() {
                     self.stats.attributed += 1;
                 }
