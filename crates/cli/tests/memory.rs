@@ -373,3 +373,33 @@ fn html_report_has_the_memory_section() {
     assert!(leak_table.contains("grow_c"), "{leak_table:.2000}");
     assert!(!leak_table.contains("churn_"), "{leak_table:.2000}");
 }
+
+/// 100 short-lived forked children and 240 short-lived threads, all
+/// allocating, under `record --memory`: the target's output is intact and
+/// every child mapped the hook's ring.
+#[test]
+fn fork_bomb_and_thread_churn_under_record_memory() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-forks");
+    let script = target("memory_forks.py");
+    let run = pyrometer(&[
+        "record".as_ref(),
+        "--memory".as_ref(),
+        "-o".as_ref(),
+        scratch.file("out.svg").as_os_str(),
+        "--".as_ref(),
+        interp.path.as_os_str(),
+        script.as_os_str(),
+    ]);
+    let stderr = stderr_of(&run);
+    assert!(run.status.success(), "{stderr}");
+    assert_eq!(stdout_of(&run).trim(), "ok 0", "{stderr}");
+    let hooked: u64 = stderr
+        .split("; ")
+        .find_map(|p| p.strip_suffix(" processes hooked"))
+        .and_then(|n| n.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no hooked-process count: {stderr}"));
+    assert!(hooked >= 101, "{hooked} processes hooked: {stderr}");
+}
