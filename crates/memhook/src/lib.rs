@@ -157,6 +157,34 @@ pub fn monotonic_ns() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
+/// Ring files are named `pyrometer-memhook-PID-NANOS` (PID: pyrometer's).
+const RING_PREFIX: &str = "pyrometer-memhook-";
+
+/// Remove ring files left by pyrometers that were killed (their PID is
+/// gone), bounded to the first 10000 entries of the directory.
+fn remove_stale_rings(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.take(10_000).flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(RING_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let mine = entry
+            .metadata()
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid);
+        if mine && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The shared-memory ring between the hooks in the target and pyrometer.
 /// The file is removed on drop: processes started later run unhooked.
 pub struct SharedRing {
@@ -187,8 +215,9 @@ impl SharedRing {
         } else {
             std::env::temp_dir()
         };
+        remove_stale_rings(&dir);
         let path = dir.join(format!(
-            "pyrometer-memhook-{}-{}",
+            "{RING_PREFIX}{}-{}",
             std::process::id(),
             monotonic_ns()
         ));

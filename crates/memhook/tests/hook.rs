@@ -244,3 +244,24 @@ print("ok")
     }
     assert!(per_tid.len() >= 100, "{} threads reported", per_tid.len());
 }
+
+/// A ring file left by a killed pyrometer (its PID gone) is removed when
+/// the next ring is created; a live process's file is kept.
+#[test]
+fn stale_ring_files_are_removed() {
+    let mut child = Command::new("true").spawn().expect("true");
+    let dead = child.id();
+    child.wait().expect("reaped");
+    let ring = SharedRing::create(MEAN, true).expect("ring");
+    let dir = ring.path().parent().expect("dir").to_path_buf();
+    drop(ring);
+    let stale = dir.join(format!("pyrometer-memhook-{dead}-1"));
+    let live = dir.join(format!("pyrometer-memhook-{}-2", std::process::id()));
+    std::fs::write(&stale, b"x").unwrap();
+    std::fs::write(&live, b"x").unwrap();
+    let ring = SharedRing::create(MEAN, true).expect("ring");
+    assert!(!stale.exists(), "{} is still there", stale.display());
+    assert!(live.exists());
+    std::fs::remove_file(&live).unwrap();
+    drop(ring);
+}
