@@ -33,7 +33,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  pyrometer record --pid 1234 -d 30 -o profile.svg\n  pyrometer record -r 1000 -f speedscope -o out.json -- python3 app.py\n  pyrometer record --pid 1234 -f chrometrace -d 10 -o trace.json   # open in ui.perfetto.dev\n  pyrometer record --pid 1234 -s -f pprof -o live.pb.gz --write-every 60   # kill -USR1 to write now\n  pyrometer record --pid 1234 -s --pyroscope http://localhost:4040 --app-name shop --tag env=prod"
     )]
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// A live, full-screen view of a running program or service: functions,
     /// lines, endpoints and processes, refreshed every second.
     #[command(
@@ -222,6 +222,14 @@ pub struct RecordArgs {
     /// milliseconds (0: not at all).
     #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=60_000))]
     pub memory_interval: u32,
+    /// Also sample memory allocations of the launched command and its
+    /// children (needs `-- CMD`): bytes allocated and live per line,
+    /// function and endpoint, and leak candidates.
+    #[arg(long)]
+    pub memory: bool,
+    /// With --memory: mean bytes allocated between two samples.
+    #[arg(long, default_value_t = 512 * 1024, value_parser = clap::value_parser!(u32).range(1..), requires = "memory")]
+    pub memory_sample_bytes: u32,
     #[command(flatten)]
     pub service: crate::service_args::ServiceArgs,
     /// Command to launch and profile from its start (after `--`).

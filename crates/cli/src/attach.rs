@@ -39,6 +39,7 @@ impl Launched {
 /// With `allow_non_python` (for `--subprocesses`), a command that is not
 /// itself Python (a shell, a process manager) is accepted: `None` is
 /// returned and only its Python descendants are sampled.
+#[allow(dead_code)] // the plain launch, kept for callers without --memory
 pub fn launch(command: &[String], allow_non_python: bool) -> Result<(Option<Target>, Launched)> {
     launch_with(command, allow_non_python, false)
 }
@@ -50,12 +51,23 @@ pub fn launch_with(
     allow_non_python: bool,
     silent: bool,
 ) -> Result<(Option<Target>, Launched)> {
+    launch_with_env(command, allow_non_python, silent, &[])
+}
+
+/// [`launch_with`], with extra environment variables (`--memory`).
+pub fn launch_with_env(
+    command: &[String],
+    allow_non_python: bool,
+    silent: bool,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Result<(Option<Target>, Launched)> {
     let Some((program, args)) = command.split_first() else {
         bail!("no command given after --");
     };
     let own_exe = std::fs::read_link("/proc/self/exe").ok();
     let mut cmd = Command::new(program);
     cmd.args(args);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     if silent {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())

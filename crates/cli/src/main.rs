@@ -7,6 +7,7 @@ mod bench;
 mod diff;
 mod dump;
 mod exit;
+mod memory;
 mod meta;
 mod output;
 mod record;
@@ -26,7 +27,7 @@ fn main() {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Dump(a) => dump::run(a),
-        args::Command::Record(a) => record::run(a),
+        args::Command::Record(a) => record::run(*a),
         args::Command::Report(a) => report::run(a),
         args::Command::Top(a) => top::run(a),
         args::Command::Diff(a) => diff::run(a),

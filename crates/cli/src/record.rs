@@ -11,7 +11,7 @@ use pyrometer_profile::Profile;
 use pyrometer_sampler::{Clock, Session};
 
 use crate::args::{Format, GroupBy, Mode, RecordArgs};
-use crate::attach::{attach_pid, launch, Launched};
+use crate::attach::{attach_pid, Launched};
 use crate::output::{check_writable, describe, write_atomic, write_new};
 use crate::service::{Progress, Service};
 use pyrometer_outputs::pyroscope::ProfileKind;
@@ -60,10 +60,30 @@ pub fn run(args: RecordArgs) -> Result<()> {
     ctrlc::set_handler(on_interrupt).context("cannot install the Ctrl-C handler")?;
     crate::service::install_sigusr1()?;
 
+    if args.memory && args.pid.is_some() {
+        return Err(crate::exit::usage(anyhow!(
+            "--memory needs the command to launch: pyrometer record --memory [OPTIONS] -- CMD \
+             (it preloads an allocation hook, which a running process cannot get)"
+        )));
+    }
+    let (memory, memory_env) = if args.memory {
+        let (m, env) = crate::memory::MemoryRecording::start(
+            u64::from(args.memory_sample_bytes),
+            args.max_depth as usize,
+        )?;
+        (Some(m), env)
+    } else {
+        (None, Vec::new())
+    };
     let (mut session, mut launched) = match args.pid {
         Some(pid) => (Session::new(attach_pid(pid)?, args.subprocesses), None),
         None => {
-            let (root, l) = launch(&args.command, args.subprocesses)?;
+            let (root, l) = crate::attach::launch_with_env(
+                &args.command,
+                args.subprocesses,
+                false,
+                &memory_env,
+            )?;
             LAUNCHED_PID.store(l.child.id() as i32, Ordering::SeqCst);
             let session = match root {
                 Some(t) => Session::new(t, args.subprocesses),
@@ -83,6 +103,11 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let output = explicit_output.unwrap_or_else(|| default_output(pid, args.format));
 
     let mut profile = Profile::new();
+    if memory.is_some() {
+        let a = profile.allocations_mut();
+        a.enabled = true;
+        a.mean_bytes = u64::from(args.memory_sample_bytes);
+    }
     let root_cmdline = session
         .targets()
         .first()
@@ -136,7 +161,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
         &mut profile,
         &args,
         &mut service,
+        memory.as_ref(),
     );
+    let memory_stats = memory.map(|m| m.finish(&mut profile));
     profile.finish();
     if let Some(l) = launched.as_mut() {
         stop_child(l);
@@ -145,6 +172,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
 
     let written = write_atomic(&output, |w| render(&profile, w));
     print_summary(&profile, &outcome, &output, format, written.is_ok());
+    if let Some(stats) = &memory_stats {
+        crate::memory::print_summary(&profile, stats);
+    }
     report.print(args.service.write_every.is_some());
     if let Err(e) = written {
         // What was collected is never lost: fall back to folded stacks in /tmp.
@@ -220,6 +250,7 @@ fn sample_loop(
     profile: &mut Profile,
     args: &RecordArgs,
     service: &mut Service,
+    memory: Option<&crate::memory::MemoryRecording>,
 ) -> Outcome {
     let cpu_start = own_cpu_time();
     let mut clock = Clock::new(args.rate as f64);
@@ -270,6 +301,9 @@ fn sample_loop(
         }
         for r in &events.memory {
             profile.add_memory_reading(r);
+        }
+        if let Some(m) = memory {
+            m.drain(profile);
         }
         service.tick(
             profile,

@@ -390,6 +390,66 @@
     sec.append(sortableTable('endpoints-table', cols, rows.slice(), 1, -1));
   }
 
+  // Sampled allocations (record --memory; absent otherwise).
+  function renderMemory() {
+    var m = data.memory;
+    if (!m) return;
+    var sec = section('memory', 'Memory');
+    var secs = Math.max(m.duration_s || 0, 1e-9);
+    var mb = function (b) { return (b / 1e6).toFixed(1); };
+    sec.append(h('p', { class: 'note', text: mb(m.total_bytes) + ' MB allocated (' + (m.total_bytes / 1e6 / secs).toFixed(2) +
+      ' MB/s), estimated from one sample per ' + fmtInt(m.mean_bytes) + ' bytes on average; ' +
+      pct(m.attributed_bytes, m.total_bytes) + ' attributed to a Python stack.' }));
+    function table(id, title, rows) {
+      if (!rows || !rows.length) return;
+      sec.append(h('h3', { text: title }));
+      sec.append(sortableTable(id, [
+        { label: 'Site', get: function (r) { return r.label; }, cell: textCell(function (r) { return r.label; }, null, 'name') },
+        { label: 'Allocated MB', num: true, get: function (r) { return r.alloc_bytes; }, cell: textCell(function (r) { return mb(r.alloc_bytes); }) },
+        { label: '% allocated', num: true, get: function (r) { return r.alloc_bytes; }, cell: textCell(function (r) { return pct(r.alloc_bytes, m.total_bytes); }) },
+        { label: 'MB/s', num: true, get: function (r) { return r.alloc_bytes; }, cell: textCell(function (r) { return (r.alloc_bytes / 1e6 / secs).toFixed(2); }) },
+        { label: 'Live MB at end', num: true, get: function (r) { return r.live_bytes; }, cell: textCell(function (r) { return mb(r.live_bytes); }) }
+      ], rows.slice(), 1, -1));
+    }
+    sec.append(h('h3', { text: 'Leak candidates' }));
+    if (m.leaks && m.leaks.length) {
+      sec.append(sortableTable('memory-leaks', [
+        { label: 'Site', get: function (r) { return r.label; }, cell: textCell(function (r) { return r.label; }, null, 'name') },
+        { label: 'Score', num: true, get: function (r) { return r.score; }, cell: textCell(function (r) { return r.score.toFixed(2); }) },
+        { label: 'Live MB (peak)', num: true, get: function (r) { return r.live_bytes; }, cell: textCell(function (r) { return mb(r.live_bytes); }) },
+        { label: 'Growth MB/s', num: true, get: function (r) { return r.growth_per_s; }, cell: textCell(function (r) { return (r.growth_per_s / 1e6).toFixed(2); }) }
+      ], m.leaks.slice(), 1, -1));
+    } else {
+      sec.append(h('p', { class: 'note', text: 'None: no site\u2019s live bytes grew steadily through the run.' }));
+    }
+    table('memory-lines', 'Allocated by line', m.lines);
+    table('memory-functions', 'Allocated by function', m.functions);
+    table('memory-endpoints', 'Allocated by endpoint', m.endpoints);
+    var series = m.series || [];
+    if (series.length) {
+      sec.append(h('h3', { text: 'Live sampled bytes over time (' + m.bucket_s + ' s buckets)' }));
+      var W = 1000, H = 160, max = 1, n = 1;
+      series.forEach(function (x) { n = Math.max(n, x.live.length); x.live.forEach(function (v) { max = Math.max(max, v); }); });
+      var svg = s('svg', { class: 'timeline', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', height: H });
+      var colors = ['#2f7bd9', '#e8a33d', '#d9443b', '#3aa655', '#8e5bd6', '#c76f2a', '#4aa3b8', '#777777'];
+      var legend = h('ul', { class: 'legend' });
+      series.forEach(function (x, k) {
+        var pts = x.live.map(function (v, i) { return (i * W / Math.max(n - 1, 1)).toFixed(1) + ',' + (H - H * v / max).toFixed(1); }).join(' ');
+        var line = s('polyline', { points: pts, fill: 'none', stroke: colors[k % colors.length], 'stroke-width': 2 });
+        var t = s('title');
+        t.textContent = x.label + ': peak ' + mb(Math.max.apply(null, x.live)) + ' MB';
+        line.append(t);
+        svg.append(line);
+        var li = h('li', { text: x.label });
+        li.style.color = colors[k % colors.length];
+        legend.append(li);
+      });
+      sec.append(h('div', { class: 'flamebox' }, svg));
+      sec.append(legend);
+    }
+  }
+
+
   function showEndpoint(r) {
     if (!flame) return;
     flame.show(r.flame, r.name);
@@ -776,6 +836,7 @@
     renderThreads();
     renderProcesses();
     renderEndpoints();
+    renderMemory();
     renderTimeline();
     renderFooter();
     document.body.setAttribute('data-ready', '1');

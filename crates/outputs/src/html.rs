@@ -34,6 +34,7 @@
 //!                 flame|null }],              // flame: as `flame`, busiest 30 only
 //!   timeline: { width_s, states: [split per bucket],
 //!               processes: [{ pid|null, cmdline, counts: [per bucket] }] } }
+//!   memory: null | { .. },  // record --memory: see html/memory.rs
 //! ```
 //!
 //! `split` is always four counts in the order of `states`. The line and
@@ -50,6 +51,8 @@
 //! `width_s` seconds (1 s, doubled as often as needed to stay within 1024
 //! buckets); the 8 busiest processes have a series each, the rest one
 //! series together (`pid` null).
+
+mod memory;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -348,6 +351,7 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
         "processes": processes,
         "flame": flame,
         "endpoints": endpoints,
+        "memory": memory::report(profile),
         "timeline": timeline_data(profile, limits),
     })
 }

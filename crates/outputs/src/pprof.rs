@@ -32,6 +32,8 @@
 //!   latency percentiles a live one has (the slowest requests' stacks are
 //!   not saved).
 
+mod memory;
+
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -435,7 +437,7 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     let meta = &profile.meta;
     let per = ns_per_sample(meta.rate);
 
-    let sample_type = vec![
+    let mut sample_type = vec![
         proto::ValueType {
             r#type: st.get("samples"),
             unit: st.get("count"),
@@ -626,6 +628,13 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     // Memory (attach mode): zero-valued samples labelled `memory`, see
     // `memory_samples`.
     samples.extend(memory_samples(profile, &mut st, &mut location_of));
+    memory::append(
+        profile,
+        &mut st,
+        &mut sample_type,
+        &mut samples,
+        &mut location_of,
+    );
 
     let mut comments: Vec<(String, String)> = vec![
         ("version".into(), env!("CARGO_PKG_VERSION").into()),

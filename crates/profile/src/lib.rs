@@ -9,8 +9,12 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 
 mod activity;
+mod allocations;
 pub mod heap;
 mod requests;
+pub use allocations::{
+    leak_score, AllocationSite, Allocations, LeakCandidate, SiteStats, LEAK_THRESHOLD,
+};
 mod timeline;
 pub use activity::{Activity, StateCounts, ACTIVITY_STATES, MAX_BUCKETS};
 pub use requests::{EndpointRequests, Request, RequestTracker, SLOWEST_KEPT};
@@ -143,6 +147,8 @@ pub struct Profile {
     process_roles: std::collections::BTreeMap<i32, String>,
     timeline: Timeline,
     memory: heap::MemoryProfile,
+    /// Sampled allocations (`--memory`).
+    allocations: Allocations,
     /// Samples whose stack was cut at the depth cap.
     pub truncated_samples: u64,
     /// Facts about the recording.

@@ -6,11 +6,13 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod memory;
 mod session;
 mod target;
 pub mod web;
 
 pub use clock::{Clock, Tick};
+pub use memory::{MemoryEvent, MemorySampler, MemoryStats};
 pub use session::{Session, SessionEvents, SessionStats, DEFAULT_MEMORY_INTERVAL};
 pub use target::{
     MemoryReading, Sample, SampleError, SampledFrame, Target, TargetError, ThreadState,

@@ -1,0 +1,405 @@
+//! `record --memory` end to end: allocation shares at known lines on every
+//! interpreter, the growing site flagged as a leak (and nothing else), the
+//! pprof memory sample types, the target surviving a SIGKILLed pyrometer,
+//! and the attach-mode message.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pyrometer_outputs::decode_pprof;
+
+/// Shares of estimated allocated bytes by innermost function (attributed
+/// samples only), and the sample type names.
+fn memory_shares(pprof: &Path) -> Result<(HashMap<String, f64>, Vec<String>), String> {
+    let bytes = std::fs::read(pprof).map_err(|e| format!("{}: {e}", pprof.display()))?;
+    let gz = flate2::read::GzDecoder::new(&bytes[..]);
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::BufReader::new(gz), &mut raw)
+        .map_err(|e| e.to_string())?;
+    let p = decode_pprof(&raw).map_err(|e| e.to_string())?;
+    let s = |i: i64| p.string_table[i as usize].clone();
+    let types: Vec<String> = p.sample_type.iter().map(|t| s(t.r#type)).collect();
+    let alloc = types
+        .iter()
+        .position(|t| t == "alloc_space")
+        .ok_or("no alloc_space sample type")?;
+    let func_name: HashMap<u64, String> = p.function.iter().map(|f| (f.id, s(f.name))).collect();
+    let loc_func: HashMap<u64, String> = p
+        .location
+        .iter()
+        .filter_map(|l| Some((l.id, func_name.get(&l.line.first()?.function_id)?.clone())))
+        .collect();
+    let mut by: HashMap<String, f64> = HashMap::new();
+    let mut total = 0.0;
+    for sample in &p.sample {
+        let v = sample.value.get(alloc).copied().unwrap_or(0) as f64;
+        let attributed = sample
+            .label
+            .iter()
+            .any(|l| s(l.key) == "memory_site" && s(l.str) == "attributed");
+        if v <= 0.0 || !attributed {
+            continue;
+        }
+        total += v;
+        let name = sample
+            .location_id
+            .first()
+            .and_then(|l| loc_func.get(l))
+            .cloned()
+            .unwrap_or_default();
+        *by.entry(name).or_default() += v;
+    }
+    if total <= 0.0 {
+        return Err("no attributed allocations in the pprof".into());
+    }
+    for v in by.values_mut() {
+        *v = 100.0 * *v / total;
+    }
+    Ok((by, types))
+}
+
+/// The site lines of the summary's leak-candidate table.
+fn leak_lines(stderr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in stderr.lines() {
+        if line.starts_with("  leak candidates") {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !line.starts_with("    ") {
+                break;
+            }
+            if !line.trim_start().starts_with("score") {
+                out.push(line.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn shares_at_known_lines_and_the_growing_site_on_every_interpreter() {
+    let _cpu = cpu_lock();
+    let scratch = Scratch::new("memory-known");
+    let script = target("memory_known.py");
+    let mut rows = Vec::new();
+    for interp in require_all() {
+        let mut checks = Checks::new(&interp);
+        let out = scratch.file(&format!("{}.pb.gz", interp.label));
+        let args = [
+            "record".as_ref(),
+            "--memory".as_ref(),
+            // 256 KiB (half the default mean): about 1700 samples, so that a
+            // 5-point band is more than 4 standard deviations of every share.
+            "--memory-sample-bytes".as_ref(),
+            "262144".as_ref(),
+            "-f".as_ref(),
+            "pprof".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--".as_ref(),
+            interp.path.as_os_str(),
+            script.as_os_str(),
+        ];
+        let run = pyrometer(&args);
+        let stderr = stderr_of(&run);
+        if !checks.check("run", run.status.success(), || {
+            format!("{} failed: {stderr}", show(&args))
+        }) {
+            rows.push(checks);
+            continue;
+        }
+        match memory_shares(&out) {
+            Ok((shares, types)) => {
+                for t in [
+                    "alloc_objects",
+                    "alloc_space",
+                    "inuse_objects",
+                    "inuse_space",
+                ] {
+                    checks.check("pprof types", types.iter().any(|x| x == t), || {
+                        format!("no {t} in {types:?}")
+                    });
+                }
+                let share = |f: &str| shares.get(f).copied().unwrap_or(0.0);
+                checks.note(format!(
+                    "shares: churn_a {:.1} % (expect 22.2), churn_b {:.1} % (66.7), grow_c {:.1} % (11.1)",
+                    share("churn_a"),
+                    share("churn_b"),
+                    share("grow_c")
+                ));
+                for (f, expected) in [
+                    ("churn_a", 100.0 / 4.5),
+                    ("churn_b", 300.0 / 4.5),
+                    ("grow_c", 50.0 / 4.5),
+                ] {
+                    checks.check("shares", (share(f) - expected).abs() <= 5.0, || {
+                        format!(
+                            "{f}: {:.1} % of allocated bytes, expected {expected:.1} ± 5",
+                            share(f)
+                        )
+                    });
+                }
+            }
+            Err(e) => checks.fail("shares", e),
+        }
+        let leaks = leak_lines(&stderr);
+        checks.check(
+            "leaks",
+            leaks.len() == 1
+                && leaks[0].contains("grow_c")
+                && leaks[0].contains("memory_known.py:20"),
+            || format!("leak candidates should be grow_c (line 20) alone: {leaks:?}\n{stderr}"),
+        );
+        rows.push(checks);
+    }
+    finish(
+        "record --memory: shares at known lines, leak candidates",
+        &["run", "pprof types", "shares", "leaks"],
+        &rows,
+    );
+}
+
+#[test]
+fn target_keeps_running_when_pyrometer_is_killed() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-kill");
+    let dir = scratch.0.clone();
+    let script = target("memory_survivor.py");
+    let run = Background::start(&[
+        "record".as_ref(),
+        "--memory".as_ref(),
+        "--memory-sample-bytes".as_ref(),
+        "65536".as_ref(),
+        "-o".as_ref(),
+        scratch.file("out.svg").as_os_str(),
+        "--".as_ref(),
+        interp.path.as_os_str(),
+        script.as_os_str(),
+        dir.as_os_str(),
+    ]);
+    let wait_for = |name: &str, timeout: Duration| {
+        let t = Instant::now();
+        while !dir.join(name).exists() {
+            assert!(
+                t.elapsed() < timeout,
+                "{name} did not appear within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for("allocating", Duration::from_secs(60));
+    run.signal(libc::SIGKILL);
+    let finished = run
+        .wait(Duration::from_secs(10))
+        .expect("pyrometer is gone");
+    assert!(!finished.status.success());
+    // The target is now an orphan: it must finish its work normally.
+    wait_for("result", Duration::from_secs(60));
+    let result = std::fs::read_to_string(dir.join("result")).unwrap();
+    assert!(result.starts_with("ok "), "target: {result}");
+    let errors = std::fs::read_to_string(dir.join("stderr.txt")).unwrap();
+    assert!(errors.is_empty(), "target wrote errors: {errors}");
+    let tail: f64 = result.split_whitespace().nth(2).unwrap().parse().unwrap();
+    // 400 MB churned at one sample per 64 KiB: about 6000 samples, which
+    // would take 12 s if each still waited 2 ms for the dead pyrometer.
+    assert!(tail < 8.0, "the work after the kill took {tail} s");
+}
+
+#[test]
+fn memory_needs_a_command_to_launch() {
+    let out = pyrometer(&["record", "--memory", "--pid", "1"]);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("--memory needs the command to launch"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = pyrometer(&["record", "--memory-sample-bytes", "1000", "--", "true"]);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE), "{}", stderr_of(&out));
+}
+
+/// The image service under gunicorn, launched by `record --memory
+/// --subprocesses`, under load: every worker's allocations are seen and the
+/// endpoint table is there.
+#[test]
+fn gunicorn_workers_are_all_covered_under_load() {
+    use common::web::*;
+    let scratch = Scratch::new("memory-gunicorn");
+    let venv = venv("image-service");
+    let _turn = web_lock();
+    let port = free_port();
+    let workers = 3;
+    let out = scratch.file("memory.pb.gz");
+    let mut cmd = std::process::Command::new(PYROMETER);
+    cmd.args([
+        "record",
+        "--memory",
+        "--subprocesses",
+        "-d",
+        "12",
+        "-f",
+        "pprof",
+        "-o",
+    ])
+    .arg(&out)
+    .arg("--")
+    .arg(venv.join("bin/gunicorn"))
+    .args(["-c", "gunicorn.conf.py", "app:app"])
+    .env("GUNICORN_BIND", format!("127.0.0.1:{port}"))
+    .env("GUNICORN_WORKERS", workers.to_string())
+    .env("PYTHONUNBUFFERED", "1")
+    .current_dir(example_dir("image-service"));
+    let run = Background::spawn(&mut cmd);
+    let t0 = Instant::now();
+    while http_status(port, "/health") != Ok(200) {
+        assert!(
+            t0.elapsed() < READY_TIMEOUT,
+            "gunicorn did not answer /health"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // pyrometer → gunicorn master → workers.
+    let master = children(run.pid())
+        .into_iter()
+        .next()
+        .expect("gunicorn master");
+    let mut worker_pids = Vec::new();
+    while worker_pids.len() < workers {
+        assert!(
+            t0.elapsed() < READY_TIMEOUT,
+            "workers of {master}: {worker_pids:?}"
+        );
+        worker_pids = children(master);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let load = start_load(
+        &scratch,
+        port,
+        7.0,
+        4,
+        "process:noise_reduction=2,process:blur=2,process:thumbnail=1,health=1",
+        &[],
+    );
+    let doc = load.finish();
+    assert_eq!(doc["errors"], 0, "failed requests: {doc}");
+    let finished = run
+        .wait(Duration::from_secs(60))
+        .expect("pyrometer finishes");
+    assert!(finished.status.success(), "{}", finished.stderr);
+    println!("{}", finished.stderr);
+    let line = finished
+        .stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("allocated by process"))
+        .unwrap_or_else(|| panic!("no per-process line: {}", finished.stderr))
+        .to_string();
+    for w in &worker_pids {
+        assert!(
+            line.contains(&format!(" {w} ")) || line.contains(&format!(": {w} ")),
+            "worker {w} has no allocations: {line}"
+        );
+    }
+    assert!(
+        finished.stderr.contains("  allocated by endpoint:")
+            && finished.stderr.contains("POST /process"),
+        "no endpoint memory table: {}",
+        finished.stderr
+    );
+    let (shares, _) = memory_shares(&out).expect("memory pprof");
+    assert!(!shares.is_empty());
+}
+
+/// The HTML report's memory section renders in headless Chromium (installed
+/// by scripts/setup.sh) and lists grow_c as the leak candidate.
+#[test]
+fn html_report_has_the_memory_section() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-html");
+    let html = scratch.file("report.html");
+    let script = target("memory_known.py");
+    let run = pyrometer(&[
+        "record".as_ref(),
+        "--memory".as_ref(),
+        "-f".as_ref(),
+        "html".as_ref(),
+        "-o".as_ref(),
+        html.as_os_str(),
+        "--".as_ref(),
+        interp.path.as_os_str(),
+        script.as_os_str(),
+    ]);
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chromium is installed by scripts/setup.sh");
+    let profile_dir = scratch.file("chromium-profile");
+    let dom = pyrometer_testsupport::run_with_timeout(
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--user-data-dir={}", profile_dir.display()))
+            .arg("--dump-dom")
+            .arg(format!("file://{}", html.display())),
+        Duration::from_secs(120),
+    )
+    .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(
+        dom.contains(r#"data-ready="1""#),
+        "the report did not render: {dom:.2000}"
+    );
+    let start = dom
+        .find(r#"<section id="memory">"#)
+        .expect("a memory section");
+    let section = &dom[start..];
+    let leaks = section.find(r#"id="memory-leaks""#).expect("a leak table");
+    let lines = section.find(r#"id="memory-lines""#).expect("a line table");
+    assert!(section.contains("<polyline"), "no live-bytes chart");
+    let leak_table = &section[leaks..lines];
+    assert!(leak_table.contains("grow_c"), "{leak_table:.2000}");
+    assert!(!leak_table.contains("churn_"), "{leak_table:.2000}");
+}
+
+/// 100 short-lived forked children and 240 short-lived threads, all
+/// allocating, under `record --memory`: the target's output is intact and
+/// every child mapped the hook's ring.
+#[test]
+fn fork_bomb_and_thread_churn_under_record_memory() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-forks");
+    let script = target("memory_forks.py");
+    let run = pyrometer(&[
+        "record".as_ref(),
+        "--memory".as_ref(),
+        "-o".as_ref(),
+        scratch.file("out.svg").as_os_str(),
+        "--".as_ref(),
+        interp.path.as_os_str(),
+        script.as_os_str(),
+    ]);
+    let stderr = stderr_of(&run);
+    assert!(run.status.success(), "{stderr}");
+    assert_eq!(stdout_of(&run).trim(), "ok 0", "{stderr}");
+    let hooked: u64 = stderr
+        .split("; ")
+        .find_map(|p| p.strip_suffix(" processes hooked"))
+        .and_then(|n| n.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no hooked-process count: {stderr}"));
+    assert!(hooked >= 101, "{hooked} processes hooked: {stderr}");
+}
