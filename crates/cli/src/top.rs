@@ -82,6 +82,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     session.set_idle_stacks(args.idle);
     ctrlc::set_handler(|| SIGNALLED.store(true, Ordering::SeqCst))
         .context("cannot install the Ctrl-C handler")?;
+    watch_for_hangup();
 
     let root_pid = session.root_pid();
     let mut template = Profile::new();
@@ -350,6 +351,11 @@ impl Ui {
                     .context("cannot draw on the terminal")?;
                 dirty = false;
                 panic_for_tests();
+            }
+            if terminal_gone() {
+                // The terminal hung up (its window or tmux server went
+                // away): nobody can quit with a key any more.
+                return Ok(());
             }
             if event::poll(KEY_POLL).context("cannot read the keyboard")? {
                 match event::read().context("cannot read the keyboard")? {
@@ -785,6 +791,31 @@ impl Ui {
             r,
         );
     }
+}
+
+/// End the process when its terminal hangs up (its window closed, tmux
+/// killed): the keyboard then reads as end of file, on which crossterm's
+/// poll spins without returning, so the view's own loop never sees it, nor
+/// a SIGHUP/SIGTERM flag. Nothing can be drawn or restored any more, and
+/// nothing is printed (stderr is the dead terminal too).
+fn watch_for_hangup() {
+    let _ = std::thread::Builder::new()
+        .name("hangup".into())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if terminal_gone() {
+                std::process::exit(crate::exit::FAILURE);
+            }
+        });
+}
+
+/// Whether the terminal on standard output has hung up: after a hangup
+/// the kernel answers every terminal ioctl with EIO, while reads of the
+/// keyboard just see end of file (which would leave `top` polling for ever).
+fn terminal_gone() -> bool {
+    let mut attrs = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: tcgetattr writes at most one termios into `attrs`.
+    unsafe { libc::tcgetattr(libc::STDOUT_FILENO, attrs.as_mut_ptr()) != 0 }
 }
 
 #[cfg(test)]

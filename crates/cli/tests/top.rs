@@ -447,6 +447,52 @@ fn top_keys_sort_filter_views_and_target_exit() {
     check_restored(&tmux, "0");
 }
 
+/// PIDs of the `pyrometer top` processes whose command line has `marker`.
+fn top_pids(marker: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.starts_with(PYROMETER) && cmd.contains(" top ") && cmd.contains(marker) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn top_exits_when_its_terminal_goes_away_after_the_target() {
+    // A terminal that hangs up (its window closed, tmux killed) while the
+    // view shows an exited target: nobody can press q any more, so top must
+    // end by itself instead of polling a dead terminal for ever.
+    let interp = pick_one(&require_all());
+    let (mut target, _) =
+        start_target(&interp, "top_busy.py", &["60"]).unwrap_or_else(|e| panic!("{e}"));
+    let pid = target.pid().to_string();
+    let tmux = Tmux::new("hangup", 80, 24);
+    tmux.type_line(&top_line(&["--pid", &pid]));
+    tmux.expect("the hot function", |s| s.contains("hot_spin"));
+    // SAFETY: kill(2) of the target this test started.
+    unsafe { libc::kill(target.pid(), libc::SIGKILL) };
+    let _ = target.wait_timeout(Duration::from_secs(10));
+    tmux.expect("the target-exited notice", |s| s.contains("target exited"));
+    let marker = format!("--pid {pid}");
+    let tops = top_pids(&marker);
+    assert_eq!(tops.len(), 1, "one top process for {marker}: {tops:?}");
+    drop(tmux); // kill-server: the pane's terminal hangs up
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !top_pids(&marker).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "top {tops:?} still runs 15 s after its terminal went away"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn top_in_a_small_terminal_with_a_launched_command() {
     let interp = pick_one(&require_all());
