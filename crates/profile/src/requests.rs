@@ -5,6 +5,7 @@
 //! requests with their own stacks are kept. Memory is bounded however long
 //! the run.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -19,6 +20,15 @@ pub const SLOWEST_KEPT: usize = 5;
 const STACKS_PER_REQUEST: usize = 64;
 /// Endpoints tracked; later ones are folded into one bucket.
 const MAX_ENDPOINTS: usize = 2000;
+/// Raw paths interned for kept (slowest) requests over a whole run: raw
+/// paths are high-cardinality (ids, query strings), so an open request
+/// holds its path uninterned and only a request entering the slowest is
+/// interned; this caps even a run whose requests keep getting slower.
+pub const MAX_PATHS_KEPT: usize = 10_000;
+/// Label of endpoints beyond [`MAX_ENDPOINTS`].
+pub const OVERFLOW_ENDPOINT: &str = "(other endpoints)";
+/// Path of kept requests beyond [`MAX_PATHS_KEPT`].
+pub const PATH_NOT_KEPT: &str = "(path not kept)";
 
 /// A finished request.
 #[derive(Debug, Clone)]
@@ -90,29 +100,33 @@ impl EndpointRequests {
         &self.durations
     }
 
-    fn record(&mut self, r: Request) {
+    fn record_duration(&mut self, duration: Duration) {
         self.count += 1;
-        self.total += r.duration;
-        self.max = self.max.max(r.duration);
+        self.total += duration;
+        self.max = self.max.max(duration);
         self.seen_for_reservoir += 1;
         if self.durations.len() < RESERVOIR {
-            self.durations.push(r.duration);
+            self.durations.push(duration);
         } else {
             // Deterministic reservoir replacement keeps memory bounded and
             // the sample of durations uniform enough for percentiles.
             let slot = (self.seen_for_reservoir.wrapping_mul(2654435761) % self.seen_for_reservoir)
                 as usize;
             if slot < RESERVOIR {
-                self.durations[slot] = r.duration;
+                self.durations[slot] = duration;
             }
         }
-        if self.slowest.len() < SLOWEST_KEPT
-            || self.slowest.last().is_some_and(|s| s.duration < r.duration)
-        {
-            self.slowest.push(r);
-            self.slowest.sort_by_key(|r| std::cmp::Reverse(r.duration));
-            self.slowest.truncate(SLOWEST_KEPT);
-        }
+    }
+
+    fn would_keep(&self, duration: Duration) -> bool {
+        self.slowest.len() < SLOWEST_KEPT
+            || self.slowest.last().is_some_and(|s| s.duration < duration)
+    }
+
+    fn keep_slowest(&mut self, r: Request) {
+        self.slowest.push(r);
+        self.slowest.sort_by_key(|r| std::cmp::Reverse(r.duration));
+        self.slowest.truncate(SLOWEST_KEPT);
     }
 }
 
@@ -120,7 +134,7 @@ impl EndpointRequests {
 struct Open {
     key: u64,
     endpoint: StrId,
-    path: StrId,
+    path: Arc<str>,
     first: Duration,
     last: Duration,
     samples: u64,
@@ -133,6 +147,7 @@ pub struct RequestTracker {
     open: FxHashMap<ThreadKey, Open>,
     endpoints: FxHashMap<StrId, EndpointRequests>,
     overflow: Option<StrId>,
+    paths_kept: usize,
     /// The sampling period, added to each request's first-to-last span.
     pub period: Duration,
 }
@@ -140,16 +155,15 @@ pub struct RequestTracker {
 impl RequestTracker {
     /// A thread was sampled at `time` serving request `key` (or none, when
     /// `request` is `None`; `known` false means the stack was not read, so
-    /// whatever was open stays open).
-    #[allow(clippy::too_many_arguments)]
+    /// whatever was open stays open). `intern` interns the strings kept.
     pub(crate) fn observe(
         &mut self,
         thread: ThreadKey,
         time: Duration,
         known: bool,
-        request: Option<(u64, StrId, StrId)>,
+        request: Option<(u64, StrId, &Arc<str>)>,
         stack: Option<StackId>,
-        overflow_label: impl FnOnce() -> StrId,
+        mut intern: impl FnMut(&str) -> StrId,
     ) {
         if !known {
             return;
@@ -165,8 +179,9 @@ impl RequestTracker {
                 }
             }
             (_, req) => {
-                self.close(thread, overflow_label);
+                self.close(thread, &mut intern);
                 if let Some((key, endpoint, path)) = req {
+                    let path = Arc::clone(path);
                     let mut stacks = FxHashMap::default();
                     stacks.insert(stack, 1);
                     self.open.insert(
@@ -186,33 +201,46 @@ impl RequestTracker {
         }
     }
 
-    fn close(&mut self, thread: ThreadKey, overflow_label: impl FnOnce() -> StrId) {
+    fn close(&mut self, thread: ThreadKey, intern: &mut impl FnMut(&str) -> StrId) {
         let Some(o) = self.open.remove(&thread) else {
             return;
         };
         let mut endpoint = o.endpoint;
         if !self.endpoints.contains_key(&endpoint) && self.endpoints.len() >= MAX_ENDPOINTS {
-            endpoint = *self.overflow.get_or_insert_with(overflow_label);
+            endpoint = *self
+                .overflow
+                .get_or_insert_with(|| intern(OVERFLOW_ENDPOINT));
         }
+        let duration = o.last.saturating_sub(o.first) + self.period;
+        let stats = self.endpoints.entry(endpoint).or_default();
+        stats.record_duration(duration);
+        if !stats.would_keep(duration) {
+            return;
+        }
+        let path = if self.paths_kept < MAX_PATHS_KEPT {
+            self.paths_kept += 1;
+            intern(&o.path)
+        } else {
+            intern(PATH_NOT_KEPT)
+        };
         let mut stacks: Vec<_> = o.stacks.into_iter().collect();
         stacks.sort_by_key(|s| std::cmp::Reverse(s.1));
-        let r = Request {
+        stats.keep_slowest(Request {
             endpoint,
-            path: o.path,
+            path,
             thread,
             start: o.first,
-            duration: o.last.saturating_sub(o.first) + self.period,
+            duration,
             samples: o.samples,
             stacks,
-        };
-        self.endpoints.entry(endpoint).or_default().record(r);
+        });
     }
 
     /// Close every open request (at the end of a recording).
-    pub(crate) fn close_all(&mut self, overflow_label: impl Fn() -> StrId) {
+    pub(crate) fn close_all(&mut self, mut intern: impl FnMut(&str) -> StrId) {
         let threads: Vec<_> = self.open.keys().copied().collect();
         for t in threads {
-            self.close(t, &overflow_label);
+            self.close(t, &mut intern);
         }
     }
 
