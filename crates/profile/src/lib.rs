@@ -407,6 +407,28 @@ impl Profile {
         );
     }
 
+    /// A process exited: drop what was kept only to aggregate its next
+    /// samples (its code-object → frame cache, its threads' last stacks) and
+    /// close its threads' open requests. A long run of a service whose
+    /// workers are recycled (gunicorn `max_requests`) sees a new pid every
+    /// few seconds; without this, those caches would grow with every worker
+    /// ever started. Its frames, stacks and counts stay: they are the profile.
+    pub fn process_exited(&mut self, pid: i32) {
+        self.frame_by_code.retain(|(p, _, _), _| *p != pid);
+        let threads: Vec<ThreadKey> = self
+            .thread_ids
+            .iter()
+            .filter(|((p, _), _)| *p == pid)
+            .map(|(_, k)| *k)
+            .collect();
+        let (strings, string_ids) = (&mut self.strings, &mut self.string_ids);
+        for t in threads {
+            self.last_path.remove(&t);
+            self.requests
+                .close_thread(t, |s| intern_into(strings, string_ids, s));
+        }
+    }
+
     /// Close open requests: call when the recording ends.
     pub fn finish(&mut self) {
         let (strings, string_ids) = (&mut self.strings, &mut self.string_ids);

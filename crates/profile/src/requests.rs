@@ -236,6 +236,15 @@ impl RequestTracker {
         });
     }
 
+    /// Close the request open on `thread`, if any (its process exited).
+    pub(crate) fn close_thread(
+        &mut self,
+        thread: ThreadKey,
+        mut intern: impl FnMut(&str) -> StrId,
+    ) {
+        self.close(thread, &mut intern);
+    }
+
     /// Close every open request (at the end of a recording).
     pub(crate) fn close_all(&mut self, mut intern: impl FnMut(&str) -> StrId) {
         let threads: Vec<_> = self.open.keys().copied().collect();

@@ -151,3 +151,41 @@ fn requests_that_keep_getting_slower_intern_a_bounded_number_of_paths() {
     assert_eq!(slowest.duration, Duration::from_micros(requests));
     assert_eq!(profile.str(slowest.path), pyrometer_profile::PATH_NOT_KEPT);
 }
+
+#[test]
+fn recycled_workers_leave_no_per_process_caches_behind() {
+    // A service whose workers are recycled: 300 generations of a worker,
+    // each a new pid running the same code, each sampled then exiting.
+    let mut profile = Profile::new();
+    let mut time = Duration::ZERO;
+    let mut key = 0;
+    for generation in 0..300 {
+        let pid = 10_000 + generation;
+        for n in 0..20u64 {
+            key += 1;
+            let mut s = request_sample(time, key, "/items/1");
+            s.pid = pid;
+            s.frames[0].line = 3 + (n % 5) as i32;
+            profile.add_sample(&s);
+            time += Duration::from_millis(1);
+        }
+        let open = profile.table_sizes().open_requests;
+        assert_eq!(open, 1, "the worker's last request is open while it lives");
+        profile.process_exited(pid);
+    }
+    let sizes = profile.table_sizes();
+    assert_eq!(sizes.frames_by_code, 0, "{sizes:?}");
+    assert_eq!(sizes.last_paths, 0, "{sizes:?}");
+    assert_eq!(sizes.open_requests, 0, "{sizes:?}");
+    // The profile itself keeps what it measured: one frame per line, every
+    // worker, every request.
+    assert_eq!(sizes.frames, 5);
+    assert_eq!(sizes.threads, 300);
+    assert_eq!(profile.total_samples(), 300 * 20);
+    let (_, stats) = profile
+        .requests()
+        .endpoints()
+        .next()
+        .expect("the endpoint has statistics");
+    assert_eq!(stats.count, key);
+}
