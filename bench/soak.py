@@ -118,7 +118,7 @@ def live(a):
         if i % step == 0 or i == len(rows) - 1:
             print(f"| {r['wall']:.0f} | {r['rss_kb'] / 1024:.1f} | {r['cpu']:.1f} |")
     if len(rows) >= 3 and samples:
-        warm = rows[max(1, len(rows) // 10)]
+        warm = rows[max(1, int(len(rows) * a.warmup))]
         end = rows[-1]
         per_s = samples / end["wall"]
         dm = per_s * (end["wall"] - warm["wall"]) / 1e6
