@@ -288,6 +288,9 @@ fn sample_loop(
                 profile.set_process_role(*pid, "worker");
             }
         }
+        for pid in &events.exited {
+            profile.process_exited(*pid);
+        }
         for s in &samples {
             let keep = match mode {
                 Mode::Wall => true,

@@ -17,7 +17,9 @@ pub use allocations::{
 };
 mod timeline;
 pub use activity::{Activity, StateCounts, ACTIVITY_STATES, MAX_BUCKETS};
-pub use requests::{EndpointRequests, Request, RequestTracker, SLOWEST_KEPT};
+pub use requests::{
+    EndpointRequests, Request, RequestTracker, MAX_PATHS_KEPT, PATH_NOT_KEPT, SLOWEST_KEPT,
+};
 use std::time::Duration;
 pub use timeline::{Timeline, TimelineEntry, DEFAULT_TIMELINE_LIMIT};
 
@@ -155,7 +157,70 @@ pub struct Profile {
     pub meta: Meta,
 }
 
+/// How many entries each of the profile's tables holds: what its memory
+/// grows with (for soak checks; none of them grows with samples alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableSizes {
+    /// Interned strings.
+    pub strings: usize,
+    /// Distinct frames.
+    pub frames: usize,
+    /// (pid, code, line) → frame cache entries.
+    pub frames_by_code: usize,
+    /// Stack nodes.
+    pub stacks: usize,
+    /// Threads seen.
+    pub threads: usize,
+    /// Distinct (stack, thread, state, endpoint, category) keys.
+    pub counts: usize,
+    /// Threads' last stacks kept for prefix matching.
+    pub last_paths: usize,
+    /// Requests open now.
+    pub open_requests: usize,
+    /// Endpoints with request statistics.
+    pub endpoints: usize,
+    /// Durations in the endpoints' reservoirs plus requests kept as slowest.
+    pub requests_kept: usize,
+    /// Timeline entries kept.
+    pub timeline: usize,
+    /// Entries of the per-second activity series.
+    pub activity_buckets: usize,
+}
+
+fn intern_into(strings: &mut Vec<String>, ids: &mut FxHashMap<String, StrId>, s: &str) -> StrId {
+    if let Some(id) = ids.get(s) {
+        return *id;
+    }
+    let id = StrId(strings.len() as u32);
+    strings.push(s.to_string());
+    ids.insert(s.to_string(), id);
+    id
+}
+
 impl Profile {
+    /// Entries per table (see [`TableSizes`]).
+    pub fn table_sizes(&self) -> TableSizes {
+        let (mut endpoints, mut requests_kept) = (0, 0);
+        for (_, e) in self.requests.endpoints() {
+            endpoints += 1;
+            requests_kept += e.durations().len() + e.slowest.len();
+        }
+        TableSizes {
+            strings: self.strings.len(),
+            frames: self.frames.len(),
+            frames_by_code: self.frame_by_code.len(),
+            stacks: self.stacks.len(),
+            threads: self.threads.len(),
+            counts: self.counts.len(),
+            last_paths: self.last_path.len(),
+            open_requests: self.requests.open_requests(),
+            endpoints,
+            requests_kept,
+            timeline: self.timeline.entries().len(),
+            activity_buckets: self.activity.buckets().iter().map(Vec::len).sum(),
+        }
+    }
+
     /// An empty profile.
     pub fn new() -> Self {
         Self::default()
@@ -189,13 +254,7 @@ impl Profile {
 
     /// Intern a string.
     pub fn intern(&mut self, s: &str) -> StrId {
-        if let Some(id) = self.string_ids.get(s) {
-            return *id;
-        }
-        let id = StrId(self.strings.len() as u32);
-        self.strings.push(s.to_string());
-        self.string_ids.insert(s.to_string(), id);
-        id
+        intern_into(&mut self.strings, &mut self.string_ids, s)
     }
 
     /// A string by id.
@@ -328,7 +387,8 @@ impl Profile {
         let request = sample
             .request
             .as_ref()
-            .map(|r| (r.key, self.intern(&r.endpoint), self.intern(&r.path)));
+            .zip(endpoint)
+            .map(|(r, endpoint)| (r.key, endpoint, &r.path));
         self.memory
             .observe(sample.pid, parent, endpoint, sample.state.is_active());
         self.timeline.push(TimelineEntry {
@@ -339,7 +399,7 @@ impl Profile {
             endpoint,
             request: sample.request.as_ref().map(|r| r.key),
         });
-        let overflow = self.intern("(other endpoints)");
+        let (strings, string_ids) = (&mut self.strings, &mut self.string_ids);
         self.requests.observe(
             thread,
             sample.pid,
@@ -347,7 +407,7 @@ impl Profile {
             sample.walked,
             request,
             parent,
-            || overflow,
+            |s| intern_into(strings, string_ids, s),
         );
         self.activity.add(sample.time, sample.pid, sample.state, 1);
         self.add(
@@ -378,10 +438,35 @@ impl Profile {
         &mut self.memory
     }
 
+    /// A process exited: drop what was kept only to aggregate its next
+    /// samples (its code-object → frame cache, its threads' last stacks) and
+    /// close its threads' open requests. A long run of a service whose
+    /// workers are recycled (gunicorn `max_requests`) sees a new pid every
+    /// few seconds; without this, those caches would grow with every worker
+    /// ever started. Its frames, stacks and counts stay: they are the profile.
+    pub fn process_exited(&mut self, pid: i32) {
+        self.frame_by_code.retain(|(p, _, _), _| *p != pid);
+        let threads: Vec<ThreadKey> = self
+            .thread_ids
+            .iter()
+            .filter(|((p, _), _)| *p == pid)
+            .map(|(_, k)| *k)
+            .collect();
+        let (strings, string_ids) = (&mut self.strings, &mut self.string_ids);
+        for t in threads {
+            self.last_path.remove(&t);
+            self.requests
+                .close_thread(t, |s| intern_into(strings, string_ids, s));
+        }
+        self.requests
+            .finish_process(pid, |s| intern_into(strings, string_ids, s));
+    }
+
     /// Close open requests: call when the recording ends.
     pub fn finish(&mut self) {
-        let overflow = self.intern("(other endpoints)");
-        self.requests.close_all(|| overflow);
+        let (strings, string_ids) = (&mut self.strings, &mut self.string_ids);
+        self.requests
+            .close_all(|s| intern_into(strings, string_ids, s));
     }
 
     /// The first samples in time order (bounded; see [`Timeline`]).

@@ -8,6 +8,7 @@
 //! reservoir of durations and the slowest requests with their own stacks
 //! are kept. Memory is bounded however long the run.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -27,6 +28,15 @@ const MAX_ENDPOINTS: usize = 2000;
 const GRACE_PERIODS: u32 = 5;
 /// Requests waiting out their grace (beyond that they are recorded at once).
 const MAX_CLOSING: usize = 4096;
+/// Raw paths interned for kept (slowest) requests over a whole run: raw
+/// paths are high-cardinality (ids, query strings), so an open request
+/// holds its path uninterned and only a request entering the slowest is
+/// interned; this caps even a run whose requests keep getting slower.
+pub const MAX_PATHS_KEPT: usize = 10_000;
+/// Label of endpoints beyond [`MAX_ENDPOINTS`].
+pub const OVERFLOW_ENDPOINT: &str = "(other endpoints)";
+/// Path of kept requests beyond [`MAX_PATHS_KEPT`].
+pub const PATH_NOT_KEPT: &str = "(path not kept)";
 
 /// A finished request.
 #[derive(Debug, Clone)]
@@ -98,29 +108,33 @@ impl EndpointRequests {
         &self.durations
     }
 
-    fn record(&mut self, r: Request) {
+    fn record_duration(&mut self, duration: Duration) {
         self.count += 1;
-        self.total += r.duration;
-        self.max = self.max.max(r.duration);
+        self.total += duration;
+        self.max = self.max.max(duration);
         self.seen_for_reservoir += 1;
         if self.durations.len() < RESERVOIR {
-            self.durations.push(r.duration);
+            self.durations.push(duration);
         } else {
             // Deterministic reservoir replacement keeps memory bounded and
             // the sample of durations uniform enough for percentiles.
             let slot = (self.seen_for_reservoir.wrapping_mul(2654435761) % self.seen_for_reservoir)
                 as usize;
             if slot < RESERVOIR {
-                self.durations[slot] = r.duration;
+                self.durations[slot] = duration;
             }
         }
-        if self.slowest.len() < SLOWEST_KEPT
-            || self.slowest.last().is_some_and(|s| s.duration < r.duration)
-        {
-            self.slowest.push(r);
-            self.slowest.sort_by_key(|r| std::cmp::Reverse(r.duration));
-            self.slowest.truncate(SLOWEST_KEPT);
-        }
+    }
+
+    fn would_keep(&self, duration: Duration) -> bool {
+        self.slowest.len() < SLOWEST_KEPT
+            || self.slowest.last().is_some_and(|s| s.duration < duration)
+    }
+
+    fn keep_slowest(&mut self, r: Request) {
+        self.slowest.push(r);
+        self.slowest.sort_by_key(|r| std::cmp::Reverse(r.duration));
+        self.slowest.truncate(SLOWEST_KEPT);
     }
 }
 
@@ -129,7 +143,7 @@ struct Open {
     pid: i32,
     key: u64,
     endpoint: StrId,
-    path: StrId,
+    path: Arc<str>,
     first: Duration,
     last: Duration,
     samples: u64,
@@ -147,6 +161,7 @@ pub struct RequestTracker {
     /// again by a thread that sees them.
     closing: FxHashMap<(i32, u64), (ThreadKey, Open)>,
     next_flush: Duration,
+    paths_kept: usize,
     /// The sampling period, added to each request's first-to-last span.
     pub period: Duration,
 }
@@ -168,7 +183,8 @@ impl Open {
 impl RequestTracker {
     /// A thread of process `pid` was sampled at `time` serving request `key`
     /// (or none, when `request` is `None`; `known` false means the stack was
-    /// not read, so whatever was open stays open).
+    /// not read, so whatever was open stays open). `intern` interns the
+    /// strings kept.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn observe(
         &mut self,
@@ -176,12 +192,12 @@ impl RequestTracker {
         pid: i32,
         time: Duration,
         known: bool,
-        request: Option<(u64, StrId, StrId)>,
+        request: Option<(u64, StrId, &Arc<str>)>,
         stack: Option<StackId>,
-        overflow_label: impl Fn() -> StrId,
+        mut intern: impl FnMut(&str) -> StrId,
     ) {
         if time >= self.next_flush {
-            self.flush(time, &overflow_label);
+            self.flush(time, &mut intern);
             self.next_flush = time + self.period.max(Duration::from_millis(1));
         }
         if !known {
@@ -198,8 +214,9 @@ impl RequestTracker {
                 }
             }
             (_, req) => {
-                self.close(thread, &overflow_label);
+                self.close(thread, &mut intern);
                 if let Some((key, endpoint, path)) = req {
+                    let path = Arc::clone(path);
                     let mut stacks = FxHashMap::default();
                     stacks.insert(stack, 1);
                     let mut open = Open {
@@ -228,7 +245,7 @@ impl RequestTracker {
     /// The request open on `thread` is no longer seen there: fold it into
     /// the same request open on another thread of its process, or let it
     /// wait out its grace.
-    fn close(&mut self, thread: ThreadKey, overflow_label: &impl Fn() -> StrId) {
+    fn close(&mut self, thread: ThreadKey, intern: &mut impl FnMut(&str) -> StrId) {
         let Some(o) = self.open.remove(&thread) else {
             return;
         };
@@ -241,7 +258,7 @@ impl RequestTracker {
             return;
         }
         if self.closing.len() >= MAX_CLOSING {
-            self.flush(Duration::MAX, overflow_label);
+            self.flush(Duration::MAX, intern);
         }
         match self.closing.get_mut(&(o.pid, o.key)) {
             Some((_, earlier)) => earlier.absorb(o),
@@ -252,7 +269,7 @@ impl RequestTracker {
     }
 
     /// Record the closing requests whose grace ended before `now`.
-    fn flush(&mut self, now: Duration, overflow_label: &impl Fn() -> StrId) {
+    fn flush(&mut self, now: Duration, intern: &mut impl FnMut(&str) -> StrId) {
         if self.closing.is_empty() {
             return;
         }
@@ -265,37 +282,75 @@ impl RequestTracker {
             .collect();
         for k in done {
             if let Some((thread, o)) = self.closing.remove(&k) {
-                self.record(thread, o, overflow_label);
+                self.record(thread, o, intern);
             }
         }
     }
 
-    fn record(&mut self, thread: ThreadKey, o: Open, overflow_label: &impl Fn() -> StrId) {
+    fn record(&mut self, thread: ThreadKey, o: Open, intern: &mut impl FnMut(&str) -> StrId) {
         let mut endpoint = o.endpoint;
         if !self.endpoints.contains_key(&endpoint) && self.endpoints.len() >= MAX_ENDPOINTS {
-            endpoint = *self.overflow.get_or_insert_with(overflow_label);
+            endpoint = *self
+                .overflow
+                .get_or_insert_with(|| intern(OVERFLOW_ENDPOINT));
         }
+        let duration = o.last.saturating_sub(o.first) + self.period;
+        let stats = self.endpoints.entry(endpoint).or_default();
+        stats.record_duration(duration);
+        if !stats.would_keep(duration) {
+            return;
+        }
+        let path = if self.paths_kept < MAX_PATHS_KEPT {
+            self.paths_kept += 1;
+            intern(&o.path)
+        } else {
+            intern(PATH_NOT_KEPT)
+        };
         let mut stacks: Vec<_> = o.stacks.into_iter().collect();
         stacks.sort_by_key(|s| std::cmp::Reverse(s.1));
-        let r = Request {
+        stats.keep_slowest(Request {
             endpoint,
-            path: o.path,
+            path,
             thread,
             start: o.first,
-            duration: o.last.saturating_sub(o.first) + self.period,
+            duration,
             samples: o.samples,
             stacks,
-        };
-        self.endpoints.entry(endpoint).or_default().record(r);
+        });
+    }
+
+    /// Close the request open on `thread`, if any (its process exited).
+    pub(crate) fn close_thread(
+        &mut self,
+        thread: ThreadKey,
+        mut intern: impl FnMut(&str) -> StrId,
+    ) {
+        self.close(thread, &mut intern);
+    }
+
+    /// Record at once the requests of process `pid` waiting out their
+    /// grace: it exited, so no thread of it will see them again.
+    pub(crate) fn finish_process(&mut self, pid: i32, mut intern: impl FnMut(&str) -> StrId) {
+        let done: Vec<(i32, u64)> = self
+            .closing
+            .keys()
+            .filter(|(p, _)| *p == pid)
+            .copied()
+            .collect();
+        for k in done {
+            if let Some((thread, o)) = self.closing.remove(&k) {
+                self.record(thread, o, &mut intern);
+            }
+        }
     }
 
     /// Close every open request (at the end of a recording).
-    pub(crate) fn close_all(&mut self, overflow_label: impl Fn() -> StrId) {
+    pub(crate) fn close_all(&mut self, mut intern: impl FnMut(&str) -> StrId) {
         let threads: Vec<_> = self.open.keys().copied().collect();
         for t in threads {
-            self.close(t, &overflow_label);
+            self.close(t, &mut intern);
         }
-        self.flush(Duration::MAX, &overflow_label);
+        self.flush(Duration::MAX, &mut intern);
     }
 
     /// Set an endpoint's statistics (for readers of saved profiles).
@@ -322,7 +377,6 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
     const ENDPOINT: StrId = StrId(1);
-    const PATH: StrId = StrId(2);
     const LOOP: ThreadKey = ThreadKey(1);
     const WORKER: ThreadKey = ThreadKey(2);
 
@@ -334,19 +388,20 @@ mod tests {
     }
 
     fn see(t: &mut RequestTracker, thread: ThreadKey, ms: u64, key: Option<u64>) {
+        let path: Arc<str> = Arc::from("/p");
         t.observe(
             thread,
             100,
             Duration::from_millis(ms),
             true,
-            key.map(|k| (k, ENDPOINT, PATH)),
+            key.map(|k| (k, ENDPOINT, &path)),
             None,
-            || StrId(99),
+            |_| StrId(99),
         );
     }
 
     fn stats(t: &mut RequestTracker) -> (u64, Vec<Duration>) {
-        t.close_all(|| StrId(99));
+        t.close_all(|_| StrId(99));
         let e = t.endpoints.get(&ENDPOINT).cloned().unwrap_or_default();
         let mut d = e.durations.clone();
         d.sort();
@@ -408,18 +463,19 @@ mod tests {
     #[test]
     fn the_same_key_in_another_process_is_another_request() {
         let mut t = tracker();
+        let path: Arc<str> = Arc::from("/p");
         see(&mut t, LOOP, 0, Some(7));
         t.observe(
             WORKER,
             200,
             Duration::ZERO,
             true,
-            Some((7, ENDPOINT, PATH)),
+            Some((7, ENDPOINT, &path)),
             None,
-            || StrId(99),
+            |_| StrId(99),
         );
         see(&mut t, LOOP, 10, None);
-        t.observe(WORKER, 200, 10 * MS, true, None, None, || StrId(99));
+        t.observe(WORKER, 200, 10 * MS, true, None, None, |_| StrId(99));
         let (count, _) = stats(&mut t);
         assert_eq!(count, 2);
     }
