@@ -5,7 +5,13 @@ driven by wrk, with no profiler, with pyrometer --subprocesses at 100 Hz and
 1 kHz, in the same run, as ratios. Alternates the configurations over rounds
 and takes medians.
 
-Usage: bench/web_overhead.py [--rounds N] [--seconds S]
+Usage: bench/web_overhead.py [--rounds N] [--seconds S] [--pin]
+
+--pin runs gunicorn and its workers on core 0 and wrk and the profiler on
+core 1: the service has a core the profiler does not compete for, as a
+production host with spare capacity has. Without it everything shares both
+cores and the service saturates them, so any CPU the profiler uses is taken
+from the service.
 Needs: cargo build --release; wrk (apt-get install wrk); the example's venv
 (scripts/webenv.sh image-service); py-spy in ~/.cache/pyrometer/bench-venv.
 Only 127.0.0.1 is loaded.
@@ -34,10 +40,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+SERVICE_CPU = []
+CLIENT_CPU = []
+
+
 def start_service(venv, port, tmp):
     env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="4",
                GUNICORN_WORKER_CLASS="sync", GUNICORN_ACCESS_LOG=os.path.join(tmp, "access.log"))
-    p = subprocess.Popen([str(venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+    p = subprocess.Popen(SERVICE_CPU + [str(venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
                          cwd=ROOT / "examples" / "image-service", env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     for _ in range(200):
@@ -50,7 +60,7 @@ def start_service(venv, port, tmp):
 
 
 def wrk(port, seconds):
-    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+    out = subprocess.run(CLIENT_CPU + ["wrk", "-t2", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
                          capture_output=True, text=True, check=True).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -63,18 +73,40 @@ def profiler(tool, rate, master, tmp):
     else:
         cmd = [str(CACHE / "bench-venv" / "bin" / "py-spy"), "record", "--pid", str(master),
                "--subprocesses", "-r", str(rate), "-f", "raw", "-o", out]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(CLIENT_CPU + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def reap_cpu(prof, started, timeout=30):
+    """Wait for the profiler to end; its CPU time as a share of one core over
+    the time it ran (user + system, from wait4's rusage)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, _, ru = os.wait4(prof.pid, os.WNOHANG)
+        if pid:
+            prof.returncode = 0
+            return (ru.ru_utime + ru.ru_stime) / max(time.monotonic() - started, 1e-9)
+        if time.monotonic() > deadline:
+            prof.kill()
+            _, _, ru = os.wait4(prof.pid, 0)
+            prof.returncode = -9
+            return (ru.ru_utime + ru.ru_stime) / max(time.monotonic() - started, 1e-9)
+        time.sleep(0.05)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--pin", action="store_true", help="service on core 0; wrk and profiler on core 1")
     a = ap.parse_args()
+    if a.pin:
+        SERVICE_CPU.extend(["taskset", "-c", "0"])
+        CLIENT_CPU.extend(["taskset", "-c", "1"])
     venv = Path(subprocess.check_output([str(ROOT / "scripts" / "webenv.sh"), "image-service"],
                                         text=True).strip())
     configs = [("none", 0), ("pyrometer", 100), ("pyrometer", 1000), ("py-spy", 100), ("py-spy", 1000)]
     results = {c: [] for c in configs}
+    cpu = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         svc = start_service(venv, port, tmp)
@@ -83,24 +115,25 @@ def main():
             for _ in range(a.rounds):
                 for tool, rate in configs:
                     prof = None if tool == "none" else profiler(tool, rate, svc.pid, tmp)
+                    started = time.monotonic()
                     time.sleep(1.5)
                     results[(tool, rate)].append(wrk(port, a.seconds))
                     if prof:
                         prof.send_signal(signal.SIGINT)
-                        try:
-                            prof.wait(timeout=30)
-                        except subprocess.TimeoutExpired:
-                            prof.kill()
+                        cpu[(tool, rate)].append(reap_cpu(prof, started))
         finally:
             os.killpg(svc.pid, signal.SIGTERM)
             svc.wait()
     base = statistics.median(results[("none", 0)])
-    print("| gunicorn, 4 sync workers, wrk -t2 -c16 GET / | requests/s | vs unprofiled |")
-    print("|---|---|---|")
+    where = "service on core 0, wrk and profiler on core 1" if a.pin else "all on both cores"
+    print(f"| gunicorn, 4 sync workers, wrk -t2 -c16 GET / ({where}) | requests/s | vs unprofiled "
+          "| profiler CPU, % of one core |")
+    print("|---|---|---|---|")
     for (tool, rate), v in results.items():
         label = "unprofiled" if tool == "none" else f"{tool} --subprocesses {rate} Hz"
         m = statistics.median(v)
-        print(f"| {label} | {m:.0f} | {100 * m / base:.1f} % |")
+        share = f"{100 * statistics.median(cpu[(tool, rate)]):.1f} %" if cpu[(tool, rate)] else ""
+        print(f"| {label} | {m:.0f} | {100 * m / base:.1f} % | {share} |")
 
 
 if __name__ == "__main__":
