@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
-use pyrometer_process::Memory;
+use pyrometer_process::{Memory, Settled};
 
 use crate::discover::Interpreter;
 use crate::error::CpythonError;
@@ -523,8 +523,9 @@ impl<M: Memory> StackReader<M> {
                 return Ok(c.clone());
             }
             let l = &self.interp.layout;
-            let same = self.mem.u64_at(addr, l.code_filename).ok() == Some(c.identity.0)
-                && self.mem.u64_at(addr, l.code_name).ok() == Some(c.identity.1);
+            let m = Settled(&self.mem);
+            let same = m.u64_at(addr, l.code_filename).ok() == Some(c.identity.0)
+                && m.u64_at(addr, l.code_name).ok() == Some(c.identity.1);
             if same {
                 let c = c.clone();
                 self.codes.insert(addr, (c.clone(), self.epoch));
@@ -547,7 +548,10 @@ impl<M: Memory> StackReader<M> {
 
     fn read_code(&self, addr: u64) -> Result<CodeInfo, CpythonError> {
         let l = &self.interp.layout;
-        let m = &self.mem;
+        // A code object and what it points to never change: reading them
+        // late (a first sight, or the identity check each epoch) does not
+        // make the walk torn, and they need not be in the next snapshot.
+        let m = &Settled(&self.mem);
         if let Some(code_type) = self.interp.code_type {
             if m.u64_at(addr, l.ob_type)? != code_type {
                 return Err(CpythonError::Corrupt("frame's code is not a code object"));

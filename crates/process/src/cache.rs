@@ -6,6 +6,7 @@
 //! a handful, and gives the walk one consistent copy of each page.
 
 use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
 
 use crate::error::MemoryError;
 use crate::memory::Memory;
@@ -34,6 +35,9 @@ pub struct CacheStats {
     /// Pages fetched ahead, in vectored reads (counted in `page_fetches` as
     /// one fetch per vectored read).
     pub prefetched: u64,
+    /// Pages fetched for settled reads (not counted in `page_fetches`: they
+    /// hold objects that do not change under a walk).
+    pub settled_fetches: u64,
 }
 
 /// A cached page: its address, its contents, whether this sample used it,
@@ -46,12 +50,18 @@ pub struct PageCache<M: Memory> {
     inner: M,
     /// A sample touches a handful of pages: a linear scan beats hashing.
     pages: RefCell<Vec<CachedPage>>,
+    /// Pages fetched this sample for settled reads only. Kept apart: a
+    /// walk's ordinary read of one of them would see the target later than
+    /// the snapshot without counting as a fetch.
+    settled: RefCell<Vec<(u64, Box<[u8]>)>>,
     /// Page buffers kept for reuse, so a sample allocates nothing.
     spare: RefCell<Vec<Box<[u8]>>>,
     reads: Cell<u64>,
     page_fetches: Cell<u64>,
     direct_reads: Cell<u64>,
     prefetched: Cell<u64>,
+    settled_fetches: Cell<u64>,
+    snapshot_took: Cell<Duration>,
 }
 
 impl<M: Memory> PageCache<M> {
@@ -60,11 +70,14 @@ impl<M: Memory> PageCache<M> {
         PageCache {
             inner,
             pages: RefCell::new(Vec::new()),
+            settled: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
             reads: Cell::new(0),
             page_fetches: Cell::new(0),
             direct_reads: Cell::new(0),
             prefetched: Cell::new(0),
+            settled_fetches: Cell::new(0),
+            snapshot_took: Cell::new(Duration::ZERO),
         }
     }
 
@@ -73,6 +86,7 @@ impl<M: Memory> PageCache<M> {
     /// vectored read: the next walk most likely needs the same ones, and
     /// reads them from one snapshot.
     pub fn clear(&self) {
+        self.snapshot_took.set(Duration::ZERO);
         let mut pages = self.pages.borrow_mut();
         let mut hot: Vec<(u64, u8)> = pages
             .iter()
@@ -89,6 +103,7 @@ impl<M: Memory> PageCache<M> {
         hot.truncate(MAX_PREFETCH);
         let mut spare = self.spare.borrow_mut();
         spare.extend(pages.drain(..).map(|(_, b, _, _)| b));
+        spare.extend(self.settled.borrow_mut().drain(..).map(|(_, b)| b));
         if hot.is_empty() {
             return;
         }
@@ -109,6 +124,7 @@ impl<M: Memory> PageCache<M> {
         // since): skip that one and read the rest, at most once per page.
         let mut read_ok = vec![false; reqs.len()];
         let mut start = 0;
+        let started = Instant::now();
         while start < reqs.len() {
             let n = self.inner.read_many(&mut reqs[start..]);
             self.page_fetches.set(self.page_fetches.get() + 1);
@@ -118,6 +134,7 @@ impl<M: Memory> PageCache<M> {
             }
             start += n + 1;
         }
+        self.snapshot_took.set(started.elapsed());
         drop(reqs);
         for (((addr, age), buf), ok) in hot.into_iter().zip(bufs).zip(read_ok) {
             if ok {
@@ -135,6 +152,15 @@ impl<M: Memory> PageCache<M> {
         &self.inner
     }
 
+    /// How long the last snapshot (the vectored read in [`PageCache::clear`])
+    /// took. The kernel copies its pages one after another while the target
+    /// runs: a snapshot that took long (pyrometer was preempted in the middle
+    /// of it, on a busy machine) may mix moments, and is no proof of
+    /// consistency.
+    pub fn snapshot_duration(&self) -> Duration {
+        self.snapshot_took.get()
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
@@ -142,6 +168,7 @@ impl<M: Memory> PageCache<M> {
             page_fetches: self.page_fetches.get(),
             direct_reads: self.direct_reads.get(),
             prefetched: self.prefetched.get(),
+            settled_fetches: self.settled_fetches.get(),
         }
     }
 
@@ -170,10 +197,49 @@ impl<M: Memory> PageCache<M> {
         pages.push((page, buf, Cell::new(true), 0));
         Ok(r)
     }
-}
 
-impl<M: Memory> Memory for PageCache<M> {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+    /// A page for a settled read: from the snapshot if it is there (without
+    /// marking it used), else from this sample's settled pages, else fetched
+    /// into them.
+    fn with_settled_page<R>(
+        &self,
+        page: u64,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, MemoryError> {
+        if let Some((_, p, _, _)) = self.pages.borrow().iter().find(|(a, _, _, _)| *a == page) {
+            return Ok(f(p));
+        }
+        if let Some((_, p)) = self.settled.borrow().iter().find(|(a, _)| *a == page) {
+            return Ok(f(p));
+        }
+        let mut buf = self
+            .spare
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; PAGE as usize].into_boxed_slice());
+        if let Err(e) = self.inner.read(page, &mut buf) {
+            self.spare.borrow_mut().push(buf);
+            return Err(e);
+        }
+        self.settled_fetches.set(self.settled_fetches.get() + 1);
+        let r = f(&buf);
+        let mut settled = self.settled.borrow_mut();
+        if settled.len() >= MAX_PAGES {
+            let mut spare = self.spare.borrow_mut();
+            spare.extend(settled.drain(..).map(|(_, b)| b));
+            spare.truncate(MAX_PAGES);
+        }
+        settled.push((page, buf));
+        Ok(r)
+    }
+
+    /// Read `buf` at `addr` page by page through `page_of`.
+    fn read_pages(
+        &self,
+        addr: u64,
+        buf: &mut [u8],
+        page_of: impl Fn(u64, &mut dyn FnMut(&[u8])) -> Result<(), MemoryError>,
+    ) -> Result<(), MemoryError> {
         self.reads.set(self.reads.get() + 1);
         let len = buf.len() as u64;
         let Some(end) = addr.checked_add(len) else {
@@ -195,7 +261,7 @@ impl<M: Memory> Memory for PageCache<M> {
             let n = (page.saturating_add(PAGE).min(end) - cur) as usize;
             let dst_off = (cur - addr) as usize;
             let dst = &mut buf[dst_off..dst_off + n];
-            match self.with_page(page, |p| dst.copy_from_slice(&p[off..off + n])) {
+            match page_of(page, &mut |p| dst.copy_from_slice(&p[off..off + n])) {
                 Ok(()) => {}
                 Err(MemoryError::Unmapped { .. }) => {
                     // The page may be only partly readable (it is not, on
@@ -208,6 +274,16 @@ impl<M: Memory> Memory for PageCache<M> {
             cur += n as u64;
         }
         Ok(())
+    }
+}
+
+impl<M: Memory> Memory for PageCache<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read_pages(addr, buf, |page, f| self.with_page(page, f))
+    }
+
+    fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read_pages(addr, buf, |page, f| self.with_settled_page(page, f))
     }
 }
 
@@ -236,7 +312,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::memory::ImageMemory;
+    use crate::memory::{ImageMemory, Settled};
 
     #[test]
     fn serves_reads_across_pages_from_few_fetches() {
@@ -258,6 +334,40 @@ mod tests {
         cache.read_u64(0x10000).unwrap();
         cache.read_u64(0x10000 + 2 * PAGE).unwrap();
         assert_eq!(cache.stats().page_fetches, 4);
+    }
+
+    /// Settled reads (code objects) fetched during a walk are not misses of
+    /// the snapshot (a miss makes a moving stack torn), are served again
+    /// within the sample, and are not fetched ahead for the next one; an
+    /// ordinary read of such a page still counts as a miss.
+    #[test]
+    fn settled_reads_are_not_snapshot_misses_nor_kept_warm() {
+        let mut img = ImageMemory::new();
+        img.insert(0x10000, (0..2 * PAGE).map(|i| (i % 249) as u8).collect());
+        let cache = PageCache::new(img);
+        cache.read_u64(0x10000).unwrap();
+        cache.clear();
+        let fetches = cache.stats().page_fetches;
+        // The frame page comes from the snapshot; the code page is settled.
+        cache.read_u64(0x10000).unwrap();
+        let code = 0x10000 + PAGE + 8;
+        let expected =
+            u64::from_le_bytes(std::array::from_fn(|i| ((PAGE + 8 + i as u64) % 249) as u8));
+        assert_eq!(Settled(&cache).read_u64(code).unwrap(), expected);
+        assert_ne!(Settled(&cache).read_u64(code + 8).unwrap(), 0);
+        assert_eq!(cache.stats().page_fetches, fetches);
+        assert_eq!(cache.stats().settled_fetches, 1);
+        // A walk reading that page the ordinary way sees a miss.
+        assert_eq!(cache.read_u64(code).unwrap(), expected);
+        assert_eq!(cache.stats().page_fetches, fetches + 1);
+        // Settled pages are not part of the next snapshot.
+        let cache = PageCache::new(&cache.inner);
+        Settled(&cache).read_u64(code).unwrap();
+        cache.clear();
+        assert_eq!(cache.stats().prefetched, 0);
+        assert_eq!(cache.stats().page_fetches, 0);
+        Settled(&cache).read_u64(code).unwrap();
+        assert_eq!(cache.stats().settled_fetches, 2);
     }
 
     #[test]

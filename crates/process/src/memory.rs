@@ -23,6 +23,14 @@ pub trait Memory {
         n
     }
 
+    /// Fill `buf` with bytes that do not change while the target runs
+    /// (code objects, their strings and line tables): a snapshotting source
+    /// may fetch them late without that making the walk inconsistent, and
+    /// need not keep them for the next snapshot. Defaults to [`Memory::read`].
+    fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read(addr, buf)
+    }
+
     /// Read a little-endian `u64`.
     fn read_u64(&self, addr: u64) -> Result<u64, MemoryError> {
         let mut b = [0u8; 8];
@@ -64,6 +72,23 @@ impl<M: Memory + ?Sized> Memory for &M {
     }
     fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
         (**self).read_many(reqs)
+    }
+    fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read_settled(addr, buf)
+    }
+}
+
+/// A view of `M` whose every read is [`Memory::read_settled`]: hand it to
+/// readers of objects that do not change under a walk.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled<M>(pub M);
+
+impl<M: Memory> Memory for Settled<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.read_settled(addr, buf)
+    }
+    fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.read_settled(addr, buf)
     }
 }
 

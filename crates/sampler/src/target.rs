@@ -21,6 +21,10 @@ use pyrometer_process::{
 const READ_ATTEMPTS: u32 = 4;
 /// Pause before reading a torn tick again.
 const RETRY_AFTER: Duration = Duration::from_micros(20);
+/// A snapshot copy that took longer than this was likely preempted midway
+/// (a few dozen pages copy in under 10 µs): its running stacks are checked
+/// like ones that needed pages beyond it.
+const SLOW_SNAPSHOT: Duration = Duration::from_micros(40);
 
 /// What a thread was doing when sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -405,7 +409,8 @@ impl Target {
             // tick (one vectored read) is consistent. If the walk had to fetch
             // more pages while the target ran, a running thread whose innermost
             // frame moved meanwhile may be torn: drop it, count it.
-            let snapshot_only = self.reader.memory().stats().page_fetches == fetches_at_start;
+            let snapshot_only = self.reader.memory().stats().page_fetches == fetches_at_start
+                && self.reader.memory().snapshot_duration() <= SLOW_SNAPSHOT;
             let layout = self.reader.layout();
             let live = self.reader.memory().inner();
             let mut out = Vec::with_capacity(stacks.len());
