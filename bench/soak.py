@@ -86,8 +86,8 @@ def live(a):
                     time.sleep(0.2)
             load = subprocess.Popen([sys.executable, str(ROOT / "examples" / "loadgen.py"), "--url",
                                      f"http://127.0.0.1:{port}", "--duration", str(a.live + 30),
-                                     "--concurrency", "4", "--max-requests", "5000000",
-                                     "--mix", "process:blur=2,process:edges=1,health=5"],
+                                     "--concurrency", str(a.concurrency), "--max-requests", "50000000",
+                                     "--mix", a.mix],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             err = open(os.path.join(tmp, "pyrometer.err"), "w+")
             prof = subprocess.Popen([str(pyrometer), "record", "--pid", str(svc.pid), "--subprocesses",
@@ -142,6 +142,9 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.1, help="fraction of samples that is warm-up")
     ap.add_argument("--live", type=float, default=0, help="record gunicorn live for this many seconds")
     ap.add_argument("--rate", type=int, default=20000, help="sampling rate of --live")
+    ap.add_argument("--concurrency", type=int, default=4, help="load generator clients of --live")
+    ap.add_argument("--mix", default="process:blur=2,process:edges=1,health=5",
+                    help="load generator's endpoint mix of --live")
     a = ap.parse_args()
     if a.live:
         return live(a)
