@@ -222,6 +222,11 @@ impl Session {
         };
         let mut seen = Vec::new();
         let mut queue = root.children();
+        // A root that is not (or no longer) sampled may become Python by
+        // exec: a launcher script or shim, or a process that re-execs.
+        if !self.targets.iter().any(|t| t.pid() == self.root_pid) {
+            queue.push(self.root_pid);
+        }
         while let Some(pid) = queue.pop() {
             if seen.len() >= MAX_DESCENDANTS || seen.contains(&pid) {
                 continue;
