@@ -3,8 +3,8 @@
 
 Usage: bench/run.py [--quick] [--python PATH] [--out FILE] [--only PARTS]
 
-PARTS is a comma-separated subset of cost,torn,syscalls,slowdown (default:
-all). PYROMETER_BIN overrides the binary (default target/release/pyrometer,
+PARTS is a comma-separated subset of cost,torn,syscalls,slowdown,paired
+(default: all). PYROMETER_BIN overrides the binary (default target/release/pyrometer,
 e.g. $CARGO_TARGET_DIR/release/pyrometer).
 
 Needs a release build (cargo build --release) and py-spy, which it installs
@@ -17,6 +17,8 @@ into ~/.cache/pyrometer/bench-venv from PyPI. Measures:
   3. Target slowdown at 1 kHz: the busy script's own work rate with no
      profiler, with pyrometer, with py-spy (default, blocking) and py-spy
      --nonblocking; also with 50 idle threads.
+  4. The same slowdown within one target process (paired): unprofiled and
+     profiled windows alternate, which cancels process-to-process noise.
 Prints a markdown table (and writes JSON with --out).
 """
 import argparse
@@ -244,7 +246,47 @@ def measure_slowdown(tool, pyspy, python, idle, seconds):
     return statistics.median(rates)
 
 
-PARTS = ("cost", "torn", "syscalls", "slowdown")
+def profiler_cmd(tool, pyspy, pid, seconds):
+    if tool == "pyrometer":
+        return PROFILER_CPU + [str(PYROMETER), "record", "--pid", str(pid), "-r", "1000", "-d", str(seconds),
+                               "-f", "raw", "-o", os.path.join(tempfile.gettempdir(), "bench-pyrometer.txt"),
+                               "--quiet"]
+    extra = ["--nonblocking"] if tool == "py-spy --nonblocking" else []
+    return PROFILER_CPU + [str(pyspy), "record", "--pid", str(pid), "-r", "1000", "-d", str(seconds), "-f", "raw",
+                           "-o", os.path.join(tempfile.gettempdir(), "bench-pyspy.txt")] + extra
+
+
+def measure_paired(tool, pyspy, python, pairs, window=3):
+    """Slowdown within ONE target process: windows of `window` one-second
+    work reports alternate unprofiled / profiled, so differences between
+    processes (memory placement, which core's cache state) cancel. Returns
+    the ratio profiled / mean of the unprofiled windows either side, per
+    pair."""
+    target = start_target(python, 20, report=True)
+    ratios = []
+    try:
+        def window_rate():
+            return statistics.mean(int(target.stdout.readline()) for _ in range(window))
+        target.stdout.readline()
+        before = window_rate()
+        for _ in range(pairs):
+            prof = subprocess.Popen(profiler_cmd(tool, pyspy, target.pid, window + 3),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            target.stdout.readline()  # attaching
+            during = window_rate()
+            prof.kill()
+            prof.wait()
+            target.stdout.readline()  # detaching
+            after = window_rate()
+            ratios.append(during / ((before + after) / 2))
+            before = after
+    finally:
+        target.kill()
+        target.wait()
+    return ratios
+
+
+PARTS = ("cost", "torn", "syscalls", "slowdown", "paired")
 
 
 def main():
@@ -339,6 +381,17 @@ def main():
                 v = result["slowdown"][f"{tool} idle {idle}"]
                 label = "unprofiled" if tool == "none" else tool + (" (default)" if tool == "py-spy" else "")
                 print(f"| 1 busy + {idle} idle threads, {label} | {v:.0f} loops/s | {100 * v / base:.1f} % |")
+    if "paired" in parts:
+        pairs = 4 if a.quick else 8
+        print(f"\n| one 20-frame busy thread at 1 kHz, {pairs} on/off pairs in one process "
+              "| median profiled / unprofiled | range |")
+        print("|---|---|---|")
+        result["paired"] = {}
+        for tool in ("pyrometer", "py-spy --nonblocking"):
+            ratios = measure_paired(tool, pyspy, a.python, pairs)
+            result["paired"][tool] = ratios
+            print(f"| {tool} | {100 * statistics.median(ratios):.1f} % "
+                  f"| {100 * min(ratios):.1f}–{100 * max(ratios):.1f} % |")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=2))
