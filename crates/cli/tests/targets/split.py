@@ -14,11 +14,15 @@ before the ready line (`calibration`) and for 0.6 s after the profiled
 part (`measured`, on the last line, printed before it exits). The profiled part (DURATION seconds) makes no system call between
 the calls: timing each call there would itself show up in the profile (a
 thread_time() call is much slower while a profiler reads the process).
+SIGUSR1 ends the profiled part early: the attach test records until the
+target has had enough CPU time (a loaded machine may give it a small share
+of a CPU), then stops it that way.
 
 usage: split.py DURATION
 """
 import json
 import os
+import signal
 import sys
 import time
 
@@ -69,12 +73,16 @@ def measure(n, seconds):
             "sum_ratio": sum(heavies) / max(sum(lights), 1e-9)}
 
 
+stop = []
+
+
 def alternate(n, seconds):
-    """Alternate heavy and light for `seconds`, with nothing else in the
-    loop (time.monotonic is a vDSO call: no system call)."""
+    """Alternate heavy and light for `seconds` or until SIGUSR1, with
+    nothing else in the loop (time.monotonic is a vDSO call: no system
+    call)."""
     calls = 0
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop:
         heavy(n)
         light(n)
         calls += 1
@@ -83,6 +91,7 @@ def alternate(n, seconds):
 
 def main():
     duration = float(sys.argv[1])
+    signal.signal(signal.SIGUSR1, lambda *_: stop.append(True))
     # Calibrate n so that light(n) takes about TARGET_MS of CPU.
     n = 20000
     for _ in range(3):
