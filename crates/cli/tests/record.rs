@@ -6,8 +6,8 @@
 //!   200 Hz until the target has had 2.4 s of CPU (however long a loaded
 //!   machine makes that), 75 % ± 5 points of the samples whose leaf is one
 //!   of them must be in `heavy`;
-//! * launch mode: `record -- python split.py 1` ends when the target exits
-//!   and writes its file;
+//! * launch mode: `record -- python split.py 1 cpu` ends when the target
+//!   exits and writes its file;
 //! * outputs and flags against tests/targets/mixed.py (a busy thread, a
 //!   sleeping one): speedscope, flame graph, folded stacks, `--threads`,
 //!   `--idle`, `--nolineno`, checked against the target's own stacks;
@@ -259,7 +259,7 @@ fn record_launch_mode_on_every_interpreter() {
     });
     finish(
         &format!(
-            "pyrometer record -- python split.py 1 ({:.1} s)",
+            "pyrometer record -- python split.py 1 cpu ({:.1} s)",
             t0.elapsed().as_secs_f64()
         ),
         &["launch", "samples"],
@@ -282,7 +282,10 @@ fn launch_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
         "--",
         interp.path.to_str().unwrap(),
         script.to_str().unwrap(),
+        // 1 s of its CPU time alternating, however long a loaded machine
+        // makes that.
         "1",
+        "cpu",
     ];
     let t0 = Instant::now();
     let out = pyrometer(&args);

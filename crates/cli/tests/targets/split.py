@@ -16,9 +16,12 @@ the calls: timing each call there would itself show up in the profile (a
 thread_time() call is much slower while a profiler reads the process).
 SIGUSR1 ends the profiled part early: the attach test records until the
 target has had enough CPU time (a loaded machine may give it a small share
-of a CPU), then stops it that way.
+of a CPU), then stops it that way. With `cpu`, DURATION is seconds of
+the thread's CPU time instead (checked once per heavy+light cycle; at
+most 60 s of wall time): the launch test, which cannot stop it, gets as
+many cycles however loaded the machine.
 
-usage: split.py DURATION
+usage: split.py DURATION [cpu]
 """
 import json
 import os
@@ -90,6 +93,19 @@ def alternate(n, seconds):
     return calls
 
 
+def alternate_cpu(n, seconds):
+    """Alternate heavy and light until the thread has used `seconds` of
+    CPU (one thread_time() system call per cycle) or 60 s have passed."""
+    calls = 0
+    end = time.thread_time() + seconds
+    wall_end = time.monotonic() + 60
+    while time.thread_time() < end and time.monotonic() < wall_end and not stop:
+        heavy(n)
+        light(n)
+        calls += 1
+    return calls
+
+
 def main():
     duration = float(sys.argv[1])
     signal.signal(signal.SIGUSR1, lambda *_: stop.append(True))
@@ -115,7 +131,8 @@ def main():
         "calibration": before,
     }), flush=True)
     cpu0, wall0 = time.thread_time(), time.monotonic()
-    calls = alternate(n, duration)
+    by_cpu = sys.argv[2:3] == ["cpu"]
+    calls = (alternate_cpu if by_cpu else alternate)(n, duration)
     share = (time.thread_time() - cpu0) / (time.monotonic() - wall0)
     after = measure(n // 10, 0.6)
     print(json.dumps({"calls": calls, "cpu_share": share, "measured": after,
