@@ -55,29 +55,6 @@ fn run(failures: &mut Vec<String>, args: &[&str], want: Expect) -> Output {
     out
 }
 
-fn finish(failures: Vec<String>) {
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
-/// Wait (bounded) until `pid` runs `name` (its exec is done).
-fn wait_exe(pid: i32, name: &str) {
-    let t0 = Instant::now();
-    while !std::fs::read_link(format!("/proc/{pid}/exe"))
-        .is_ok_and(|p| p.file_name().is_some_and(|n| n == name))
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{pid} never ran {name}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn pids_that_cannot_be_profiled() {
     let mut failures = Vec::new();
@@ -218,7 +195,7 @@ fn pids_that_cannot_be_profiled() {
     if out.exists() {
         failures.push("an output was written for a process that is not Python".into());
     }
-    finish(failures);
+    assert_no_failures(&failures);
 }
 
 /// PID 2 if it is kthreadd, else the first process flagged PF_KTHREAD.
@@ -329,7 +306,7 @@ fn unsupported_python_versions() {
             },
         );
     }
-    finish(failures);
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -387,7 +364,7 @@ fn flags_that_do_not_go_together_or_are_unknown() {
         usage(&["--max-depth"]),
     );
     run(&mut failures, &["frobnicate"], usage(&["frobnicate"]));
-    finish(failures);
+    assert_no_failures(&failures);
 }
 
 /// A copy of the binary that `nobody` can run (the build directory is
@@ -421,11 +398,7 @@ fn run_as_nobody(failures: &mut Vec<String>, bin: &Path, cwd: &Path, args: &[&st
 
 /// A Python that `nobody` can run, spinning, run as `nobody`.
 fn nobody_python() -> ChildGuard {
-    let mut child = Command::new("setpriv")
-        .arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg("--clear-groups")
-        .arg(pyrometer_testsupport::DEBIAN_PYTHON)
+    let mut child = as_nobody(Path::new(pyrometer_testsupport::DEBIAN_PYTHON))
         .args(["-c", "print('go', flush=True)\nwhile True: pass"])
         .current_dir("/")
         .stdout(std::process::Stdio::piped())
@@ -491,7 +464,7 @@ fn permission_denied_for_real() {
     if out.exists() {
         failures.push("an output was written for a process that could not be read".into());
     }
-    finish(failures);
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -579,7 +552,7 @@ fn unwritable_output_directory() {
         ));
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod back");
-    finish(failures);
+    assert_no_failures(&failures);
 }
 
 /// A 64 KiB tmpfs, unmounted when dropped.
@@ -703,5 +676,5 @@ fn full_disk() {
         ));
     }
     drop(fs);
-    finish(failures);
+    assert_no_failures(&failures);
 }

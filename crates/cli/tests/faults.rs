@@ -39,19 +39,6 @@ fn check_folded(what: &str, path: &std::path::Path, function: &str) -> Vec<(Vec<
     folded
 }
 
-fn assert_clean(what: &str, f: &Finished, code: i32) {
-    if let Some(p) = never_panics(&f.status, &f.stderr) {
-        panic!("{what}: {p}");
-    }
-    assert_eq!(
-        f.status.code(),
-        Some(code),
-        "{what}: exit status {}; stderr: {}",
-        f.status,
-        f.stderr
-    );
-}
-
 #[test]
 fn target_exits_is_killed_or_execs_mid_recording() {
     let interp = one_interp();
@@ -109,11 +96,9 @@ fn target_exits_is_killed_or_execs_mid_recording() {
         if args[0] == "exec" {
             // The exec'd program is still running: pyrometer stopped on the
             // exec, not on an exit.
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            let exe = exe_name(target.pid());
             assert!(
-                exe.as_deref()
-                    .and_then(|p| p.file_name())
-                    .is_some_and(|n| n == "sleep"),
+                exe.as_deref() == Some("sleep"),
                 "the target should be running sleep now, not {exe:?}"
             );
         }
@@ -569,9 +554,7 @@ fn closed_stdout_pipe() {
     );
     println!("dump | head -1: {first:?}; {}: {:?}", f.status, f.stderr);
     assert!(first.starts_with(&format!("Process {pid}:")), "{first:?}");
-    if let Some(p) = never_panics(&f.status, &f.stderr) {
-        panic!("dump | head -1: {p}");
-    }
+    assert_no_panic("dump | head -1", &f.status, &f.stderr);
     assert!(
         f.status.success() || f.status.signal() == Some(libc::SIGPIPE),
         "dump | head -1: {}",
@@ -614,9 +597,7 @@ fn closed_stdout_pipe() {
             f.status,
             f.stderr.trim()
         );
-        if let Some(p) = never_panics(&f.status, &f.stderr) {
-            panic!("{what}: {p}");
-        }
+        assert_no_panic(&what, &f.status, &f.stderr);
         assert!(
             first.starts_with("thread ("),
             "{what}: first line {first:?}"
@@ -664,17 +645,8 @@ fn blocking_when_another_debugger_is_attached() {
             .spawn()
             .expect("strace (scripts/setup.sh installs it)"),
     );
-    let tracer_pid = |p: i32| -> Option<i32> {
-        std::fs::read_to_string(format!("/proc/{p}/status"))
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("TracerPid:"))?
-            .trim()
-            .parse()
-            .ok()
-    };
     let t0 = Instant::now();
-    while tracer_pid(pid) != Some(tracer.pid()) {
+    while tracer_of(pid, pid) != Some(tracer.pid()) {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "strace did not attach to the target"

@@ -83,6 +83,22 @@ fn leak_lines(stderr: &str) -> Vec<String> {
     out
 }
 
+/// Events the summary says were lost: `lost: N ring full, M handshakes
+/// missed, ...` (0 when the line is missing: the strict bound then holds).
+fn lost_events(stderr: &str) -> u64 {
+    let Some(rest) = stderr.split_once("lost: ").map(|(_, r)| r) else {
+        return 0;
+    };
+    let count = |what: &str| -> u64 {
+        rest.lines()
+            .next()
+            .and_then(|l| l.split(", ").find(|p| p.ends_with(what)))
+            .and_then(|p| p.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    count("ring full") + count("handshakes missed")
+}
+
 #[test]
 fn shares_at_known_lines_and_the_growing_site_on_every_interpreter() {
     let _cpu = cpu_lock();
@@ -150,12 +166,28 @@ fn shares_at_known_lines_and_the_growing_site_on_every_interpreter() {
             Err(e) => checks.fail("shares", e),
         }
         let leaks = leak_lines(&stderr);
+        // grow_c (line 20) is the top candidate. Others are allowed only
+        // for what the run lost and counted: a sampled allocation whose
+        // stack was read after its handshake timed out (a loaded machine)
+        // may land on another line, and a lost free leaves a block live;
+        // each is one sample (under 1 MB here). With nothing lost, grow_c
+        // must stand alone, as before.
+        let lost = lost_events(&stderr);
+        let others_mb: f64 = leaks
+            .iter()
+            .skip(1)
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(f64::INFINITY)
+            })
+            .sum();
         checks.check(
             "leaks",
-            leaks.len() == 1
-                && leaks[0].contains("grow_c")
-                && leaks[0].contains("memory_known.py:20"),
-            || format!("leak candidates should be grow_c (line 20) alone: {leaks:?}\n{stderr}"),
+            leaks.first().is_some_and(|l| l.contains("grow_c") && l.contains("memory_known.py:20"))
+                && others_mb <= lost as f64,
+            || format!("leak candidates should be grow_c (line 20), others at most 1 MB per lost event ({lost}): {leaks:?}\n{stderr}"),
         );
         rows.push(checks);
     }

@@ -104,13 +104,6 @@ fn traced(scratch: &Scratch, name: &str, args: &[&str]) -> (Finished, Vec<Call>)
     (f, mine)
 }
 
-fn assert_ok(name: &str, f: &Finished) {
-    if let Some(p) = never_panics(&f.status, &f.stderr) {
-        panic!("{name}: {p}");
-    }
-    assert!(f.status.success(), "{name}: {}: {}", f.status, f.stderr);
-}
-
 #[test]
 fn no_write_no_ptrace_no_signal_in_default_mode() {
     let interp = one_interp();
@@ -261,15 +254,6 @@ fn launch_mode_only_terminates_its_own_command_at_the_end() {
         calls.is_empty(),
         "signals sent to a command that exited: {calls:?}"
     );
-}
-
-/// The TracerPid of thread `tid` of `pid`.
-fn tracer_of(pid: i32, tid: i32) -> Option<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Progress lines (`{"progress": N}`) keep coming and N grows.

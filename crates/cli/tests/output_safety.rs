@@ -14,7 +14,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -73,28 +73,18 @@ fn check_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     let pid = target.pid().to_string();
 
     // The ready line is printed just before the chain is entered: wait for it.
-    let t0 = Instant::now();
-    let doc = loop {
-        let out = pyrometer(&["dump", "--pid", &pid, "--json"]);
-        let doc: Option<Value> = serde_json::from_slice(&out.stdout).ok();
-        let in_chain = doc.as_ref().is_some_and(|d| {
-            d["threads"].as_array().is_some_and(|ts| {
-                ts.iter()
-                    .any(|t| t["frames"][0]["name"].as_str() == Some(innermost.as_str()))
-            })
-        });
-        if in_chain {
-            break doc;
-        }
-        if t0.elapsed() > Duration::from_secs(15) {
+    let doc = match dump_json_until(&pid, Duration::from_secs(15), |d| {
+        !threads_with_leaf(d, |n| n == innermost).is_empty()
+    }) {
+        Ok(doc) => doc,
+        Err(e) => {
             return c.fail(
                 "dump-json",
-                format!("the target never showed the chain: {}", stdout_of(&out)),
-            );
+                format!("the target never showed the chain: {e}"),
+            )
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
-    check_json(c, doc.as_ref(), &names, &file_name, &thread_name);
+    check_json(c, Some(&doc), &names, &file_name, &thread_name);
     check_text(c, &pid, &names);
 
     let label = interp.label.replace('.', "_");
@@ -350,30 +340,11 @@ fn long_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     let is_cut =
         |s: &str, ch: char| s.ends_with('…') && s.trim_end_matches('…').chars().all(|x| x == ch);
     // Wait for the main thread to be in the long-named function.
-    let t0 = Instant::now();
-    let doc = loop {
-        let out = pyrometer(&["dump", "--pid", &pid, "--json"]);
-        let doc: Option<Value> = serde_json::from_slice(&out.stdout).ok();
-        let found = doc.as_ref().and_then(|d| {
-            d["threads"].as_array()?.iter().find_map(|t| {
-                let name = t["frames"][0]["name"].as_str()?;
-                is_cut(name, 'n').then(|| d.clone())
-            })
-        });
-        if let Some(d) = found {
-            break d;
-        }
-        if t0.elapsed() > Duration::from_secs(15) {
-            return c.fail(
-                "dump",
-                format!(
-                    "no thread shows the long name, cut: {}; {}",
-                    stdout_of(&out).chars().take(2000).collect::<String>(),
-                    stderr_of(&out)
-                ),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let doc = match dump_json_until(&pid, Duration::from_secs(15), |d| {
+        !threads_with_leaf(d, |n| is_cut(n, 'n')).is_empty()
+    }) {
+        Ok(doc) => doc,
+        Err(e) => return c.fail("dump", format!("no thread shows the long name, cut: {e}")),
     };
     let threads = doc["threads"].as_array().cloned().unwrap_or_default();
     let main = threads.iter().find(|t| {

@@ -28,6 +28,14 @@ use pyrometer_outputs::decode_pprof;
 use pyrometer_profile::Profile;
 use pyrometer_sampler::{Sample, SampledFrame, ThreadState};
 
+/// Samples each 200 Hz recording needs for its heavy share to be compared
+/// with the other's (8 points apart at most): a dozen heavy+light cycles of
+/// about 20 sampling periods each.
+const MIN_SAMPLES: u64 = 250;
+
+/// CPU time the cruncher needs while recorded: a dozen heavy+light cycles.
+const CPU_NEEDED: f64 = 1.2;
+
 /// Functions of pprof_split.py's cruncher thread.
 const CRUNCHER_FUNCTIONS: [&str; 3] = ["crunch", "heavy", "light"];
 
@@ -120,7 +128,7 @@ fn pprof_record_report_diff_on_every_interpreter() {
 }
 
 fn pprof_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
-    let (guard, _ready) = match start_target(interp, "pprof_split.py", &["30"]) {
+    let (guard, _ready) = match start_target(interp, "pprof_split.py", &["120"]) {
         Ok(x) => x,
         Err(e) => {
             c.fail("setup", e);
@@ -133,31 +141,63 @@ fn pprof_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     let pb = dir.join("a.pb.gz");
     let pb2 = dir.join("b.pb.gz");
     let raw = dir.join("record.txt");
-    // Three recordings of the same 2.5 s, side by side (the last one with
-    // the idle main thread's stacks).
+    // Three recordings of the same time, side by side (the last one with
+    // the idle main thread's stacks). 2.5 s at 200 Hz is 500 ticks, and
+    // 2.5 s of the cruncher's CPU time 25 heavy+light cycles. A loaded
+    // machine makes pyrometer late for some ticks (skipped, counted) and
+    // gives the cruncher a fraction of a CPU: over few cycles, the two
+    // recordings' shares drift apart with which ticks each made. So the
+    // recordings are taken again, twice as long (up to 20 s), until each
+    // made MIN_SAMPLES ticks and the cruncher had CPU_NEEDED of CPU.
     let runs: Vec<(PathBuf, &str, &str, &str)> = vec![
         (pb.clone(), "pprof", "200", "--nonblocking"),
         (raw.clone(), "raw", "200", "--nonblocking"),
         (pb2.clone(), "pprof", "97", "--idle"),
     ];
-    let outs = par_map(&runs, 3, |(out, format, rate, flag)| {
-        let args = [
-            "record",
-            "--pid",
-            &pid,
-            "-r",
-            rate,
-            "-d",
-            "2.5",
-            "-f",
-            format,
-            "--quiet",
-            flag,
-            "-o",
-            out.to_str().unwrap(),
-        ];
-        (show(&args), pyrometer(&args))
-    });
+    let mut seconds = 2.5_f64;
+    let outs = loop {
+        let d = seconds.to_string();
+        let cpu0 = load::cpu_seconds(guard.pid()).unwrap_or(0.0);
+        let outs = par_map(&runs, 3, |(out, format, rate, flag)| {
+            let args = [
+                "record",
+                "--pid",
+                &pid,
+                "-r",
+                rate,
+                "-d",
+                &d,
+                "-f",
+                format,
+                "--quiet",
+                flag,
+                "-o",
+                out.to_str().unwrap(),
+            ];
+            (show(&args), pyrometer(&args))
+        });
+        // Each tick samples the cruncher (checked below): ticks made are
+        // the samples shown, but for the few torn ones.
+        let fewest = outs[..2]
+            .iter()
+            .map(|(_, o)| load::TickSummary::parse(&stderr_of(o)).map_or(0, |t| t.ticks))
+            .min()
+            .unwrap_or(0);
+        let cpu = load::cpu_seconds(guard.pid()).unwrap_or(0.0) - cpu0;
+        let enough = fewest >= MIN_SAMPLES + MIN_SAMPLES / 10 && cpu >= CPU_NEEDED;
+        if enough || seconds >= 20.0 {
+            c.note(format!(
+                "recorded {seconds} s: {fewest} ticks, the cruncher had {cpu:.2} s of CPU"
+            ));
+            break outs;
+        }
+        c.note(format!(
+            "{seconds} s recorded only {fewest} ticks, {cpu:.2} s of the cruncher's CPU (load average {}): again for {} s",
+            load::loadavg(),
+            2.0 * seconds
+        ));
+        seconds *= 2.0;
+    };
     drop(guard);
     let mut all_ok = true;
     for (cmd, out) in &outs {
@@ -168,6 +208,21 @@ fn pprof_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     if !all_ok {
         return;
     }
+    // Every tick of the 200 Hz recordings' schedule is accounted for (made,
+    // or skipped as late); the raw one's ticks are checked against its
+    // samples in report_checks.
+    for (cmd, out) in &outs[..2] {
+        let stderr = stderr_of(out);
+        match load::TickSummary::parse(&stderr) {
+            Some(t) => {
+                if let Err(e) = t.ticks_accounted() {
+                    c.fail("record", format!("`{cmd}`: {e}; summary: {stderr}"));
+                }
+            }
+            None => c.fail("record", format!("`{cmd}`: no tick summary in {stderr}")),
+        }
+    }
+    let raw_ticks = load::TickSummary::parse(&stderr_of(&outs[1].1));
     c.check(
         "record",
         std::fs::read(&pb)
@@ -178,7 +233,7 @@ fn pprof_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
 
     go_pprof_checks(c, &scratch.0, &pb, &pid, false);
     go_pprof_checks(c, &scratch.0, &pb2, &pid, true);
-    report_checks(c, &dir, &pb, &raw);
+    report_checks(c, &dir, &pb, &raw, raw_ticks);
 
     // diff of two recordings.
     let svg = dir.join("diff.svg");
@@ -317,7 +372,13 @@ fn go_pprof_checks(c: &mut Checks, scratch: &Path, pb: &Path, pid: &str, idle: b
     }
 }
 
-fn report_checks(c: &mut Checks, dir: &Path, pb: &Path, raw: &Path) {
+fn report_checks(
+    c: &mut Checks,
+    dir: &Path,
+    pb: &Path,
+    raw: &Path,
+    raw_ticks: Option<load::TickSummary>,
+) {
     let rep = dir.join("report.txt");
     let args = [
         "report",
@@ -365,9 +426,21 @@ fn report_checks(c: &mut Checks, dir: &Path, pb: &Path, raw: &Path) {
             100.0 * rec_share
         )
     });
-    c.check("report", rep_total >= 250 && rec_total >= 250, || {
-        format!("too few samples: report {rep_total}, record {rec_total} (500 ticks)")
-    });
+    c.check(
+        "report",
+        rep_total >= MIN_SAMPLES && rec_total >= MIN_SAMPLES,
+        || {
+            format!(
+                "too few samples: report {rep_total}, record {rec_total} ({MIN_SAMPLES} needed)"
+            )
+        },
+    );
+    // The cruncher is always busy: the raw recording sampled it at every
+    // tick it made. A sampler losing samples fails this however many
+    // recordings it took to reach MIN_SAMPLES.
+    if let Some(Err(e)) = raw_ticks.map(|t| t.every_tick_sampled(rec_total, 1)) {
+        c.fail("report", format!("record -f raw: {e}"));
+    }
     c.note(format!(
         "heavy share: from pprof {:.1} % of {rep_total}, record -f raw {:.1} % of {rec_total}",
         100.0 * rep_share,

@@ -11,7 +11,15 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+pub mod load;
+pub mod procfs;
+pub mod run;
 pub mod web;
+
+#[allow(unused_imports)]
+pub use procfs::*;
+#[allow(unused_imports)]
+pub use run::*;
 
 pub use pyrometer_testsupport::serde_json::{self, Value};
 #[allow(unused_imports)]

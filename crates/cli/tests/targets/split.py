@@ -14,14 +14,22 @@ before the ready line (`calibration`) and for 0.6 s after the profiled
 part (`measured`, on the last line, printed before it exits). The profiled part (DURATION seconds) makes no system call between
 the calls: timing each call there would itself show up in the profile (a
 thread_time() call is much slower while a profiler reads the process).
+SIGUSR1 ends the profiled part early: the attach test records until the
+target has had enough CPU time (a loaded machine may give it a small share
+of a CPU), then stops it that way. With `cpu`, DURATION is seconds of
+the thread's CPU time instead (checked once per heavy+light cycle; at
+most 60 s of wall time): the launch test, which cannot stop it, gets as
+many cycles however loaded the machine.
 
-usage: split.py DURATION
+usage: split.py DURATION [cpu]
 """
 import json
 import os
+import signal
 import sys
 import time
 
+START = time.monotonic()
 TARGET_MS = 24.6  # one light call: ~20 samples per 98 ms heavy+light cycle at 200 Hz
 
 
@@ -69,12 +77,29 @@ def measure(n, seconds):
             "sum_ratio": sum(heavies) / max(sum(lights), 1e-9)}
 
 
+stop = []
+
+
 def alternate(n, seconds):
-    """Alternate heavy and light for `seconds`, with nothing else in the
-    loop (time.monotonic is a vDSO call: no system call)."""
+    """Alternate heavy and light for `seconds` or until SIGUSR1, with
+    nothing else in the loop (time.monotonic is a vDSO call: no system
+    call)."""
     calls = 0
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop:
+        heavy(n)
+        light(n)
+        calls += 1
+    return calls
+
+
+def alternate_cpu(n, seconds):
+    """Alternate heavy and light until the thread has used `seconds` of
+    CPU (one thread_time() system call per cycle) or 60 s have passed."""
+    calls = 0
+    end = time.thread_time() + seconds
+    wall_end = time.monotonic() + 60
+    while time.thread_time() < end and time.monotonic() < wall_end and not stop:
         heavy(n)
         light(n)
         calls += 1
@@ -83,6 +108,7 @@ def alternate(n, seconds):
 
 def main():
     duration = float(sys.argv[1])
+    signal.signal(signal.SIGUSR1, lambda *_: stop.append(True))
     # Calibrate n so that light(n) takes about TARGET_MS of CPU.
     n = 20000
     for _ in range(3):
@@ -105,10 +131,12 @@ def main():
         "calibration": before,
     }), flush=True)
     cpu0, wall0 = time.thread_time(), time.monotonic()
-    calls = alternate(n, duration)
+    by_cpu = sys.argv[2:3] == ["cpu"]
+    calls = (alternate_cpu if by_cpu else alternate)(n, duration)
     share = (time.thread_time() - cpu0) / (time.monotonic() - wall0)
     after = measure(n // 10, 0.6)
-    print(json.dumps({"calls": calls, "cpu_share": share, "measured": after}), flush=True)
+    print(json.dumps({"calls": calls, "cpu_share": share, "measured": after,
+                      "seconds": time.monotonic() - START}), flush=True)
 
 
 if __name__ == "__main__":

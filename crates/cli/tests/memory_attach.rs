@@ -178,9 +178,7 @@ fn gunicorn_workers_each_have_an_rss_row() {
         "-o",
         html.to_str().unwrap_or_default(),
     ];
-    let out = pyrometer(&args);
-    let stderr = stderr_of(&out);
-    assert!(out.status.success(), "{} failed: {stderr}", show(&args));
+    let stderr = pyrometer_ok(&args);
     let _ = load.finish();
     let row = |pid: i32, role: &str| {
         stderr.lines().any(|l| {
@@ -227,9 +225,7 @@ fn memory_interval_zero_reads_nothing() {
         "-o",
         html.to_str().unwrap_or_default(),
     ];
-    let out = pyrometer(&args);
-    let stderr = stderr_of(&out);
-    assert!(out.status.success(), "{} failed: {stderr}", show(&args));
+    let stderr = pyrometer_ok(&args);
     assert!(stderr.contains("samples:"), "no summary: {stderr}");
     assert!(!stderr.contains("peak RSS"), "{stderr}");
     let report = std::fs::read_to_string(&html).expect("the HTML report");
