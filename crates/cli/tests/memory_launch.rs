@@ -166,6 +166,59 @@ fn shares_at_known_lines_and_the_growing_site_on_every_interpreter() {
     );
 }
 
+/// pyrometer slow to read the ring (each event handled no earlier than
+/// 300 ms after it happened, 150 times longer than the old 2 ms
+/// handshake): the stacks are still those of the allocating lines, since
+/// the hook captured them in the target; nothing is lost to the delay.
+#[test]
+fn attribution_is_right_when_pyrometer_reads_late() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-late");
+    let out = scratch.file("late.pb.gz");
+    let script = target("memory_known.py");
+    let run = pyrometer_testsupport::run_with_timeout(
+        std::process::Command::new(PYROMETER)
+            .args([
+                "record",
+                "--memory",
+                "--memory-sample-bytes",
+                "262144",
+                "-f",
+                "pprof",
+                "-o",
+            ])
+            .arg(&out)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(&script)
+            .env("PYROMETER_TEST_MEMORY_READER_DELAY_MS", "300"),
+        RUN_TIMEOUT,
+    )
+    .expect("pyrometer finishes");
+    let stderr = stderr_of(&run);
+    assert!(run.status.success(), "{stderr}");
+    let (shares, _) = memory_shares(&out).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    let share = |f: &str| shares.get(f).copied().unwrap_or(0.0);
+    for (f, expected) in [
+        ("churn_a", 100.0 / 4.5),
+        ("churn_b", 300.0 / 4.5),
+        ("grow_c", 50.0 / 4.5),
+    ] {
+        assert!(
+            (share(f) - expected).abs() <= 5.0,
+            "{}: {f} has {:.1} % of allocated bytes, expected {expected:.1} ± 5: {shares:?}\n{stderr}",
+            interp.label,
+            share(f)
+        );
+    }
+    let leaks = leak_lines(&stderr);
+    assert!(
+        leaks.len() == 1 && leaks[0].contains("grow_c") && leaks[0].contains("memory_known.py:20"),
+        "leak candidates should be grow_c (line 20) alone: {leaks:?}\n{stderr}"
+    );
+}
+
 #[test]
 fn target_keeps_running_when_pyrometer_is_killed() {
     let _cpu = cpu_lock();
