@@ -219,6 +219,45 @@ fn attribution_is_right_when_pyrometer_reads_late() {
     );
 }
 
+/// Threads without a Python thread state (started natively, allocating in
+/// C) are attributed to `(native thread)`, the Python function's bytes to
+/// it: 80 MB each.
+#[test]
+fn native_threads_are_attributed_as_native() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-native");
+    let out = scratch.file("native.pb.gz");
+    let script = target("memory_native.py");
+    let args = [
+        "record".as_ref(),
+        "--memory".as_ref(),
+        "--memory-sample-bytes".as_ref(),
+        "262144".as_ref(),
+        "-f".as_ref(),
+        "pprof".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--".as_ref(),
+        interp.path.as_os_str(),
+        script.as_os_str(),
+    ];
+    let run = pyrometer(&args);
+    let stderr = stderr_of(&run);
+    assert!(run.status.success(), "{stderr}");
+    assert_eq!(stdout_of(&run).trim(), "done", "{stderr}");
+    let (shares, _) = memory_shares(&out).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    let share = |f: &str| shares.get(f).copied().unwrap_or(0.0);
+    for f in ["(native thread)", "py_alloc"] {
+        assert!(
+            (share(f) - 50.0).abs() <= 15.0,
+            "{}: {f} has {:.1} % of attributed bytes, expected 50 ± 15: {shares:?}\n{stderr}",
+            interp.label,
+            share(f)
+        );
+    }
+}
+
 #[test]
 fn target_keeps_running_when_pyrometer_is_killed() {
     let _cpu = cpu_lock();
