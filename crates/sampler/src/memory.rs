@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyrometer_cpython::layout::{known_layout, FrameModel, FrameRoot};
-use pyrometer_cpython::Interpreter;
+use pyrometer_cpython::{Interpreter, Layout, Version};
 use pyrometer_memhook::{
     install_library, monotonic_ns, sample_weight, CapturedFrame, CapturedStack, EventKind,
     HookStats, MemhookError, RecipeFrames, RecipeRoot, SharedRing, WalkRecipe, ENV_RING,
@@ -411,8 +411,16 @@ fn native_sample(time: Duration, pid: i32, tid: i32, what: &str) -> Sample {
 /// headers (a wrong offset would make the hook follow a wild pointer inside
 /// the target); other interpreters get no recipe, their samples no stack.
 pub fn walk_recipe(interp: &Interpreter, max_depth: usize) -> Option<WalkRecipe> {
-    let l = &interp.layout;
-    let checked = known_layout(interp.version).is_some_and(|k| {
+    recipe_for_layout(interp.version, &interp.layout, interp.runtime, max_depth)
+}
+
+fn recipe_for_layout(
+    version: Version,
+    l: &Layout,
+    runtime: u64,
+    max_depth: usize,
+) -> Option<WalkRecipe> {
+    let checked = known_layout(version).is_some_and(|k| {
         k.frame_root == l.frame_root
             && k.frame == l.frame
             && k.code_code_adaptive == l.code_code_adaptive
@@ -466,9 +474,63 @@ pub fn walk_recipe(interp: &Interpreter, max_depth: usize) -> Option<WalkRecipe>
         },
     };
     Some(WalkRecipe {
-        runtime: interp.runtime,
+        runtime,
         root,
         frames,
         max_depth: u32::try_from(max_depth).unwrap_or(u32::MAX),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipes_come_from_the_checked_tables_only() {
+        for minor in 8..=13 {
+            let version = Version::new(3, minor, 0);
+            let layout = known_layout(version).expect("a table");
+            let r = recipe_for_layout(version, &layout, 0x1000, 500).expect("a recipe");
+            assert_eq!(r.runtime, 0x1000);
+            assert_eq!(r.max_depth, 500, "clamped by the ring, not here");
+            match (layout.frame, &r.frames) {
+                (FrameModel::FrameObject { .. }, RecipeFrames::FrameObject { .. }) => {}
+                (
+                    FrameModel::Interpreter { skip_owners, .. },
+                    RecipeFrames::Interpreter {
+                        code_start,
+                        skip_owners: s,
+                        ..
+                    },
+                ) => {
+                    assert_eq!(Some(*code_start), layout.code_code_adaptive);
+                    assert_eq!(&s[..], skip_owners);
+                }
+                other => panic!("3.{minor}: {other:?}"),
+            }
+            // An offset that is not the table's (a layout read from
+            // elsewhere): no walk in the target.
+            let mut odd = layout.clone();
+            odd.frame_root = match odd.frame_root {
+                FrameRoot::FrameObject { frame } => FrameRoot::FrameObject { frame: frame + 8 },
+                FrameRoot::CFrame {
+                    cframe,
+                    current_frame,
+                } => FrameRoot::CFrame {
+                    cframe: cframe + 8,
+                    current_frame,
+                },
+                FrameRoot::Direct { current_frame } => FrameRoot::Direct {
+                    current_frame: current_frame + 8,
+                },
+            };
+            assert!(recipe_for_layout(version, &odd, 0x1000, 128).is_none());
+            let mut free_threaded = layout.clone();
+            free_threaded.free_threaded = true;
+            assert!(recipe_for_layout(version, &free_threaded, 0x1000, 128).is_none());
+        }
+        // No table for 3.14: no recipe, whatever the layout says.
+        let layout = known_layout(Version::new(3, 13, 0)).expect("3.13");
+        assert!(recipe_for_layout(Version::new(3, 14, 0), &layout, 0x1000, 128).is_none());
+    }
 }
