@@ -156,8 +156,9 @@ impl MemorySampler {
         })
     }
 
-    /// The environment the launched command needs: the preloaded hook, the
-    /// ring, and `PYTHONMALLOC=malloc` so Python objects reach the hook.
+    /// The environment the launched command needs: the preloaded hook and
+    /// the ring. (No `PYTHONMALLOC=malloc`: the hook wraps Python's own
+    /// allocator domains, so pymalloc keeps its speed.)
     pub fn environment(&self) -> Vec<(OsString, OsString)> {
         let mut preload = self.library.clone().into_os_string();
         if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
@@ -166,7 +167,6 @@ impl MemorySampler {
         }
         vec![
             ("LD_PRELOAD".into(), preload),
-            ("PYTHONMALLOC".into(), "malloc".into()),
             (ENV_RING.into(), self.ring.path().as_os_str().to_owned()),
         ]
     }
