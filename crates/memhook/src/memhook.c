@@ -8,7 +8,9 @@
  * each frame the code object's address and the byte offset of its current
  * instruction. pyrometer resolves those to functions and lines later, from
  * outside; nothing here waits for it. Frees of sampled blocks are reported
- * so live bytes per site are known.
+ * so live bytes per site are known. Python's own allocator domains
+ * (PyMem_*, PyObject_*: pymalloc) are wrapped too, from the constructor,
+ * so objects are seen without PYTHONMALLOC=malloc.
  *
  * The walk follows a "recipe" pyrometer writes into the header once it has
  * located the interpreter of a process (the offsets of its version's
