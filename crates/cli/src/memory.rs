@@ -161,18 +161,20 @@ pub fn print_summary(profile: &Profile, stats: &MemoryStats) {
         mb(live)
     );
     eprintln!(
-        "    {} sampled allocations, {} attributed to a Python stack, {} frees; {} processes hooked; lost: {} ring full, {} handshakes missed, {} untracked blocks",
+        "    {} sampled allocations, {} attributed to a Python stack, {} on threads running no Python code, {} frees; {} processes hooked; lost: {} ring full, {} before the interpreter was located, {} with unreadable code objects, {} untracked blocks",
         stats.allocations,
         stats.attributed,
+        stats.native,
         stats.frees,
         stats.hook.hooked_processes,
         stats.hook.dropped_full,
-        stats.hook.missed_handshakes,
+        stats.hook.no_recipe,
+        stats.unresolved,
         a.untracked_blocks
     );
     if stats.allocations > 0 {
         eprintln!(
-            "    handoff per sampled allocation (mean): {:.0} µs until pyrometer noticed it, {:.0} µs reading the stack",
+            "    stacks walked in the target (it never waits); per sampled allocation pyrometer handled it {:.0} µs later (mean) and spent {:.0} µs resolving it",
             stats.notice_ns as f64 / stats.allocations as f64 / 1e3,
             stats.read_ns as f64 / stats.allocations as f64 / 1e3
         );

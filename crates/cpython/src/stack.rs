@@ -312,6 +312,32 @@ impl<M: Memory> StackReader<M> {
         })
     }
 
+    /// A frame captured inside the target (the allocation hook's walk): its
+    /// code object at `code_addr` (read from outside, cached; `None` when it
+    /// is not a code object) at byte `offset` of its bytecode (`None`: not
+    /// started, the first line).
+    pub fn captured_frame(
+        &mut self,
+        code_addr: u64,
+        offset: Option<u64>,
+    ) -> Result<Option<Frame>, CpythonError> {
+        self.epoch = self.created.elapsed().as_millis() as u64 / 100;
+        self.check_code_generation()?;
+        let Some(info) = self.code_if_code(code_addr)? else {
+            return Ok(None);
+        };
+        let line = match offset {
+            Some(o) => info.lines.line_at(o),
+            None => Some(info.first_line),
+        };
+        Ok(Some(Frame {
+            name: info.qualname.clone(),
+            code: info,
+            line,
+            frame_addr: 0,
+        }))
+    }
+
     /// 3.14+: drop cached code objects when the interpreter says some were
     /// freed (their addresses may now hold other code).
     fn check_code_generation(&mut self) -> Result<(), CpythonError> {
@@ -524,7 +550,18 @@ impl<M: Memory> StackReader<M> {
             }
             let l = &self.interp.layout;
             let m = Settled(&self.mem);
-            let same = m.u64_at(addr, l.code_filename).ok() == Some(c.identity.0)
+            let filename = m.u64_at(addr, l.code_filename);
+            // The process exited: its code cannot have changed since (the
+            // allocation hook's captured frames are resolved after exit).
+            if matches!(
+                filename,
+                Err(CpythonError::Memory(
+                    pyrometer_process::MemoryError::ProcessGone
+                ))
+            ) {
+                return Ok(c.clone());
+            }
+            let same = filename.ok() == Some(c.identity.0)
                 && m.u64_at(addr, l.code_name).ok() == Some(c.identity.1);
             if same {
                 let c = c.clone();

@@ -583,6 +583,40 @@ impl Target {
         Ok(self.make_samples(&stacks, time))
     }
 
+    /// Resolve frames the allocation hook captured inside the target (code
+    /// object, byte offset; innermost first) to functions and lines. Frames
+    /// whose code object is not (or no longer) readable are left out; an
+    /// error when none could be resolved although some were captured.
+    pub fn resolve_captured(
+        &mut self,
+        frames: impl IntoIterator<Item = (u64, Option<u64>)>,
+    ) -> Result<Vec<SampledFrame>, SampleError> {
+        // Pages cached by an earlier read may predate these code objects.
+        self.reader.memory().clear();
+        let mut out = Vec::new();
+        let mut failed = 0usize;
+        for (code, offset) in frames {
+            match self.reader.captured_frame(code, offset) {
+                Ok(Some(f)) => out.push(SampledFrame {
+                    name: f.name.clone(),
+                    filename: f.code.filename.clone(),
+                    line: f.line.unwrap_or(0),
+                    first_line: f.code.first_line,
+                    code_key: f.code.addr,
+                }),
+                Ok(None) => {}
+                Err(e @ CpythonError::Memory(MemoryError::ProcessGone)) => return Err(e.into()),
+                Err(_) => failed += 1,
+            }
+        }
+        if out.is_empty() && failed > 0 {
+            return Err(SampleError::Torn(
+                "the captured code objects are unreadable".into(),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Whether samples are attributed to web requests and categories (on by
     /// default; it costs a dict read per thread serving a request).
     pub fn set_web_attribution(&mut self, on: bool) {
