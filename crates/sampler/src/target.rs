@@ -516,9 +516,15 @@ impl Target {
                 },
             });
         }
+        // Remember who serves a request now; forget threads that ended
+        // (thread states come and go) or were seen serving none.
+        let present: rustc_hash::FxHashSet<u64> = stacks.iter().map(|(st, _)| st.tstate).collect();
+        self.serving.retain(|t| present.contains(t));
         for (s, (st, _)) in out.iter().zip(stacks) {
             if s.request.is_some() {
                 self.serving.insert(st.tstate);
+            } else if st.walked {
+                self.serving.remove(&st.tstate);
             }
         }
         self.stats.samples += out.len() as u64;
