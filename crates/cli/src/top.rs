@@ -676,13 +676,18 @@ impl Ui {
     fn status_line(&self) -> Line<'static> {
         let p = self.live.cumulative();
         let s = &self.status;
+        // Exits are shown once there are some: the line fits 80 columns.
+        let exited = if s.exited > 0 {
+            format!(" ({} exited)", s.exited)
+        } else {
+            String::new()
+        };
         Line::from(format!(
-            "Python {}  {:.0}/{} Hz  {} procs ({} exited)  errors {} (torn {})  own CPU {:.1}%  {} samples",
+            "Python {}  {:.0}/{} Hz  {} procs{exited}  errors {} (torn {})  own CPU {:.1}%  {} samples",
             terminal_text(&p.meta.python_version),
             s.rate,
             self.requested_rate,
             s.processes,
-            s.exited,
             s.errors,
             s.torn_threads,
             s.own_cpu,
