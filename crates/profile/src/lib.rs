@@ -161,6 +161,9 @@ pub struct Profile {
     thread_ids: FxHashMap<(i32, u64, Option<i32>), ThreadKey>,
     /// Threads kept apart per process (see [`MAX_THREADS_PER_PROCESS`]).
     threads_per_process: FxHashMap<i32, usize>,
+    /// (pid, ident) → its latest lifetime, for callers that do not know
+    /// the OS thread id (saved profiles' timeline samples).
+    latest_lifetime: FxHashMap<(i32, u64), ThreadKey>,
     counts: FxHashMap<SampleKey, u64>,
     /// Each thread's last stack, root first, as (code, line, stack node):
     /// consecutive samples share most of their stack, so the shared prefix
@@ -336,8 +339,26 @@ impl Profile {
     /// caps, the process's [`OTHER_THREADS`] bucket.
     pub fn thread_key(&mut self, info: ThreadInfo) -> ThreadKey {
         let id = (info.pid, info.thread_id, info.native_id);
-        if let Some(k) = self.thread_ids.get(&id) {
-            let k = *k;
+        let ident = (info.pid, info.thread_id);
+        let known = match self.thread_ids.get(&id) {
+            Some(k) => Some(*k),
+            // Without an OS thread id: the ident's latest lifetime.
+            None if info.native_id.is_none() => self.latest_lifetime.get(&ident).copied(),
+            // The first OS thread id of an ident seen so far only without
+            // one: the same thread, now with its id.
+            None if info.thread_id != 0 => {
+                match self.thread_ids.remove(&(ident.0, ident.1, None)) {
+                    Some(k) => {
+                        self.threads[k.0 as usize].native_id = info.native_id;
+                        self.thread_ids.insert(id, k);
+                        Some(k)
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        if let Some(k) = known {
             // Names arrive late (threading may be read after the first sample).
             if info.name.is_some() && self.threads[k.0 as usize].name != info.name {
                 self.threads[k.0 as usize].name = info.name;
@@ -355,6 +376,7 @@ impl Profile {
         self.threads_per_process.insert(info.pid, kept + 1);
         let k = ThreadKey(self.threads.len() as u32);
         self.thread_ids.insert(id, k);
+        self.latest_lifetime.insert(ident, k);
         self.threads.push(info);
         k
     }
@@ -782,6 +804,29 @@ mod tests {
             name: None,
         });
         assert_eq!(p.thread(k).label(), "2");
+        // Without an OS thread id (a saved profile's timeline): the ident's
+        // latest lifetime; an id learned later joins the same thread.
+        let latest = p.thread_key(ThreadInfo {
+            pid: 2,
+            thread_id: s.thread_id,
+            native_id: None,
+            name: None,
+        });
+        assert_eq!(latest, k);
+        let early = p.thread_key(ThreadInfo {
+            pid: 3,
+            thread_id: 9,
+            native_id: None,
+            name: None,
+        });
+        let later = p.thread_key(ThreadInfo {
+            pid: 3,
+            thread_id: 9,
+            native_id: Some(33),
+            name: Some("late".into()),
+        });
+        assert_eq!(early, later);
+        assert_eq!(p.thread(later).label(), "late 33");
     }
 
     #[test]
