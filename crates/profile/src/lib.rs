@@ -77,7 +77,7 @@ impl ThreadInfo {
     /// `NAME TID` (or just `TID` for a thread without a name), as the
     /// `thread (NAME TID)` root frames and per-thread profiles show it.
     pub fn label(&self) -> String {
-        if self.thread_id == 0 && self.native_id.is_none() {
+        if self.thread_id == OTHER_THREADS_IDENT && self.native_id.is_none() {
             // The bucket of threads beyond the cap (see `MAX_THREADS_PER_PROCESS`).
             if let Some(n) = &self.name {
                 return n.clone();
@@ -105,6 +105,8 @@ pub const MAX_THREADS_PER_PROCESS: usize = 4096;
 pub const MAX_THREADS: usize = 65_536;
 /// The name of the per-process bucket of threads beyond the caps.
 pub const OTHER_THREADS: &str = "(other threads)";
+/// The bucket's ident: no `pthread_t` (a user-space address) is this.
+pub const OTHER_THREADS_IDENT: u64 = u64::MAX;
 /// Threads' last stacks kept for prefix matching (an optimisation only:
 /// when full it is emptied, and the next samples are matched afresh).
 const MAX_LAST_PATHS: usize = 4096;
@@ -346,7 +348,7 @@ impl Profile {
             None if info.native_id.is_none() => self.latest_lifetime.get(&ident).copied(),
             // The first OS thread id of an ident seen so far only without
             // one: the same thread, now with its id.
-            None if info.thread_id != 0 => {
+            None if info.thread_id != 0 && info.thread_id != OTHER_THREADS_IDENT => {
                 match self.thread_ids.remove(&(ident.0, ident.1, None)) {
                     Some(k) => {
                         self.threads[k.0 as usize].native_id = info.native_id;
@@ -384,7 +386,7 @@ impl Profile {
     /// The bucket of a process's threads beyond the caps (made once, even
     /// past [`MAX_THREADS`]: at most one per process).
     fn other_threads(&mut self, pid: i32) -> ThreadKey {
-        let id = (pid, 0, None);
+        let id = (pid, OTHER_THREADS_IDENT, None);
         if let Some(k) = self.thread_ids.get(&id) {
             return *k;
         }
@@ -392,7 +394,7 @@ impl Profile {
         self.thread_ids.insert(id, k);
         self.threads.push(ThreadInfo {
             pid,
-            thread_id: 0,
+            thread_id: OTHER_THREADS_IDENT,
             native_id: None,
             name: Some(OTHER_THREADS.to_string()),
         });
@@ -793,6 +795,14 @@ mod tests {
             .map(|(_, c)| c)
             .sum();
         assert_eq!(in_other, 20_000);
+        // A thread state not yet initialized (ident 0) is not a bucket.
+        let zero = p.thread_key(ThreadInfo {
+            pid: 4,
+            thread_id: 0,
+            native_id: None,
+            name: None,
+        });
+        assert_eq!(p.thread(zero).label(), "0x0");
         // Another process has its own cap.
         let mut s = keyed(&[("main", 1, 0x3000)]);
         s.pid = 2;
