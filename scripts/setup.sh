@@ -50,3 +50,14 @@ if [ ! -f "$NPM_DIR/node_modules/speedscope/dist/release/index.html" ] ||
     mkdir -p "$NPM_DIR"
     npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error speedscope@1.25.0 ajv@8
 fi
+
+# libFuzzer in CI (scripts/fuzz-ci.sh, run by scripts/test.sh): a minimal
+# nightly toolchain and cargo-fuzz, whose binary is cached.
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "setup: installing the nightly Rust toolchain (minimal profile) for libFuzzer"
+    rustup toolchain install nightly --profile minimal
+fi
+if [ ! -x "$CACHE/cargo-fuzz/bin/cargo-fuzz" ]; then
+    echo "setup: installing cargo-fuzz into $CACHE/cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz --root "$CACHE/cargo-fuzz"
+fi

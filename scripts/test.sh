@@ -14,6 +14,8 @@ echo "== cargo test"
 # Integration suites print the interpreter matrix they ran (--nocapture).
 status=0
 cargo test --workspace --no-fail-fast -- --nocapture 2>&1 | tee target/test-output.txt || status=$?
+echo "== libFuzzer targets"
+scripts/fuzz-ci.sh || status=1
 grep -E "^test result:" target/test-output.txt | awk '
     { passed += $4; failed += $6 }
     END { printf "\ntotal: %d passed, %d failed\n", passed, failed; exit failed > 0 }'

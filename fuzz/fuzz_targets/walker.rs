@@ -67,6 +67,7 @@ fn targets() -> &'static [Target] {
                     code_type: Some(image.code_type),
                     runtime_source: RuntimeSource::Symbol,
                     version_source: VersionSource::DebugOffsets,
+                    heap: pyrometer_cpython::HeapLocation::Unavailable("synthetic image".into()),
                 };
                 let mut objects = vec![image.runtime, image.interp, image.code_type];
                 objects.extend(&image.tstates);

@@ -108,6 +108,14 @@ int main(void) {
 #if PY_VERSION_HEX >= 0x030B0000
     OFF("tstate_native_thread_id", PyThreadState, native_thread_id);
 #endif
+#if PY_VERSION_HEX >= 0x030B0000
+    OFF("tstate_datastack.chunk", PyThreadState, datastack_chunk);
+    OFF("tstate_datastack.top", PyThreadState, datastack_top);
+    OFF("tstate_datastack.limit", PyThreadState, datastack_limit);
+    OFF("tstate_datastack.chunk_previous", _PyStackChunk, previous);
+    OFF("tstate_datastack.chunk_size", _PyStackChunk, size);
+    OFF("tstate_datastack.chunk_data", _PyStackChunk, data);
+#endif
 #if PY_VERSION_HEX < 0x030B0000
     OFF("frame_root.frame", PyThreadState, frame);
 #elif PY_VERSION_HEX < 0x030D0000

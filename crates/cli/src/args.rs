@@ -173,7 +173,7 @@ pub struct RecordArgs {
     pub rate: u32,
     /// Stop after this many seconds of wall-clock time (default: until the
     /// target exits or Ctrl-C).
-    #[arg(short, long, value_parser = positive_seconds)]
+    #[arg(short, long, value_parser = seconds(0.001, MAX_SECONDS))]
     pub duration: Option<f64>,
     /// A `thread (NAME TID)` root frame per thread.
     #[arg(short, long)]
@@ -292,11 +292,24 @@ pub struct DiffArgs {
     pub stacks: StackFlags,
 }
 
-/// `--duration`: a finite number of seconds above zero.
-fn positive_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(d) if d > 0.0 && d.is_finite() && d <= 1e9 => Ok(d),
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
+/// The longest value of any duration-like flag (ten years): larger ones
+/// would overflow the clock.
+pub const MAX_SECONDS: f64 = 315_360_000.0;
+
+/// The parser of every duration-like flag (`--duration`, `--write-every`,
+/// `--refresh`, `--pyroscope-interval`): finite seconds from `min` to `max`
+/// (at most [`MAX_SECONDS`]), checked at parse time (exit code 2), each
+/// with the same message.
+pub fn seconds(
+    min: f64,
+    max: f64,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    let max = max.min(MAX_SECONDS);
+    move |s: &str| match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds from {min} to {max}"
+        )),
     }
 }
 
@@ -321,7 +334,7 @@ pub struct TopArgs {
     #[arg(short, long)]
     pub subprocesses: bool,
     /// Seconds between refreshes of the view.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = seconds(0.1, 60.0))]
     pub refresh: f64,
     /// Command to launch and watch (after `--`); its output is discarded
     /// while the view owns the terminal.

@@ -1,6 +1,22 @@
 //! `pyrometer`: the command line. Parses flags into typed configs, wires the
 //! layers together, prints status and errors. Exit codes are in [`exit`].
 
+/// `eprint!` / `eprintln!` that never panic: a reader of stderr that went
+/// away (`pyrometer record … 2>&1 | head`) must not turn the summary into a
+/// panic. These shadow std's macros in every module below.
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod attach;
 mod bench;
@@ -14,6 +30,7 @@ mod record;
 mod report;
 mod service;
 mod service_args;
+mod tick;
 mod top;
 
 use clap::Parser;

@@ -152,6 +152,15 @@ pub fn write_atomic(
     }
 }
 
+/// From now on a write to a pipe whose reader went away fails (EPIPE)
+/// instead of killing pyrometer: for the end of a recording, whose exit code
+/// and rescued samples matter more than a summary nobody reads. Called
+/// after the launched command was started (it would inherit the setting).
+pub fn ignore_sigpipe() {
+    // SAFETY: changing this process's SIGPIPE disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
 /// Write to a stream that may be a pipe whose reader went away: with
 /// SIGPIPE ignored meanwhile, that is an error (and the samples can still be
 /// saved elsewhere) instead of a silent death.

@@ -17,10 +17,6 @@ use crate::service::{Progress, Service};
 use pyrometer_outputs::pyroscope::ProfileKind;
 use std::sync::Arc;
 
-/// The longest --duration or --write-every (ten years): larger values would
-/// overflow the clock.
-pub const MAX_SECONDS: f64 = 315_360_000.0;
-
 /// Set by Ctrl-C / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 /// The command launched by `record -- CMD`, once started (0: none).
@@ -171,6 +167,10 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let report = service.finish();
 
     let written = write_atomic(&output, |w| render(&profile, w));
+    // The summary goes to stderr, which may be a pipe whose reader already
+    // left (`2>&1 | head`): that must not kill pyrometer before the exit
+    // code (or the rescue below) — the writes just fail, unseen.
+    crate::output::ignore_sigpipe();
     print_summary(&profile, &outcome, &output, format, written.is_ok());
     if let Some(stats) = &memory_stats {
         crate::memory::print_summary(&profile, stats);
@@ -260,7 +260,7 @@ fn sample_loop(
     let mut last_status = Instant::now();
     let mode = if args.gil { Mode::Gil } else { args.mode };
     let mut ended_by = "duration";
-    let mut root_replaced = false;
+    let mut ticker = crate::tick::Ticker::new(mode, args.subprocesses);
     for t in session.targets() {
         profile.set_process(t.pid(), t.cmdline());
         if args.subprocesses {
@@ -280,31 +280,12 @@ fn sample_loop(
             break;
         };
         let time = tick.due.saturating_duration_since(start);
-        let (samples, events) = session.sample(time);
-        root_replaced |= events.replaced.contains(&session.root_pid());
-        for pid in &events.attached {
-            if let Some(t) = session.targets().iter().find(|t| t.pid() == *pid) {
-                profile.set_process(*pid, t.cmdline());
-                profile.set_process_role(*pid, "worker");
-            }
-        }
-        for pid in &events.exited {
-            profile.process_exited(*pid);
-        }
-        for s in &samples {
-            let keep = match mode {
-                Mode::Wall => true,
-                Mode::Cpu => s.state.is_active(),
-                Mode::Gil => s.holds_gil,
-            };
-            if keep {
-                profile.add_sample(s);
-                service.observe(s);
-            }
-        }
-        for r in &events.memory {
-            profile.add_memory_reading(r);
-        }
+        let ended = ticker.tick(
+            session,
+            launched,
+            time,
+            &mut RecordSink { profile, service },
+        );
         if let Some(m) = memory {
             m.drain(profile);
         }
@@ -317,19 +298,9 @@ fn sample_loop(
                 errors: session.stats.errors,
             },
         );
-        if session.targets().is_empty() && (session.finished() || !args.subprocesses) {
-            ended_by = if root_replaced {
-                "the target replaced itself with another program (exec)"
-            } else {
-                "target exited"
-            };
+        if let Some(why) = ended {
+            ended_by = why.describe();
             break;
-        }
-        if let Some(l) = launched.as_mut() {
-            if l.exited().is_some() {
-                ended_by = "target exited";
-                break;
-            }
         }
         if status && last_status.elapsed() > Duration::from_millis(250) {
             last_status = Instant::now();
@@ -362,6 +333,30 @@ fn sample_loop(
         last_error: session.last_error.clone(),
         ended_by,
         cpu: own_cpu_time().saturating_sub(cpu_start),
+    }
+}
+
+/// Where `record`'s ticks go: the profile and the service (periodic
+/// writes, Pyroscope).
+struct RecordSink<'a> {
+    profile: &'a mut Profile,
+    service: &'a mut Service,
+}
+
+impl crate::tick::TickSink for RecordSink<'_> {
+    fn attached(&mut self, pid: i32, cmdline: &str, _python_version: &str) {
+        self.profile.set_process(pid, cmdline);
+        self.profile.set_process_role(pid, "worker");
+    }
+    fn exited(&mut self, pid: i32) {
+        self.profile.process_exited(pid);
+    }
+    fn sample(&mut self, sample: pyrometer_sampler::Sample) {
+        self.profile.add_sample(&sample);
+        self.service.observe(&sample);
+    }
+    fn memory(&mut self, reading: &pyrometer_sampler::MemoryReading) {
+        self.profile.add_memory_reading(reading);
     }
 }
 

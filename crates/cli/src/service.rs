@@ -193,14 +193,7 @@ pub struct Service {
 
 /// Check the service flags before anything starts.
 pub fn validate(args: &ServiceArgs) -> Result<()> {
-    if let Some(s) = args.write_every {
-        if !(0.05..=crate::record::MAX_SECONDS).contains(&s) {
-            bail!(
-                "--write-every must be a number of seconds from 0.05 to {}",
-                crate::record::MAX_SECONDS
-            );
-        }
-    }
+    // --write-every and --pyroscope-interval are checked by clap (crate::args::seconds).
     if let Some(url) = &args.pyroscope {
         check_url(url)?;
         parse_tags(&args.tags)?;
@@ -213,10 +206,6 @@ pub fn validate(args: &ServiceArgs) -> Result<()> {
             .is_some_and(|a| !a.contains(':'))
         {
             bail!("--pyroscope-basic-auth must be USER:PASSWORD");
-        }
-        let i = args.pyroscope_interval;
-        if !(i.is_finite() && (0.1..=3600.0).contains(&i)) {
-            bail!("--pyroscope-interval must be between 0.1 and 3600 seconds");
         }
     } else if args.app_name.is_some()
         || !args.tags.is_empty()

@@ -7,7 +7,7 @@ use clap::Args;
 pub struct ServiceArgs {
     /// Rewrite the output every SECONDS while recording (atomically: a
     /// reader never sees half a file). SIGUSR1 rewrites it at once.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = crate::args::seconds(0.05, crate::args::MAX_SECONDS))]
     pub write_every: Option<f64>,
     /// Samples kept in time order for -f chrometrace (the first N; later
     /// ones are counted and the trace says it was cut).
@@ -31,6 +31,6 @@ pub struct ServiceArgs {
     #[arg(long, value_name = "ID")]
     pub pyroscope_tenant_id: Option<String>,
     /// Seconds between two pushes.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = crate::args::seconds(0.1, 3600.0))]
     pub pyroscope_interval: f64,
 }

@@ -7,7 +7,7 @@
 //! a tick. The terminal is restored on quit, on Ctrl-C or SIGTERM, and on a
 //! panic (a panic hook).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -21,7 +21,7 @@ use pyrometer_outputs::top::{
     fit_columns, table, terminal_text, LiveProfile, ProcessStatus, SortKey, Table, View, ViewInput,
 };
 use pyrometer_profile::Profile;
-use pyrometer_sampler::{Clock, Sample, Session};
+use pyrometer_sampler::{Clock, MemoryReading, Sample, Session};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -31,6 +31,7 @@ use ratatui::Frame;
 use crate::args::{Mode, TopArgs};
 use crate::attach::{attach_pid, launch_with, Launched};
 use crate::record::{own_cpu_time, stop_child};
+use crate::tick::{Ended, TickSink, Ticker};
 
 /// Set by SIGINT / SIGTERM from outside (in raw mode Ctrl-C is a key).
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
@@ -48,6 +49,8 @@ struct Batch {
     samples: Vec<Sample>,
     /// Processes attached on this tick: PID, command line, Python version.
     attached: Vec<(i32, String, String)>,
+    /// Processes that exited (or exec'd) on this tick.
+    exited: Vec<i32>,
     processes: Vec<ProcessStatus>,
     errors: u64,
     torn_threads: u64,
@@ -59,12 +62,8 @@ enum Msg {
 }
 
 pub fn run(args: TopArgs) -> Result<()> {
-    // --rate and the --pid/command choice are checked by clap (exit code 2).
-    if !(args.refresh >= 0.1 && args.refresh <= 60.0) {
-        return Err(crate::exit::usage(anyhow::anyhow!(
-            "--refresh must be between 0.1 and 60 seconds"
-        )));
-    }
+    // --rate, --refresh and the --pid/command choice are checked by clap
+    // (exit code 2).
     if !std::io::stdout().is_terminal() {
         bail!("top needs a terminal on standard output; to save a profile instead, use `pyrometer record`");
     }
@@ -121,11 +120,10 @@ pub fn run(args: TopArgs) -> Result<()> {
     let (tx, rx) = mpsc::sync_channel(CHANNEL_TICKS);
     let sampler = {
         let stop = stop.clone();
-        let rate = f64::from(args.rate);
-        let subprocesses = args.subprocesses;
+        let how = (f64::from(args.rate), args.mode, args.subprocesses);
         std::thread::Builder::new()
             .name("pyrometer-sampler".into())
-            .spawn(move || sample_thread(session, launched, rate, subprocesses, start, stop, tx))
+            .spawn(move || sample_thread(session, launched, how, start, stop, tx))
             .context("cannot start the sampling thread")?
     };
 
@@ -145,65 +143,29 @@ pub fn run(args: TopArgs) -> Result<()> {
 fn sample_thread(
     mut session: Session,
     mut launched: Option<Launched>,
-    rate: f64,
-    subprocesses: bool,
+    (rate, mode, subprocesses): (f64, Mode, bool),
     start: Instant,
     stop: Arc<AtomicBool>,
     tx: SyncSender<Msg>,
 ) {
     let mut clock = Clock::new(rate);
-    // RSS per process at its last memory reading (every 100 ms).
-    let mut last_rss: std::collections::HashMap<i32, u64> = Default::default();
+    let mut ticker = Ticker::new(mode, subprocesses);
+    let mut sink = TopSink::default();
     let should_stop = || stop.load(Ordering::SeqCst) || SIGNALLED.load(Ordering::SeqCst);
     let ended = loop {
         let Some(tick) = clock.wait(None, should_stop) else {
             break None;
         };
         let time = tick.due.saturating_duration_since(start);
-        let (samples, events) = session.sample(time);
-        for r in &events.memory {
-            match r.rss {
-                Some(b) => last_rss.insert(r.pid, b),
-                None => last_rss.remove(&r.pid),
-            };
-        }
-        last_rss.retain(|pid, _| session.targets().iter().any(|t| t.pid() == *pid));
-        let attached = events
-            .attached
-            .iter()
-            .filter_map(|pid| session.targets().iter().find(|t| t.pid() == *pid))
-            .map(|t| {
-                let version = t.interpreter().version.to_string();
-                (t.pid(), t.cmdline().to_string(), version)
-            })
-            .collect();
-        let processes = session
-            .targets()
-            .iter()
-            .map(|t| ProcessStatus {
-                pid: t.pid(),
-                errors: t.stats.torn.saturating_add(t.stats.torn_threads),
-                alive: true,
-                rss: last_rss.get(&t.pid()).copied(),
-            })
-            .collect();
-        let batch = Batch {
-            samples,
-            attached,
-            processes,
-            errors: session.stats.errors,
-            torn_threads: session.stats.torn_threads,
-        };
+        let ended = ticker.tick(&mut session, &mut launched, time, &mut sink);
+        let batch = sink.batch(&session);
         if tx.send(Msg::Tick(batch)).is_err() {
             break None;
         }
-        if session.targets().is_empty() && (session.finished() || !subprocesses) {
-            break Some(format!("target exited (pid {})", session.root_pid()));
-        }
-        if let Some(l) = launched.as_mut() {
-            if let Some(status) = l.exited() {
-                break Some(format!("target exited ({status})"));
-            }
+        match ended {
+            Some(Ended::LaunchedExited(status)) => break Some(format!("target exited ({status})")),
+            Some(why) => break Some(format!("{} (pid {})", why.describe(), session.root_pid())),
+            None => {}
         }
     };
     if let Some(l) = launched.as_mut() {
@@ -211,6 +173,62 @@ fn sample_thread(
     }
     if let Some(why) = ended {
         let _ = tx.send(Msg::Ended(why));
+    }
+}
+
+/// What the sampler thread collects for the view between two sends.
+#[derive(Debug, Default)]
+struct TopSink {
+    samples: Vec<Sample>,
+    attached: Vec<(i32, String, String)>,
+    exited: Vec<i32>,
+    /// RSS per process at its last memory reading (every 100 ms).
+    last_rss: HashMap<i32, u64>,
+}
+
+impl TickSink for TopSink {
+    fn attached(&mut self, pid: i32, cmdline: &str, python_version: &str) {
+        self.attached
+            .push((pid, cmdline.to_string(), python_version.to_string()));
+    }
+    fn exited(&mut self, pid: i32) {
+        self.exited.push(pid);
+        self.last_rss.remove(&pid);
+    }
+    fn sample(&mut self, sample: Sample) {
+        self.samples.push(sample);
+    }
+    fn memory(&mut self, r: &MemoryReading) {
+        match r.rss {
+            Some(b) => self.last_rss.insert(r.pid, b),
+            None => self.last_rss.remove(&r.pid),
+        };
+    }
+}
+
+impl TopSink {
+    /// This tick's batch for the view; the sink is empty again after.
+    fn batch(&mut self, session: &Session) -> Batch {
+        self.last_rss
+            .retain(|pid, _| session.targets().iter().any(|t| t.pid() == *pid));
+        let processes = session
+            .targets()
+            .iter()
+            .map(|t| ProcessStatus {
+                pid: t.pid(),
+                errors: t.stats.torn.saturating_add(t.stats.torn_threads),
+                alive: true,
+                rss: self.last_rss.get(&t.pid()).copied(),
+            })
+            .collect();
+        Batch {
+            samples: std::mem::take(&mut self.samples),
+            attached: std::mem::take(&mut self.attached),
+            exited: std::mem::take(&mut self.exited),
+            processes,
+            errors: session.stats.errors,
+            torn_threads: session.stats.torn_threads,
+        }
     }
 }
 
@@ -268,6 +286,7 @@ struct Status {
     torn_threads: u64,
     own_cpu: f64,
     processes: usize,
+    exited: u64,
     samples: u64,
 }
 
@@ -277,7 +296,6 @@ struct Ui {
     start: Instant,
     refresh: Duration,
     include_idle: bool,
-    mode: Mode,
     requested_rate: u32,
     view: View,
     sort: BTreeMap<&'static str, (usize, bool)>,
@@ -290,6 +308,8 @@ struct Ui {
     processes: BTreeMap<i32, ProcessStatus>,
     errors: u64,
     torn_threads: u64,
+    /// Processes that exited (or exec'd) while watched.
+    exited_processes: u64,
     /// The current view's rows as last computed (unsorted, unfiltered).
     rows: Table,
     status: Status,
@@ -304,7 +324,6 @@ impl Ui {
             start,
             refresh: Duration::from_secs_f64(args.refresh),
             include_idle: args.idle,
-            mode: args.mode,
             requested_rate: args.rate,
             view: View::Functions,
             sort: BTreeMap::new(),
@@ -317,6 +336,7 @@ impl Ui {
             processes: BTreeMap::new(),
             errors: 0,
             torn_threads: 0,
+            exited_processes: 0,
             rows: Table {
                 columns: View::Functions.columns(),
                 rows: Vec::new(),
@@ -425,15 +445,13 @@ impl Ui {
         self.errors = b.errors;
         self.torn_threads = b.torn_threads;
         self.live.add_tick();
+        // The sampler kept only what --mode keeps (crate::tick, as record).
         for s in &b.samples {
-            let keep = match self.mode {
-                Mode::Wall => true,
-                Mode::Cpu => s.state.is_active(),
-                Mode::Gil => s.holds_gil,
-            };
-            if keep {
-                self.live.add_sample(s);
-            }
+            self.live.add_sample(s);
+        }
+        for pid in &b.exited {
+            self.live.process_exited(*pid);
+            self.exited_processes += 1;
         }
     }
 
@@ -446,6 +464,7 @@ impl Ui {
         for st in self.processes.values_mut() {
             st.alive = false;
         }
+        self.status.exited = self.exited_processes;
         self.recompute();
         self.ended = Some(why);
     }
@@ -471,6 +490,7 @@ impl Ui {
                 0.0
             },
             processes: self.processes.values().filter(|p| p.alive).count(),
+            exited: self.exited_processes,
             samples: self.live.cumulative().total_samples(),
         };
         self.cpu_at_refresh = cpu;
@@ -656,8 +676,14 @@ impl Ui {
     fn status_line(&self) -> Line<'static> {
         let p = self.live.cumulative();
         let s = &self.status;
+        // Exits are shown once there are some: the line fits 80 columns.
+        let exited = if s.exited > 0 {
+            format!(" ({} exited)", s.exited)
+        } else {
+            String::new()
+        };
         Line::from(format!(
-            "Python {}  {:.0}/{} Hz  {} procs  errors {} (torn {})  own CPU {:.1}%  {} samples",
+            "Python {}  {:.0}/{} Hz  {} procs{exited}  errors {} (torn {})  own CPU {:.1}%  {} samples",
             terminal_text(&p.meta.python_version),
             s.rate,
             self.requested_rate,
@@ -857,28 +883,32 @@ mod tests {
         let mut ui = Ui::new(live, &a, Instant::now());
         for &(name, n, state) in samples {
             for _ in 0..n {
-                ui.take(Batch {
-                    samples: vec![Sample {
-                        time: Duration::ZERO,
-                        pid: 1,
-                        thread_id: 1,
-                        native_id: Some(1),
-                        thread_name: None,
-                        state,
-                        holds_gil: state == ThreadState::Python,
-                        frames: vec![SampledFrame {
-                            name: Arc::from(name),
-                            filename: Arc::from("/srv/app/busy.py"),
-                            line: 3,
-                            first_line: 2,
-                            code_key: 0,
-                        }],
-                        truncated: false,
-                        walked: true,
-                        request: None,
-                        category: None,
+                let sample = Sample {
+                    time: Duration::ZERO,
+                    pid: 1,
+                    thread_id: 1,
+                    native_id: Some(1),
+                    thread_name: None,
+                    state,
+                    holds_gil: state == ThreadState::Python,
+                    frames: vec![SampledFrame {
+                        name: Arc::from(name),
+                        filename: Arc::from("/srv/app/busy.py"),
+                        line: 3,
+                        first_line: 2,
+                        code_key: 0,
                     }],
+                    truncated: false,
+                    walked: true,
+                    request: None,
+                    category: None,
+                };
+                // What the sampler thread keeps (crate::tick).
+                let kept = crate::tick::keeps(mode, &sample);
+                ui.take(Batch {
+                    samples: if kept { vec![sample] } else { Vec::new() },
                     attached: Vec::new(),
+                    exited: Vec::new(),
                     processes: vec![ProcessStatus {
                         pid: 1,
                         errors: 0,
@@ -933,6 +963,24 @@ mod tests {
         );
         assert_eq!(functions(Mode::Cpu), ["native", "running"]);
         assert_eq!(functions(Mode::Gil), ["running"]);
+    }
+
+    #[test]
+    fn an_exited_process_drops_its_caches_as_record_does() {
+        let mut ui = ui_with_samples();
+        assert!(ui.live.cumulative().table_sizes().last_paths > 0);
+        ui.take(Batch {
+            samples: Vec::new(),
+            attached: Vec::new(),
+            exited: vec![1],
+            processes: Vec::new(),
+            errors: 0,
+            torn_threads: 0,
+        });
+        assert_eq!(ui.live.cumulative().table_sizes().last_paths, 0);
+        ui.refresh();
+        let screen = render(&ui, 120, 24);
+        assert!(screen.contains("(1 exited)"), "{screen}");
     }
 
     #[test]

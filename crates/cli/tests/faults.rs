@@ -336,19 +336,30 @@ fn thread_created_and_destroyed_every_millisecond() {
     assert_clean("thread churn", &f, 0);
     let folded = check_folded("thread churn", &out, "churn");
     let (samples, errors, torn) = summary_counts(&f.stderr).expect("summary counts");
-    // The short-lived threads were sampled for real (they share one root:
-    // a new thread reuses the last one's pthread and is keyed by it).
+    // The short-lived threads were sampled for real, each lifetime under a
+    // root of its own (a new thread reuses the last one's pthread, and so
+    // its ident, but not its OS thread id).
     let short_lived: u64 = folded
         .iter()
         .filter(|(frames, _)| frames.first().is_some_and(|t| !t.contains("MainThread")))
         .map(|(_, n)| n)
         .sum();
+    let roots: std::collections::HashSet<&str> = folded
+        .iter()
+        .filter_map(|(frames, _)| frames.first().map(String::as_str))
+        .filter(|t| !t.contains("MainThread"))
+        .collect();
     println!(
-        "thread churn: {samples} samples, {errors} failed ticks, {torn} torn thread samples, {short_lived} samples of short-lived threads"
+        "thread churn: {samples} samples, {errors} failed ticks, {torn} torn thread samples, {short_lived} samples of {} short-lived threads",
+        roots.len()
     );
     assert!(
         short_lived > 0,
         "no sample of a short-lived thread: the churn was not sampled"
+    );
+    assert!(
+        roots.len() > 1,
+        "the short-lived threads share one label: {roots:?}"
     );
     // Failed reads are counted, not fatal, and rare (a torn thread list is
     // read again at once).
@@ -628,6 +639,81 @@ fn closed_stdout_pipe() {
         dev_stdout.file_type().is_symlink(),
         "/dev/stdout is no longer a symlink"
     );
+}
+
+/// `pyrometer record … 2>&1 | head`: the summary is printed into a pipe
+/// whose reader has gone. pyrometer must end cleanly: the output written,
+/// exit code 0, not killed by SIGPIPE, no panic.
+#[test]
+fn summary_into_a_closed_stderr_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let interp = one_interp();
+    let scratch = Scratch::new("faults-stderr-pipe");
+    let _cpu = cpu_lock();
+    let target = start(&interp, &["spin"]);
+    let pid = target.pid().to_string();
+
+    // The reader is gone before anything is written (`| head -c 0`):
+    // stdout and stderr are the same pipe, as with `2>&1`.
+    let out = scratch.file("closed.txt");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = Command::new(PYROMETER)
+        .args(["record", "--pid", &pid, "-d", "1", "-f", "raw", "-o"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().expect("pipe"))
+        .stderr(writer)
+        .spawn()
+        .expect("pyrometer");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(1) + SLACK {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("record with a closed stderr did not end");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!("record 2>&1 into a closed pipe: {status}");
+    assert_eq!(
+        status.signal(),
+        None,
+        "pyrometer was killed by a signal: {status}"
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status} (101: a panic)"
+    );
+    check_folded("record 2>&1 into a closed pipe", &out, "spin_here");
+
+    // The shell pipeline itself, with a reader that leaves after one line.
+    let out2 = scratch.file("head.txt");
+    let line = format!(
+        "'{PYROMETER}' record --pid {pid} -d 1 -f raw -o '{}' 2>&1 | head -n 1; echo \"rc=${{PIPESTATUS[0]}}\"",
+        out2.display()
+    );
+    let shell = pyrometer_testsupport::run_with_timeout(
+        Command::new("bash").arg("-c").arg(&line),
+        Duration::from_secs(1) + SLACK,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = stdout_of(&shell);
+    println!("{line}:\n{text}");
+    assert!(
+        text.starts_with("pyrometer: wrote folded stacks to"),
+        "the first line is not the summary's: {text:?}"
+    );
+    assert!(
+        text.lines().any(|l| l == "rc=0"),
+        "pyrometer's exit status in the pipeline is not 0 (141: SIGPIPE, 101: panic): {text:?}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    check_folded("record 2>&1 | head -n 1", &out2, "spin_here");
 }
 
 #[test]

@@ -241,10 +241,10 @@ fn bad_periods_are_refused_with_a_message() {
     let scratch = Scratch::new("periodic-bad");
     let out_file = scratch.file("out.pb.gz");
     for (flags, message) in [
-        (&["--write-every", "0"][..], "--write-every must be"),
-        (&["--write-every", "1e30"][..], "--write-every must be"),
-        (&["--write-every", "nan"][..], "--write-every must be"),
-        (&["-d", "1e30"][..], "is not a positive number of seconds"),
+        (&["--write-every", "0"][..], "is not a number of seconds"),
+        (&["--write-every", "1e30"][..], "is not a number of seconds"),
+        (&["--write-every", "nan"][..], "is not a number of seconds"),
+        (&["-d", "1e30"][..], "is not a number of seconds"),
         (
             &["-f", "chrometrace", "--timeline-samples", "0"][..],
             "--timeline-samples",

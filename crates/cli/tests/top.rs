@@ -13,8 +13,11 @@
 //! * a 40×10 terminal with a launched command (`top -- CMD`), quit by Ctrl-C;
 //! * gunicorn (image-service, 2 workers) under load: the endpoint with its
 //!   rate and latency, master and workers in the processes view (and the
-//!   worker gunicorn starts when one is killed), the slow view's function;
-//!   SIGTERM from outside restores the terminal.
+//!   worker gunicorn starts when one is killed, and the killed one counted
+//!   as exited), the slow view's function; SIGTERM from outside restores
+//!   the terminal;
+//! * a target that execs a non-Python program: top names the exec, as
+//!   record's summary does (the same tick path).
 //!
 //! Every wait is bounded; tmux servers, targets and servers are killed
 //! however a test ends.
@@ -182,6 +185,13 @@ fn exit_code(screen: &str) -> Option<String> {
             .collect();
         (!code.is_empty()).then_some(code)
     })
+}
+
+/// The `N` of the status line's `procs (N exited)`.
+fn exited_count(screen: &str) -> Option<u64> {
+    let line = screen.lines().find(|l| l.starts_with("Python "))?;
+    let (_, rest) = line.split_once("procs (")?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// The rows under the table header starting with `header`, trimmed.
@@ -588,6 +598,22 @@ fn top_on_gunicorn_shows_endpoints_and_workers() {
         })
     });
     println!("{replaced}");
+    // The exit came through the same tick path as record's (which drops
+    // the worker's caches): the status line counts it, and the killed
+    // worker's row says it exited.
+    let exited = tmux.expect("an exited process in the status line", |s| {
+        exited_count(s).is_some_and(|n| n >= 1)
+    });
+    println!("{exited}");
+    // Cumulative: the killed worker's samples stay, under an exited row.
+    tmux.keys(&["c"]);
+    let row = tmux.expect("the killed worker's row, exited", |s| {
+        rows_under(s, "PID").iter().any(|r| {
+            r.split_whitespace().next() == Some(victim.to_string().as_str()) && r.contains("exited")
+        })
+    });
+    println!("{row}");
+    tmux.keys(&["c"]);
 
     tmux.keys(&["f"]);
     tmux.keys(&["c"]);
@@ -617,6 +643,40 @@ fn top_on_gunicorn_shows_endpoints_and_workers() {
     let doc = load.finish();
     assert!(doc["ok"].as_u64().unwrap_or(0) > 0, "{doc}");
     drop(server);
+}
+
+/// The target execs a non-Python program under `top`: top says so (as
+/// record's summary does), keeps the last view, and quits cleanly.
+#[test]
+fn top_when_the_target_execs_another_program() {
+    let interp = pick_one(&require_all());
+    let _cpu = cpu_lock();
+    let (target, _) =
+        start_target(&interp, "faults.py", &["exec", "3"]).unwrap_or_else(|e| panic!("{e}"));
+    let pid = target.pid().to_string();
+    let tmux = Tmux::new("exec", 120, 24);
+    tmux.type_line(&top_line(&["--pid", &pid]));
+    tmux.expect("spin_here sampled", |s| s.contains("spin_here"));
+    let ended = tmux.expect("the exec notice", |s| {
+        s.contains("the target replaced itself with another program (exec)")
+    });
+    println!("{ended}");
+    assert!(ended.contains(&format!("pid {pid}")), "{ended}");
+    assert!(
+        ended.contains("spin_here"),
+        "the last view is gone:\n{ended}"
+    );
+    assert_eq!(exited_count(&ended), Some(1), "{ended}");
+    // The exec'd program runs on: top stopped on the exec, not on an exit.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    assert!(
+        exe.as_deref()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == "sleep"),
+        "the target should be running sleep now, not {exe:?}"
+    );
+    tmux.keys(&["q"]);
+    check_restored(&tmux, "0");
 }
 
 #[test]

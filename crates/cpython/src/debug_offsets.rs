@@ -359,6 +359,7 @@ const WORD_FIELDS: &[&str] = &[
     "thread_state.base_frame",
     "thread_state.thread_id",
     "thread_state.native_thread_id",
+    "thread_state.datastack_chunk",
     "interpreter_frame.previous",
     "interpreter_frame.executable",
     "interpreter_frame.instr_ptr",
@@ -688,6 +689,24 @@ pub fn layout_from_debug_offsets(
     if version.minor_pair() != base.version.minor_pair() {
         layout.heap = crate::layout::HeapModel::Unknown;
     }
+    // The table names the data stack's newest chunk, not its top or limit
+    // (the static layout of the same minor knows them); `_PyStackChunk`
+    // itself is the same in every 3.11+ version.
+    layout.tstate_datastack = match d.get("thread_state.datastack_chunk") {
+        None => None,
+        Some(chunk)
+            if version.minor_pair() == base.version.minor_pair()
+                && base.tstate_datastack.is_some_and(|b| b.chunk == chunk) =>
+        {
+            base.tstate_datastack
+        }
+        Some(chunk) => Some(crate::layout::DataStack {
+            chunk,
+            top: None,
+            limit: None,
+            ..crate::layout::STACK_CHUNK
+        }),
+    };
     layout.tstate_base_frame = d.get("thread_state.base_frame");
     layout.tstate_holds_gil = d.get("thread_state.holds_gil");
     layout.tstate_gil_requested = d.get("thread_state.gil_requested");

@@ -5,6 +5,7 @@
 //! read by the same code. Knows nothing about time or output formats.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod debug_offsets;
 pub mod discover;
 mod error;

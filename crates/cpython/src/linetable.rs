@@ -70,6 +70,11 @@ pub struct LineTable {
 }
 
 impl LineTable {
+    /// Bytes of pyrometer's memory the decoded table holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.ranges.capacity() * std::mem::size_of::<LineRange>()
+    }
+
     /// Decode `table` (`co_lnotab` for [`LineTableFormat::Lnotab`],
     /// `co_linetable` otherwise) of a code object whose `co_firstlineno` is
     /// `first_line`.

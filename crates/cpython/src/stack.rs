@@ -81,6 +81,30 @@ pub struct CodeInfo {
     pub identity: (u64, u64),
 }
 
+impl crate::cache::Weigh for Arc<CodeInfo> {
+    fn weigh(&self) -> usize {
+        let strs = |v: &[Arc<str>]| -> usize { v.iter().map(|s| s.weigh()).sum() };
+        std::mem::size_of::<CodeInfo>()
+            + self.name.weigh()
+            + self.qualname.weigh()
+            + self.filename.weigh()
+            + strs(&self.varnames)
+            + strs(&self.cellvars)
+            + self.kinds.capacity()
+            + self.lines.heap_bytes()
+    }
+}
+
+/// Code objects cached per generation (see [`crate::cache`]): the reader
+/// holds at most twice this many, and twice [`CODE_CACHE_BYTES`].
+pub const CODE_CACHE_ENTRIES: usize = 50_000;
+/// Bytes of decoded code objects cached per generation.
+pub const CODE_CACHE_BYTES: usize = 64 << 20;
+/// `Class.method` names cached per generation (≤3.10).
+const METHOD_NAME_ENTRIES: usize = 50_000;
+/// Bytes of `Class.method` names cached per generation.
+const METHOD_NAME_BYTES: usize = 8 << 20;
+
 /// One frame of a sampled stack.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -122,6 +146,25 @@ pub struct ThreadStack {
     pub torn: bool,
 }
 
+impl ThreadStack {
+    /// A thread whose header could not be read: no ids, no frames, torn.
+    fn unreadable(tstate: u64, holds_gil: bool) -> ThreadStack {
+        ThreadStack {
+            thread_id: 0,
+            native_id: None,
+            tstate,
+            holds_gil,
+            gil_requested: false,
+            frames: Vec::new(),
+            truncated: false,
+            top_frame: 0,
+            base_frame: 0,
+            walked: false,
+            torn: true,
+        }
+    }
+}
+
 /// Reads stacks of one interpreter through a memory source.
 #[derive(Debug)]
 pub struct StackReader<M: Memory> {
@@ -129,7 +172,7 @@ pub struct StackReader<M: Memory> {
     interp: Interpreter,
     /// Code objects by address, with the epoch in which each was last
     /// checked to still be the same object.
-    codes: FxHashMap<u64, (Arc<CodeInfo>, u64)>,
+    codes: crate::cache::BoundedMap<u64, (Arc<CodeInfo>, u64)>,
     /// Current verification epoch (see [`StackReader::code`]).
     epoch: u64,
     created: std::time::Instant,
@@ -140,7 +183,7 @@ pub struct StackReader<M: Memory> {
     /// 3.14+: the interpreter's code-object generation when the cache was filled.
     code_generation: Option<u64>,
     /// ≤3.10: (code object, class) → `Class.method`.
-    method_names: FxHashMap<(u64, u64), Arc<str>>,
+    method_names: crate::cache::BoundedMap<(u64, u64), Arc<str>>,
     /// Request-dict key strings by address → which field they name.
     pub(crate) request_keys: std::cell::RefCell<FxHashMap<u64, u8>>,
     /// Threadpool calls (see `threadpool_request_of`) → their request and
@@ -157,13 +200,13 @@ impl<M: Memory> StackReader<M> {
         StackReader {
             mem,
             interp,
-            codes: FxHashMap::default(),
+            codes: crate::cache::BoundedMap::new(CODE_CACHE_ENTRIES, CODE_CACHE_BYTES),
             epoch: 0,
             created: std::time::Instant::now(),
             pthread_tid_offset: None,
             max_depth: DEFAULT_MAX_DEPTH,
             code_generation: None,
-            method_names: FxHashMap::default(),
+            method_names: crate::cache::BoundedMap::new(METHOD_NAME_ENTRIES, METHOD_NAME_BYTES),
             request_keys: Default::default(),
             threadpool_requests: Default::default(),
             threadpool_last: Default::default(),
@@ -188,6 +231,17 @@ impl<M: Memory> StackReader<M> {
     /// Number of cached code objects.
     pub fn cached_codes(&self) -> usize {
         self.codes.len()
+    }
+
+    /// Bytes held by cached code objects (as they weigh themselves).
+    pub fn cached_code_bytes(&self) -> usize {
+        self.codes.bytes()
+    }
+
+    /// Bound the code-object cache to `entries` and `bytes` per generation
+    /// (it holds at most twice that); drops what it holds.
+    pub fn set_code_cache_limits(&mut self, entries: usize, bytes: usize) {
+        self.codes.set_limits(entries, bytes);
     }
 
     /// Addresses of all thread states of all interpreters, with the GIL
@@ -258,8 +312,10 @@ impl<M: Memory> StackReader<M> {
     /// Read every Python thread; walk the stacks only of those for which
     /// `walk` (given the thread's header: ids, GIL, top frame) says so. The
     /// others come back with `walked: false` and no frames.
-    /// A thread whose stack cannot be read (it changed under the walk)
-    /// comes back with `torn: true`; the others are kept.
+    /// A thread whose header or stack cannot be read (it changed under the
+    /// walk, or holds a garbage pointer) comes back with `torn: true`; the
+    /// others are kept. `walk` is called once per thread, in order, torn
+    /// ones included.
     pub fn read_all_filtered(
         &mut self,
         walk: impl FnMut(&ThreadStack) -> bool,
@@ -277,11 +333,27 @@ impl<M: Memory> StackReader<M> {
         let states = self.thread_states()?;
         let mut out = Vec::with_capacity(states.len());
         for (ts, holds_gil) in states {
-            let mut st = self.read_header(ts, holds_gil)?;
+            // A thread state whose header cannot be read (a garbage `cframe`
+            // or top-frame pointer) spoils that thread's sample only: it comes
+            // back torn, and `walk` still sees it, so callers keep one entry
+            // per thread in order.
+            let mut st = match self.read_header(ts, holds_gil) {
+                Ok(st) => st,
+                Err(e @ CpythonError::Memory(pyrometer_process::MemoryError::ProcessGone)) => {
+                    return Err(e)
+                }
+                Err(e) if strict => return Err(e),
+                Err(_) => {
+                    let st = ThreadStack::unreadable(ts, holds_gil);
+                    walk(&st);
+                    out.push(st);
+                    continue;
+                }
+            };
             if walk(&st) {
                 // One thread's stack changing under the walk spoils only
                 // that thread's sample.
-                match self.walk(st.top_frame, st.base_frame) {
+                match self.walk(ts, st.top_frame, st.base_frame) {
                     Ok((frames, truncated)) => {
                         st.frames = frames;
                         st.truncated = truncated;
@@ -366,7 +438,7 @@ impl<M: Memory> StackReader<M> {
         holds_gil: bool,
     ) -> Result<ThreadStack, CpythonError> {
         let mut st = self.read_header(tstate, holds_gil)?;
-        let (frames, truncated) = self.walk(st.top_frame, st.base_frame)?;
+        let (frames, truncated) = self.walk(tstate, st.top_frame, st.base_frame)?;
         st.frames = frames;
         st.truncated = truncated;
         st.walked = true;
@@ -415,8 +487,20 @@ impl<M: Memory> StackReader<M> {
 
     /// Walk from `frame` to the bottom of the chain. With a `base` sentinel
     /// (3.15+), the chain must end there; one that ends elsewhere is torn.
-    fn walk(&mut self, mut frame: u64, base: u64) -> Result<(Vec<Frame>, bool), CpythonError> {
+    /// 3.11+: a frame the thread owns must lie in the data stack of
+    /// `tstate`; one outside it is torn.
+    fn walk(
+        &mut self,
+        tstate: u64,
+        mut frame: u64,
+        base: u64,
+    ) -> Result<(Vec<Frame>, bool), CpythonError> {
         let model = self.interp.layout.frame;
+        let mut data_stack = self
+            .interp
+            .layout
+            .tstate_datastack
+            .map(|layout| DataStackBounds::new(layout, tstate));
         let mut frames = Vec::new();
         // Brent's cycle detection: O(1) memory, no allocation per walk.
         let (mut tortoise, mut power, mut lam) = (0u64, 1usize, 0usize);
@@ -483,6 +567,15 @@ impl<M: Memory> StackReader<M> {
                     ..
                 } => {
                     let owner_value = self.mem.u8_at(frame, owner)?;
+                    if owner_value == FRAME_OWNED_BY_THREAD {
+                        if let Some(bounds) = data_stack.as_mut() {
+                            if !bounds.contains(&self.mem, frame)? {
+                                return Err(CpythonError::Corrupt(
+                                    "frame outside the thread's data stack",
+                                ));
+                            }
+                        }
+                    }
                     let code_addr = self.mem.u64_at(frame, executable)? & !executable_tag_mask;
                     if !skip_owners.contains(&owner_value) && code_addr != 0 {
                         if let Some(info) = self.code_if_code(code_addr)? {
@@ -544,9 +637,9 @@ impl<M: Memory> StackReader<M> {
     /// 3.14+ also drops the cache when the interpreter's code-object
     /// generation changes.
     pub fn code(&mut self, addr: u64) -> Result<Arc<CodeInfo>, CpythonError> {
-        if let Some((c, checked)) = self.codes.get(&addr) {
-            if *checked == self.epoch {
-                return Ok(c.clone());
+        if let Some((c, checked)) = self.codes.get(&addr).map(|(c, e)| (c.clone(), *e)) {
+            if checked == self.epoch {
+                return Ok(c);
             }
             let l = &self.interp.layout;
             let m = Settled(&self.mem);
@@ -564,7 +657,6 @@ impl<M: Memory> StackReader<M> {
             let same = filename.ok() == Some(c.identity.0)
                 && m.u64_at(addr, l.code_name).ok() == Some(c.identity.1);
             if same {
-                let c = c.clone();
                 self.codes.insert(addr, (c.clone(), self.epoch));
                 return Ok(c);
             }
@@ -574,11 +666,8 @@ impl<M: Memory> StackReader<M> {
             return Err(CpythonError::Corrupt("bad code object pointer"));
         }
         let info = Arc::new(self.read_code(addr)?);
-        // Bound the cache: a process that keeps compiling code (exec, eval)
-        // must not grow pyrometer's memory without limit.
-        if self.codes.len() >= 100_000 {
-            self.codes.clear();
-        }
+        // The cache is bounded by entries and bytes: a process that keeps
+        // compiling code (exec, eval) must not grow pyrometer's memory.
         self.codes.insert(addr, (info.clone(), self.epoch));
         Ok(info)
     }
@@ -731,9 +820,6 @@ impl<M: Memory> StackReader<M> {
             Some(c) => Arc::from(format!("{}.{}", short_type_name(&c), code.name)),
             None => return code.name.clone(),
         };
-        if self.method_names.len() >= 100_000 {
-            self.method_names.clear();
-        }
         self.method_names.insert((code.addr, ty), name.clone());
         name
     }
@@ -938,6 +1024,112 @@ pub fn top_frame_of<M2: Memory>(
         }
         FrameRoot::Direct { current_frame } => mem.u64_at(tstate, current_frame)?,
     })
+}
+
+/// `FRAME_OWNED_BY_THREAD` (3.11+): a frame on the thread's data stack.
+const FRAME_OWNED_BY_THREAD: u8 = 0;
+/// Most data stack chunks followed per thread: the first is 16 KiB and each
+/// new one at least as large, so 64 hold far deeper stacks than the depth cap.
+const MAX_STACK_CHUNKS: usize = 64;
+/// Largest data stack chunk believed (bytes).
+const MAX_STACK_CHUNK_BYTES: u64 = 1 << 32;
+
+/// The address ranges of one thread's data stack chunks, read lazily:
+/// most walks need only the newest chunk (and its bounds are in the thread
+/// state), older chunks are read only when a frame is not in the newer ones.
+#[derive(Debug)]
+struct DataStackBounds {
+    layout: crate::layout::DataStack,
+    tstate: u64,
+    /// `[start, end)` of the chunks read so far, newest first.
+    ranges: Vec<(u64, u64)>,
+    /// The next (older) chunk to read; 0 when there is none.
+    next: u64,
+    started: bool,
+}
+
+impl DataStackBounds {
+    fn new(layout: crate::layout::DataStack, tstate: u64) -> Self {
+        DataStackBounds {
+            layout,
+            tstate,
+            ranges: Vec::new(),
+            next: 0,
+            started: false,
+        }
+    }
+
+    /// Whether `frame` lies in one of the thread's chunks. A thread state
+    /// without a data stack (none allocated yet) accepts every frame: there
+    /// is nothing to check against.
+    fn contains<M: Memory>(&mut self, mem: &M, frame: u64) -> Result<bool, CpythonError> {
+        if !self.started {
+            self.started = true;
+            let chunk = mem.u64_at(self.tstate, self.layout.chunk)?;
+            if chunk == 0 {
+                return Ok(true);
+            }
+            let (start, end) = self.chunk_range(mem, chunk)?;
+            // The newest chunk ends at its limit, and is in use up to `top`.
+            let limit = match self.layout.limit {
+                Some(off) => mem.u64_at(self.tstate, off)?,
+                None => end,
+            };
+            let end = if limit > start && limit <= end {
+                limit
+            } else {
+                end
+            };
+            let end = match self.layout.top {
+                Some(off) => {
+                    let top = mem.u64_at(self.tstate, off)?;
+                    if top < start || top > end {
+                        return Err(CpythonError::Corrupt("data stack top outside its chunk"));
+                    }
+                    top
+                }
+                None => end,
+            };
+            self.ranges.push((start, end));
+            self.next = mem.u64_at(chunk, self.layout.chunk_previous)?;
+        }
+        if self.ranges.is_empty() {
+            return Ok(true);
+        }
+        if self.ranges.iter().any(|&(a, b)| (a..b).contains(&frame)) {
+            return Ok(true);
+        }
+        while self.next != 0 {
+            if self.ranges.len() >= MAX_STACK_CHUNKS {
+                return Err(CpythonError::Corrupt("data stack chunk list too long"));
+            }
+            let chunk = self.next;
+            let (start, end) = self.chunk_range(mem, chunk)?;
+            self.ranges.push((start, end));
+            self.next = mem.u64_at(chunk, self.layout.chunk_previous)?;
+            if (start..end).contains(&frame) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `[data, chunk + size)` of the chunk at `chunk`.
+    fn chunk_range<M: Memory>(&self, mem: &M, chunk: u64) -> Result<(u64, u64), CpythonError> {
+        if !chunk.is_multiple_of(8) || chunk > MAX_USER_ADDRESS {
+            return Err(CpythonError::Corrupt("implausible data stack chunk"));
+        }
+        let size = mem.u64_at(chunk, self.layout.chunk_size)?;
+        let start = field(chunk, self.layout.chunk_data)?;
+        match chunk.checked_add(size) {
+            Some(end)
+                if size <= MAX_STACK_CHUNK_BYTES && end >= start && end <= MAX_USER_ADDRESS =>
+            {
+                Ok((start, end))
+            }
+            _ => Err(CpythonError::Corrupt("implausible data stack chunk size")),
+        }
+    }
 }
 
 /// Where a frame's fast locals start (`None`: a garbage frame address).

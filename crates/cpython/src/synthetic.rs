@@ -693,7 +693,10 @@ pub fn build(spec: &ImageSpec) -> Image {
         // One data stack chunk; outer frames at lower addresses.
         let n = t.frames.len() as u64;
         let slot = frame_size + 64;
-        let chunk = b.alloc(32 + slot * n.max(1));
+        let chunk_bytes = 32 + slot * n.max(1);
+        let chunk = b.alloc(chunk_bytes);
+        // `_PyStackChunk`: no previous chunk, its size (header included).
+        b.u64(chunk + crate::layout::STACK_CHUNK.chunk_size, chunk_bytes);
         let addrs: Vec<u64> = (0..n).map(|i| chunk + 32 + slot * (n - 1 - i)).collect();
         for (i, f) in t.frames.iter().enumerate() {
             let addr = addrs[i];
@@ -741,6 +744,17 @@ pub fn build(spec: &ImageSpec) -> Image {
         b.u64(ts + spec.off("thread_state.thread_id"), t.thread_id);
         b.u64(ts + spec.off("thread_state.native_thread_id"), t.native_id);
         b.u64(ts + spec.off("thread_state.datastack_chunk"), chunk);
+        // Where the static layout of this minor also reads the chunk's top
+        // and limit (3.13), they are the end of the chunk: every frame is in use.
+        let version = Version::from_hex(spec.hex_version);
+        if let Some(ds) = crate::layout::Layout::for_version(version)
+            .and_then(|l| l.tstate_datastack)
+            .filter(|ds| ds.chunk == spec.off("thread_state.datastack_chunk"))
+        {
+            for off in [ds.top, ds.limit].into_iter().flatten() {
+                b.u64(ts + off, chunk + chunk_bytes);
+            }
+        }
         tstates.push(ts);
         all_frames.push(addrs);
         base_frames.push(base);

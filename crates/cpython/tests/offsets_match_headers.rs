@@ -178,6 +178,18 @@ fn flatten(l: &Layout) -> Fields {
         }
         FrameRoot::Direct { current_frame } => put("frame_root.current_frame", current_frame),
     }
+    if let Some(d) = l.tstate_datastack {
+        put("tstate_datastack.chunk", d.chunk);
+        if let Some(top) = d.top {
+            put("tstate_datastack.top", top);
+        }
+        if let Some(limit) = d.limit {
+            put("tstate_datastack.limit", limit);
+        }
+        put("tstate_datastack.chunk_previous", d.chunk_previous);
+        put("tstate_datastack.chunk_size", d.chunk_size);
+        put("tstate_datastack.chunk_data", d.chunk_data);
+    }
     match l.frame {
         FrameModel::FrameObject {
             back,

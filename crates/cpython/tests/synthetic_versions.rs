@@ -705,3 +705,201 @@ fn newer_versions_say_the_pymalloc_heap_is_unavailable() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// One bad thread spoils only its own sample.
+
+/// An image in which one range cannot be read (memory the target unmapped).
+struct Holed<'a> {
+    inner: &'a pyrometer_process::ImageMemory,
+    hole: std::ops::Range<u64>,
+}
+
+impl pyrometer_process::Memory for Holed<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), pyrometer_process::MemoryError> {
+        let end = addr.saturating_add(buf.len() as u64);
+        if addr < self.hole.end && end > self.hole.start {
+            return Err(pyrometer_process::MemoryError::Unmapped {
+                addr,
+                len: buf.len(),
+            });
+        }
+        self.inner.read(addr, buf)
+    }
+}
+
+/// The non-strict read (the sampler's): one entry per thread, in order,
+/// each either torn or with its full stack; `walk` sees every thread.
+fn read_filtered<M: pyrometer_process::Memory>(
+    mem: M,
+    interp: Interpreter,
+) -> Result<(Vec<ThreadStack>, usize), CpythonError> {
+    let mut reader = StackReader::new(mem, interp);
+    let mut seen = 0;
+    let threads = reader.read_all_filtered(|_| {
+        seen += 1;
+        true
+    })?;
+    Ok((threads, seen))
+}
+
+#[test]
+fn an_unreadable_thread_header_drops_only_that_thread() {
+    for minor in [13u8, 14, 15] {
+        let version = Version::new(3, minor, 0);
+        let (spec, expected) = scenario(version);
+        let image = build(&spec);
+        let interp = interpreter_of(&image, Some(image.code_type)).expect("layout");
+        // The worker's `current_frame` cannot be read (on 3.11/3.12 it is
+        // the `cframe` pointer that goes bad the same way).
+        let at = image.tstates[0] + spec.offsets["thread_state.current_frame"];
+        let holed = Holed {
+            inner: &image.memory,
+            hole: at..at + 8,
+        };
+        let (threads, seen) = read_filtered(&holed, interp.clone())
+            .unwrap_or_else(|e| panic!("3.{minor}: one bad thread failed the read: {e}"));
+        assert_eq!(seen, 2, "3.{minor}: walk must see every thread");
+        assert_eq!(threads.len(), 2, "3.{minor}");
+        assert!(threads[0].torn, "3.{minor}: the bad thread is not torn");
+        assert!(threads[0].frames.is_empty());
+        assert_eq!(threads[0].tstate, image.tstates[0]);
+        assert!(!threads[1].torn, "3.{minor}: the good thread was dropped");
+        assert_eq!(frames_of(&threads[1]), expected[1], "3.{minor}");
+        // `read_all` (strict, for dump's first try) still fails as a whole.
+        let mut strict = StackReader::new(&holed, interp);
+        assert!(strict.read_all().is_err(), "3.{minor}");
+    }
+}
+
+#[test]
+fn a_frame_outside_the_threads_data_stack_is_torn() {
+    for minor in [13u8, 14, 15] {
+        let version = Version::new(3, minor, 0);
+        let (spec, expected) = scenario(version);
+        let mut image = build(&spec);
+        let interp = interpreter_of(&image, Some(image.code_type)).expect("layout");
+        assert_eq!(
+            interp.layout.tstate_datastack.map(|d| d.chunk),
+            Some(spec.offsets["thread_state.datastack_chunk"]),
+            "3.{minor}: the data stack offset is the table's"
+        );
+        // A torn read: the worker's thread state now names the main
+        // thread's innermost frame, a well-formed frame in another thread's
+        // data stack.
+        let at = image.tstates[0] + spec.offsets["thread_state.current_frame"];
+        image.memory.write(at, &image.frames[1][0].to_le_bytes());
+        let (threads, _) = read_filtered(&image.memory, interp.clone()).expect("read");
+        assert!(
+            threads[0].torn,
+            "3.{minor}: a frame of another thread's data stack was accepted: {:?}",
+            frames_of(&threads[0])
+        );
+        assert!(!threads[1].torn);
+        assert_eq!(frames_of(&threads[1]), expected[1], "3.{minor}");
+        // Without the check the walk would have "succeeded": the data stack
+        // is what tells the frames apart (3.15's base-frame sentinel also
+        // catches this one: the chain ends at another thread's base).
+        if minor >= 15 {
+            continue;
+        }
+        let mut unchecked = interp.clone();
+        unchecked.layout.tstate_datastack = None;
+        let (threads, _) = read_filtered(&image.memory, unchecked).expect("read");
+        assert!(!threads[0].torn, "3.{minor}");
+        assert_eq!(frames_of(&threads[0]), expected[1], "3.{minor}");
+    }
+}
+
+#[test]
+fn frames_in_an_older_data_stack_chunk_are_accepted() {
+    use pyrometer_cpython::layout::STACK_CHUNK;
+    use pyrometer_process::Memory as _;
+    for minor in [13u8, 14, 15] {
+        let version = Version::new(3, minor, 0);
+        let (spec, expected) = scenario(version);
+        let mut image = build(&spec);
+        let interp = interpreter_of(&image, Some(image.code_type)).expect("layout");
+        // The main thread's frames are in chunk A. Make a new, empty chunk B
+        // the newest, with A as its previous: the walk must follow it.
+        let chunk_off = spec.offsets["thread_state.datastack_chunk"];
+        let ts = image.tstates[1];
+        let a = image.memory.read_u64(ts + chunk_off).expect("chunk");
+        let b = 0x7f3a_5000_0000u64;
+        let mut header = vec![0u8; 64];
+        header[..8].copy_from_slice(&a.to_le_bytes());
+        header[8..16].copy_from_slice(&64u64.to_le_bytes());
+        image.memory.insert(b, header);
+        image.memory.write(ts + chunk_off, &b.to_le_bytes());
+        // Where the layout reads them (3.13), the top and limit are B's.
+        let ds = interp.layout.tstate_datastack.expect("a data stack");
+        if let Some(top) = ds.top {
+            image.memory.write(ts + top, &(b + 24).to_le_bytes());
+        }
+        if let Some(limit) = ds.limit {
+            image.memory.write(ts + limit, &(b + 64).to_le_bytes());
+        }
+        assert_eq!(STACK_CHUNK.chunk_previous, 0);
+        let (threads, _) = read_filtered(&image.memory, interp.clone()).expect("read");
+        assert!(
+            !threads[1].torn,
+            "3.{minor}: a frame in an older chunk was refused"
+        );
+        assert_eq!(frames_of(&threads[1]), expected[1], "3.{minor}");
+        // A chunk list that loops is bounded, and refused when the frame is
+        // in none of them.
+        image.memory.write(b, &b.to_le_bytes());
+        let (threads, _) = read_filtered(&image.memory, interp).expect("read");
+        assert!(threads[1].torn, "3.{minor}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The code-object cache stays bounded however many code objects there are.
+
+#[test]
+fn the_code_cache_is_bounded_by_entries_and_bytes() {
+    let version = Version::new(3, 13, 0);
+    let (mut spec, _) = scenario(version);
+    let base = spec.codes.len();
+    // Thousands of distinct code objects (a process that keeps compiling
+    // code: templates, exec, eval), some with many long local names.
+    for i in 0..3000 {
+        let mut c = CodeSpec::new(
+            &format!("generated_{i}"),
+            &format!("<template {i}>"),
+            1,
+            &[(4, 0), (4, 1)],
+        );
+        if i % 3 == 0 {
+            c.varnames = (0..40)
+                .map(|v| format!("local_{v}_{}", "x".repeat(60)))
+                .collect();
+        }
+        spec.codes.push(c);
+    }
+    let image = build(&spec);
+    let interp = interpreter_of(&image, Some(image.code_type)).expect("layout");
+    let hot = image.codes[WORKER];
+    for (entries, bytes) in [(200usize, 1usize << 30), (1_000_000, 256 << 10)] {
+        let mut reader = StackReader::new(&image.memory, interp.clone());
+        reader.set_code_cache_limits(entries, bytes);
+        let mut peak = (0, 0);
+        for (i, &addr) in image.codes.iter().enumerate().skip(base) {
+            let code = reader.code(addr).expect("code object");
+            assert_eq!(code.name.as_ref(), format!("generated_{}", i - base));
+            // One code object in use all along (a busy loop) reads right.
+            let h = reader.code(hot).expect("hot code");
+            assert_eq!(h.qualname.as_ref(), "Worker.run");
+            peak.0 = peak.0.max(reader.cached_codes());
+            peak.1 = peak.1.max(reader.cached_code_bytes());
+        }
+        println!(
+            "code cache limits ({entries} entries, {bytes} B): peak {} entries, {} B",
+            peak.0, peak.1
+        );
+        assert!(peak.0 <= 2 * entries, "{} entries cached", peak.0);
+        assert!(peak.1 <= 2 * bytes, "{} bytes cached", peak.1);
+        assert!(peak.0 > 0 && peak.1 > 0);
+    }
+}

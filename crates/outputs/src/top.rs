@@ -613,6 +613,14 @@ impl LiveProfile {
         fresh
     }
 
+    /// A process exited: drop its per-process caches in every window (see
+    /// [`Profile::process_exited`]), as `record` does.
+    pub fn process_exited(&mut self, pid: i32) {
+        for p in [&mut self.cumulative, &mut self.current, &mut self.last] {
+            p.process_exited(pid);
+        }
+    }
+
     /// Record a process's command line and role in every window.
     pub fn set_process(&mut self, pid: i32, cmdline: &str, role: Option<&str>) {
         for p in [&mut self.cumulative, &mut self.current, &mut self.last] {

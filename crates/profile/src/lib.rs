@@ -77,6 +77,12 @@ impl ThreadInfo {
     /// `NAME TID` (or just `TID` for a thread without a name), as the
     /// `thread (NAME TID)` root frames and per-thread profiles show it.
     pub fn label(&self) -> String {
+        if self.thread_id == OTHER_THREADS_IDENT && self.native_id.is_none() {
+            // The bucket of threads beyond the cap (see `MAX_THREADS_PER_PROCESS`).
+            if let Some(n) = &self.name {
+                return n.clone();
+            }
+        }
         let id = match self.native_id {
             Some(t) => t.to_string(),
             None => format!("{:#x}", self.thread_id),
@@ -87,6 +93,23 @@ impl ThreadInfo {
         }
     }
 }
+
+/// Threads kept apart per process. A thread is one lifetime: a new thread
+/// that reuses an ended one's `pthread_t` (and so its `threading` ident)
+/// has another OS thread id and is another thread. Beyond this many, a
+/// process's new threads are counted together under [`OTHER_THREADS`], so
+/// a program that starts a thread every millisecond does not grow the
+/// profile without bound.
+pub const MAX_THREADS_PER_PROCESS: usize = 4096;
+/// Threads kept apart in the whole profile (many processes).
+pub const MAX_THREADS: usize = 65_536;
+/// The name of the per-process bucket of threads beyond the caps.
+pub const OTHER_THREADS: &str = "(other threads)";
+/// The bucket's ident: no `pthread_t` (a user-space address) is this.
+pub const OTHER_THREADS_IDENT: u64 = u64::MAX;
+/// Threads' last stacks kept for prefix matching (an optimisation only:
+/// when full it is emptied, and the next samples are matched afresh).
+const MAX_LAST_PATHS: usize = 4096;
 
 /// What is counted per (stack, thread, state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,7 +159,13 @@ pub struct Profile {
     stacks: Vec<StackNode>,
     stack_ids: FxHashMap<StackNode, StackId>,
     threads: Vec<ThreadInfo>,
-    thread_ids: FxHashMap<(i32, u64), ThreadKey>,
+    /// (pid, ident, OS thread id) → thread: one entry per thread lifetime.
+    thread_ids: FxHashMap<(i32, u64, Option<i32>), ThreadKey>,
+    /// Threads kept apart per process (see [`MAX_THREADS_PER_PROCESS`]).
+    threads_per_process: FxHashMap<i32, usize>,
+    /// (pid, ident) → its latest lifetime, for callers that do not know
+    /// the OS thread id (saved profiles' timeline samples).
+    latest_lifetime: FxHashMap<(i32, u64), ThreadKey>,
     counts: FxHashMap<SampleKey, u64>,
     /// Each thread's last stack, root first, as (code, line, stack node):
     /// consecutive samples share most of their stack, so the shared prefix
@@ -308,18 +337,67 @@ impl Profile {
     }
 
     /// Intern a thread.
+    /// One key per thread lifetime, (pid, ident, OS thread id); past the
+    /// caps, the process's [`OTHER_THREADS`] bucket.
     pub fn thread_key(&mut self, info: ThreadInfo) -> ThreadKey {
-        if let Some(k) = self.thread_ids.get(&(info.pid, info.thread_id)) {
-            let k = *k;
+        let id = (info.pid, info.thread_id, info.native_id);
+        let ident = (info.pid, info.thread_id);
+        let known = match self.thread_ids.get(&id) {
+            Some(k) => Some(*k),
+            // Without an OS thread id: the ident's latest lifetime.
+            None if info.native_id.is_none() => self.latest_lifetime.get(&ident).copied(),
+            // The first OS thread id of an ident seen so far only without
+            // one: the same thread, now with its id.
+            None if info.thread_id != 0 && info.thread_id != OTHER_THREADS_IDENT => {
+                match self.thread_ids.remove(&(ident.0, ident.1, None)) {
+                    Some(k) => {
+                        self.threads[k.0 as usize].native_id = info.native_id;
+                        self.thread_ids.insert(id, k);
+                        Some(k)
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        if let Some(k) = known {
             // Names arrive late (threading may be read after the first sample).
-            if info.name.is_some() {
+            if info.name.is_some() && self.threads[k.0 as usize].name != info.name {
                 self.threads[k.0 as usize].name = info.name;
             }
             return k;
         }
+        let kept = self
+            .threads_per_process
+            .get(&info.pid)
+            .copied()
+            .unwrap_or(0);
+        if kept >= MAX_THREADS_PER_PROCESS || self.threads.len() >= MAX_THREADS {
+            return self.other_threads(info.pid);
+        }
+        self.threads_per_process.insert(info.pid, kept + 1);
         let k = ThreadKey(self.threads.len() as u32);
-        self.thread_ids.insert((info.pid, info.thread_id), k);
+        self.thread_ids.insert(id, k);
+        self.latest_lifetime.insert(ident, k);
         self.threads.push(info);
+        k
+    }
+
+    /// The bucket of a process's threads beyond the caps (made once, even
+    /// past [`MAX_THREADS`]: at most one per process).
+    fn other_threads(&mut self, pid: i32) -> ThreadKey {
+        let id = (pid, OTHER_THREADS_IDENT, None);
+        if let Some(k) = self.thread_ids.get(&id) {
+            return *k;
+        }
+        let k = ThreadKey(self.threads.len() as u32);
+        self.thread_ids.insert(id, k);
+        self.threads.push(ThreadInfo {
+            pid,
+            thread_id: OTHER_THREADS_IDENT,
+            native_id: None,
+            name: Some(OTHER_THREADS.to_string()),
+        });
         k
     }
 
@@ -341,7 +419,16 @@ impl Profile {
             native_id: sample.native_id,
             name: sample.thread_name.as_deref().map(str::to_string),
         });
-        let mut path = self.last_path.remove(&thread).unwrap_or_default();
+        let mut path = match self.last_path.remove(&thread) {
+            Some(p) => p,
+            None => {
+                if self.last_path.len() >= MAX_LAST_PATHS {
+                    // Mostly threads that ended: start afresh.
+                    self.last_path.clear();
+                }
+                Vec::new()
+            }
+        };
         let mut parent = None;
         let mut depth = 0;
         for f in sample.frames.iter().rev() {
@@ -449,7 +536,7 @@ impl Profile {
         let threads: Vec<ThreadKey> = self
             .thread_ids
             .iter()
-            .filter(|((p, _), _)| *p == pid)
+            .filter(|((p, _, _), _)| *p == pid)
             .map(|(_, k)| *k)
             .collect();
         let (strings, string_ids) = (&mut self.strings, &mut self.string_ids);
@@ -669,6 +756,87 @@ mod tests {
             })
             .collect();
         s
+    }
+
+    /// A thread started and ended every millisecond, each reusing the last
+    /// one's `pthread_t` (the same ident) with a new OS thread id: each
+    /// lifetime is its own thread with its own label, up to the cap; later
+    /// ones share one bucket, so memory stays bounded.
+    #[test]
+    fn short_lived_threads_are_distinct_and_bounded() {
+        let mut p = Profile::new();
+        let lifetimes = MAX_THREADS_PER_PROCESS + 20_000;
+        for i in 0..lifetimes {
+            let mut s = keyed(&[("short_life", 3, 0x1000), ("run", 9, 0x2000)]);
+            s.thread_id = 0x7f00_dead_b000;
+            s.native_id = Some(1000 + i as i32);
+            s.thread_name = Some(Arc::from(format!("Thread-{i} (short_life)")));
+            p.add_sample(&s);
+        }
+        let sizes = p.table_sizes();
+        assert_eq!(sizes.threads, MAX_THREADS_PER_PROCESS + 1, "{sizes:?}");
+        assert!(sizes.last_paths <= MAX_LAST_PATHS, "{sizes:?}");
+        assert!(sizes.counts <= MAX_THREADS_PER_PROCESS + 1, "{sizes:?}");
+        assert_eq!(p.total_samples(), lifetimes as u64);
+        let labels: Vec<String> = (0..sizes.threads as u32)
+            .map(|k| p.thread(ThreadKey(k)).label())
+            .collect();
+        assert_eq!(labels[0], "Thread-0 (short_life) 1000");
+        assert_eq!(labels[1], "Thread-1 (short_life) 1001");
+        let distinct: std::collections::HashSet<&String> = labels.iter().collect();
+        assert_eq!(distinct.len(), labels.len(), "labels repeat");
+        assert_eq!(labels.last().map(String::as_str), Some(OTHER_THREADS));
+        // The bucket holds every lifetime past the cap.
+        let other = ThreadKey(MAX_THREADS_PER_PROCESS as u32);
+        let in_other: u64 = p
+            .counts()
+            .iter()
+            .filter(|(k, _)| k.thread == other)
+            .map(|(_, c)| c)
+            .sum();
+        assert_eq!(in_other, 20_000);
+        // A thread state not yet initialized (ident 0) is not a bucket.
+        let zero = p.thread_key(ThreadInfo {
+            pid: 4,
+            thread_id: 0,
+            native_id: None,
+            name: None,
+        });
+        assert_eq!(p.thread(zero).label(), "0x0");
+        // Another process has its own cap.
+        let mut s = keyed(&[("main", 1, 0x3000)]);
+        s.pid = 2;
+        s.native_id = Some(2);
+        let k = p.thread_key(ThreadInfo {
+            pid: 2,
+            thread_id: s.thread_id,
+            native_id: s.native_id,
+            name: None,
+        });
+        assert_eq!(p.thread(k).label(), "2");
+        // Without an OS thread id (a saved profile's timeline): the ident's
+        // latest lifetime; an id learned later joins the same thread.
+        let latest = p.thread_key(ThreadInfo {
+            pid: 2,
+            thread_id: s.thread_id,
+            native_id: None,
+            name: None,
+        });
+        assert_eq!(latest, k);
+        let early = p.thread_key(ThreadInfo {
+            pid: 3,
+            thread_id: 9,
+            native_id: None,
+            name: None,
+        });
+        let later = p.thread_key(ThreadInfo {
+            pid: 3,
+            thread_id: 9,
+            native_id: Some(33),
+            name: Some("late".into()),
+        });
+        assert_eq!(early, later);
+        assert_eq!(p.thread(later).label(), "late 33");
     }
 
     #[test]

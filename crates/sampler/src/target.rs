@@ -192,7 +192,7 @@ pub struct Target {
     parked: FxHashMap<u64, Parked>,
     /// Attribute samples to web requests and code categories.
     web: bool,
-    /// Thread states that were serving a request at their last walk.
+    /// Live thread states that have served a request.
     serving: rustc_hash::FxHashSet<u64>,
     endpoints: EndpointNamer,
     /// The executable at attach time, to tell an exec from a torn read.
@@ -385,6 +385,13 @@ impl Target {
                     };
                 }
             };
+            // Threads that ended are forgotten (thread states come and go,
+            // torn or not this tick).
+            if !self.serving.is_empty() {
+                let present: rustc_hash::FxHashSet<u64> =
+                    stacks.iter().map(|st| st.tstate).collect();
+                self.serving.retain(|t| present.contains(t));
+            }
             // A parked thread's stack is reused only if it is still at the same
             // instruction of the same frame.
             for (st, reused) in stacks.iter_mut().zip(&reuse) {
@@ -521,6 +528,8 @@ impl Target {
                 },
             });
         }
+        // A thread that has served a request stays read while it sleeps (a
+        // request may start and block before a tick sees it run).
         for (s, (st, _)) in out.iter().zip(stacks) {
             if s.request.is_some() {
                 self.serving.insert(st.tstate);

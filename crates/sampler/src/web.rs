@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use pyrometer_cpython::{Frame, RequestInfo};
-use rustc_hash::FxHashMap;
 
 /// A request as carried by a sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +22,18 @@ pub struct SampledRequest {
 
 /// Names endpoints: the view function the framework dispatched to, found
 /// as the outermost application frame inside the frame holding the request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EndpointNamer {
-    by_request: FxHashMap<u64, Arc<str>>,
+    /// Endpoint names by request key, bounded by entries and bytes.
+    by_request: pyrometer_cpython::cache::BoundedMap<u64, Arc<str>>,
+}
+
+impl Default for EndpointNamer {
+    fn default() -> Self {
+        EndpointNamer {
+            by_request: pyrometer_cpython::cache::BoundedMap::new(10_000, 2 << 20),
+        }
+    }
 }
 
 impl EndpointNamer {
@@ -42,9 +50,6 @@ impl EndpointNamer {
         if let Some(v) = view {
             let module = module_of(&v.code.filename);
             let name: Arc<str> = Arc::from(format!("{} {}.{}", req.method, module, v.name));
-            if self.by_request.len() > 10_000 {
-                self.by_request.clear();
-            }
             self.by_request.insert(req.key, name.clone());
             return name;
         }

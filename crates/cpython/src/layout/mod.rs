@@ -83,6 +83,37 @@ pub enum FrameRoot {
     },
 }
 
+/// 3.11+: a thread's data stack, the `_PyStackChunk`s where every frame
+/// the thread itself owns (`FRAME_OWNED_BY_THREAD`) is allocated. A frame
+/// pointer outside them is garbage or torn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataStack {
+    /// `offsetof(PyThreadState, datastack_chunk)`: the newest chunk.
+    pub chunk: u64,
+    /// `offsetof(PyThreadState, datastack_top)`: the first free slot of the
+    /// newest chunk (`None`: not known, e.g. from `_Py_DebugOffsets`).
+    pub top: Option<u64>,
+    /// `offsetof(PyThreadState, datastack_limit)`: the end of the newest chunk.
+    pub limit: Option<u64>,
+    /// `offsetof(_PyStackChunk, previous)`
+    pub chunk_previous: u64,
+    /// `offsetof(_PyStackChunk, size)`: the chunk's size in bytes, header included.
+    pub chunk_size: u64,
+    /// `offsetof(_PyStackChunk, data)`
+    pub chunk_data: u64,
+}
+
+/// `_PyStackChunk`'s header, the same from 3.11 to 3.15 (`previous`,
+/// `size`, `top`, then `data`); the thread-state offsets are per version.
+pub const STACK_CHUNK: DataStack = DataStack {
+    chunk: 0,
+    top: None,
+    limit: None,
+    chunk_previous: 0,
+    chunk_size: 8,
+    chunk_data: 24,
+};
+
 /// The frame model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameModel {
@@ -236,6 +267,8 @@ pub struct Layout {
     /// 3.15+: `base_frame`, the sentinel at the bottom of every thread's
     /// frame chain: a walk that does not end there is torn.
     pub tstate_base_frame: Option<u64>,
+    /// 3.11+: the thread's data stack, to reject frames outside it.
+    pub tstate_datastack: Option<DataStack>,
     /// 3.15+: `holds_gil` (an int), per thread.
     pub tstate_holds_gil: Option<u64>,
     /// 3.15+: `gil_requested` (an int): the thread waits for the GIL.

@@ -13,8 +13,8 @@
 //! so a diff between two tables reads as "what changed in that release".
 
 use super::{
-    CoroFrame, DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout,
-    LineTableFormat, LongModel, Version,
+    CoroFrame, DataStack, DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel,
+    Layout, LineTableFormat, LongModel, Version, STACK_CHUNK,
 };
 
 /// `FRAME_OWNED_BY_CSTACK` (3.12/3.13): the entry shim frame, not Python code.
@@ -25,6 +25,7 @@ const PY38: Layout = Layout {
     free_threaded: false,
     interp_code_generation: None,
     tstate_base_frame: None,
+    tstate_datastack: None,
     tstate_holds_gil: None,
     tstate_gil_requested: None,
 
@@ -152,6 +153,12 @@ const PY311: Layout = Layout {
 
     tstate_thread_id: 152,
     tstate_native_thread_id: Some(160),
+    tstate_datastack: Some(DataStack {
+        chunk: 296,
+        top: Some(304),
+        limit: Some(312),
+        ..STACK_CHUNK
+    }),
     // `_PyCFrame` starts with `use_tracing`, hence current_frame at 8.
     frame_root: FrameRoot::CFrame {
         cframe: 56,
@@ -209,6 +216,12 @@ const PY312: Layout = Layout {
 
     tstate_thread_id: 136,
     tstate_native_thread_id: Some(144),
+    tstate_datastack: Some(DataStack {
+        chunk: 232,
+        top: Some(240),
+        limit: Some(248),
+        ..STACK_CHUNK
+    }),
     frame_root: FrameRoot::CFrame {
         cframe: 56,
         current_frame: 0,
@@ -353,6 +366,7 @@ mod tests {
             assert_eq!(l.interp_gil_ptr.is_some(), minor == 12);
             assert_eq!(l.interp_gil_inline.is_some(), minor == 13);
             assert_eq!(l.tstate_native_thread_id.is_some(), minor >= 11);
+            assert_eq!(l.tstate_datastack.is_some(), minor >= 11);
             assert_eq!(l.code_qualname.is_some(), minor >= 11);
             assert_eq!(l.code_code_adaptive.is_some(), minor >= 11);
             assert_eq!(l.code_nlocals.is_some(), minor <= 10);
