@@ -453,7 +453,7 @@ fn duration_flags_share_one_check_and_message() {
             failures.push(format!("`{}` refused ten years: {err}", show(args)));
         }
     }
-    finish(failures);
+    assert_no_failures(&failures);
 }
 
 /// A copy of the binary that `nobody` can run (the build directory is
