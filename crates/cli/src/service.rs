@@ -203,6 +203,7 @@ pub fn validate(args: &ServiceArgs) -> Result<()> {
     }
     if let Some(url) = &args.pyroscope {
         check_url(url)?;
+        pyrometer_outputs::pyroscope::check_tls(url, args.pyroscope_ca.as_deref())?;
         parse_tags(&args.tags)?;
         if args.app_name.as_deref().is_none_or(str::is_empty) {
             bail!("--pyroscope needs --app-name NAME (Pyroscope's service_name)");
@@ -219,11 +220,12 @@ pub fn validate(args: &ServiceArgs) -> Result<()> {
             bail!("--pyroscope-interval must be between 0.1 and 3600 seconds");
         }
     } else if args.app_name.is_some()
+        || args.pyroscope_ca.is_some()
         || !args.tags.is_empty()
         || args.pyroscope_basic_auth.is_some()
         || args.pyroscope_tenant_id.is_some()
     {
-        bail!("--app-name, --tag, --pyroscope-basic-auth and --pyroscope-tenant-id need --pyroscope URL");
+        bail!("--app-name, --tag, --pyroscope-basic-auth, --pyroscope-tenant-id and --pyroscope-ca need --pyroscope URL");
     }
     Ok(())
 }
@@ -251,6 +253,7 @@ impl Service {
                 };
                 let config = PyroscopeConfig {
                     url: url.clone(),
+                    ca_file: args.pyroscope_ca.clone(),
                     app_name: args.app_name.clone().unwrap_or_default(),
                     tags: parse_tags(&args.tags)?,
                     basic_auth,

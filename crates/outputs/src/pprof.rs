@@ -22,6 +22,9 @@
 //!   labels `timestamp_ns` (ns since the start, unit `nanoseconds`),
 //!   `pid`, `thread_id`, `state`, `endpoint` and `request` (the request's
 //!   identity); comments `timeline_limit` and `timeline_dropped`;
+//! * memory (attach-mode readings, peaks and growth; `record --memory`
+//!   allocation sites): more samples of the same kind, each marked by a
+//!   label (see `pprof/side.rs`, `pprof/memory.rs`);
 //! * `comment`s `pyrometer.KEY=VALUE` with the recording's facts (target,
 //!   Python version, rate, ticks, late ticks, errors, …), values escaped
 //!   with `\\`, `\n`, `\r`, `\t`.
@@ -33,8 +36,11 @@
 //!   not saved).
 
 mod memory;
+mod side;
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
+
+use side::{Labels, Side, SideSample};
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -248,14 +254,14 @@ pub const TIMESTAMP_LABEL: &str = "timestamp_ns";
 /// A string table under construction.
 struct Strings {
     table: Vec<String>,
-    index: HashMap<String, i64>,
+    index: FxMap<String, i64>,
 }
 
 impl Strings {
     fn new() -> Self {
         let mut s = Strings {
             table: Vec::new(),
-            index: HashMap::new(),
+            index: FxMap::default(),
         };
         s.get("");
         s
@@ -453,9 +459,9 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     ];
 
     let mut functions: Vec<proto::Function> = Vec::new();
-    let mut function_ids: HashMap<(i64, i64, i32), u64> = HashMap::new();
+    let mut function_ids: FxMap<(i64, i64, i32), u64> = FxMap::default();
     let mut locations: Vec<proto::Location> = Vec::new();
-    let mut location_ids: HashMap<FrameId, u64> = HashMap::new();
+    let mut location_ids: FxMap<FrameId, u64> = FxMap::default();
     let mut samples = Vec::new();
 
     let keys = [
@@ -504,50 +510,76 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         id
     };
 
+    // Each stack's locations and each thread's labels are made once; a
+    // sample copies them.
+    let mut stack_locations: FxMap<Option<StackId>, Vec<u64>> = FxMap::default();
+    let mut locations_of = |st: &mut Strings,
+                            location_of: &mut dyn FnMut(&mut Strings, FrameId) -> u64,
+                            stack: Option<StackId>|
+     -> Vec<u64> {
+        stack_locations
+            .entry(stack)
+            .or_insert_with(|| {
+                profile
+                    .stack_frames(stack)
+                    .iter()
+                    .rev()
+                    .map(|fid| location_of(st, *fid))
+                    .collect()
+            })
+            .clone()
+    };
+    let mut thread_labels: FxMap<ThreadKey, Vec<proto::Label>> = FxMap::default();
+    let mut str_ids: FxMap<pyrometer_profile::StrId, i64> = FxMap::default();
+    let mut profile_str = |st: &mut Strings, id: pyrometer_profile::StrId| -> i64 {
+        *str_ids.entry(id).or_insert_with(|| st.get(profile.str(id)))
+    };
+    let str_label = |key: i64, str: i64| proto::Label {
+        key,
+        str,
+        num: 0,
+        num_unit: 0,
+    };
+    let num_label = |key: i64, num: i64| proto::Label {
+        key,
+        str: 0,
+        num,
+        num_unit: 0,
+    };
+    let k_endpoint = st.get("endpoint");
+    let k_category = st.get("category");
+
     for (key, count) in profile.counts() {
-        let location_id: Vec<u64> = profile
-            .stack_frames(key.stack)
-            .iter()
-            .rev()
-            .map(|fid| location_of(&mut st, *fid))
-            .collect();
-        let thread = profile.thread(key.thread);
-        let mut label = Vec::new();
-        let str_label = |st: &mut Strings, key: i64, value: &str| proto::Label {
-            key,
-            str: st.get(value),
-            num: 0,
-            num_unit: 0,
-        };
-        let num_label = |key: i64, num: i64| proto::Label {
-            key,
-            str: 0,
-            num,
-            num_unit: 0,
-        };
-        if let Some(name) = &thread.name {
-            label.push(str_label(&mut st, k_name, name));
-        }
-        label.push(num_label(k_tid, thread.thread_id as i64));
-        if let Some(native) = thread.native_id {
-            label.push(num_label(k_native, i64::from(native)));
-        }
-        label.push(num_label(k_pid, i64::from(thread.pid)));
-        if let Some(cmd) = profile.process_cmdline(thread.pid) {
-            label.push(str_label(&mut st, k_process, cmd));
-        }
-        if let Some(role) = profile.process_role(thread.pid) {
-            let k = st.get("process_role");
-            label.push(str_label(&mut st, k, role));
-        }
-        label.push(str_label(&mut st, k_state, state_label(key.state)));
+        let location_id = locations_of(&mut st, &mut location_of, key.stack);
+        let mut label = thread_labels
+            .entry(key.thread)
+            .or_insert_with(|| {
+                let thread = profile.thread(key.thread);
+                let mut label = Vec::new();
+                if let Some(name) = &thread.name {
+                    label.push(str_label(k_name, st.get(name)));
+                }
+                label.push(num_label(k_tid, thread.thread_id as i64));
+                if let Some(native) = thread.native_id {
+                    label.push(num_label(k_native, i64::from(native)));
+                }
+                label.push(num_label(k_pid, i64::from(thread.pid)));
+                if let Some(cmd) = profile.process_cmdline(thread.pid) {
+                    label.push(str_label(k_process, st.get(cmd)));
+                }
+                if let Some(role) = profile.process_role(thread.pid) {
+                    let k = st.get("process_role");
+                    label.push(str_label(k, st.get(role)));
+                }
+                label
+            })
+            .clone();
+        label.push(str_label(k_state, st.get(state_label(key.state))));
         if let Some(e) = key.endpoint {
-            let k = st.get("endpoint");
-            label.push(str_label(&mut st, k, profile.str(e)));
+            label.push(str_label(k_endpoint, profile_str(&mut st, e)));
         }
         if let Some(c) = key.category {
-            let k = st.get("category");
-            label.push(str_label(&mut st, k, profile.str(c)));
+            label.push(str_label(k_category, profile_str(&mut st, c)));
         }
         let wall = (count as f64 * per).round() as i64;
         let cpu = if key.state.is_active() { wall } else { 0 };
@@ -559,70 +591,22 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     }
 
     // The timeline: one zero-valued sample per kept sample, in time order,
-    // with a `timestamp_ns` label (nanoseconds since the start). Zero
-    // values leave every total of the aggregated samples above unchanged.
-    let timeline_keys = [
-        st.get(TIMESTAMP_LABEL),
-        st.get("nanoseconds"),
-        st.get("request"),
-    ];
-    let [k_time, k_ns, k_request] = timeline_keys;
+    // with a `timestamp_ns` label (nanoseconds since the start).
     for e in profile.timeline().entries() {
-        let location_id: Vec<u64> = profile
-            .stack_frames(e.stack)
-            .iter()
-            .rev()
-            .map(|fid| location_of(&mut st, *fid))
-            .collect();
+        let location_id = locations_of(&mut st, &mut location_of, e.stack);
         let thread = profile.thread(e.thread);
-        let mut label = vec![
-            proto::Label {
-                key: k_time,
-                str: 0,
-                num: e.time.as_nanos().min(i64::MAX as u128) as i64,
-                num_unit: k_ns,
-            },
-            proto::Label {
-                key: k_tid,
-                str: 0,
-                num: thread.thread_id as i64,
-                num_unit: 0,
-            },
-            proto::Label {
-                key: k_pid,
-                str: 0,
-                num: i64::from(thread.pid),
-                num_unit: 0,
-            },
-            proto::Label {
-                key: k_state,
-                str: st.get(state_label(e.state)),
-                num: 0,
-                num_unit: 0,
-            },
-        ];
+        let ns = e.time.as_nanos().min(i64::MAX as u128) as i64;
+        let mut side = SideSample::marked_num(&mut st, TIMESTAMP_LABEL, ns, "nanoseconds");
+        side.num(&mut st, "thread_id", thread.thread_id as i64, "")
+            .num(&mut st, "pid", i64::from(thread.pid), "")
+            .str(&mut st, "state", state_label(e.state));
         if let Some(ep) = e.endpoint {
-            let k = st.get("endpoint");
-            label.push(proto::Label {
-                key: k,
-                str: st.get(profile.str(ep)),
-                num: 0,
-                num_unit: 0,
-            });
+            side.str(&mut st, "endpoint", profile.str(ep));
         }
         if let Some(r) = e.request {
-            label.push(proto::Label {
-                key: k_request,
-                str: 0,
-                num: r as i64,
-                num_unit: 0,
-            });
+            side.num(&mut st, "request", r as i64, "");
         }
-        samples.push(proto::Sample {
-            location_id,
-            value: vec![0, 0, 0],
-            label,
-        });
+        samples.push(side.finish(location_id, vec![0, 0, 0]));
     }
 
     // Memory (attach mode): zero-valued samples labelled `memory`, see
@@ -666,6 +650,7 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     }
     comments.extend(saved_extras(profile));
     comments.extend(memory_comments(profile));
+    comments.extend(memory::comments(profile));
     let comment = comments
         .iter()
         .map(|(k, v)| st.get(&format!("{COMMENT_PREFIX}{k}={}", escape(v))))
@@ -754,12 +739,13 @@ pub fn decode_pprof(bytes: &[u8]) -> Result<proto::Profile, PprofError> {
 }
 
 /// One sample of the file, resolved.
-struct Parsed {
-    frames: Vec<FrameInfo>,
+struct Parsed<'a> {
+    /// Index in the distinct stacks.
+    stack: usize,
     thread: ThreadKey,
     state: ThreadState,
-    endpoint: Option<String>,
-    category: Option<String>,
+    endpoint: Option<&'a str>,
+    category: Option<&'a str>,
     count: u64,
 }
 
@@ -806,6 +792,13 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         }
     };
 
+    let type_names = p
+        .sample_type
+        .iter()
+        .map(|t| Ok((s(t.r#type)?, s(t.unit)?)))
+        .collect::<Result<Vec<_>, PprofError>>()?;
+    let alloc_indices = memory::value_indices(&type_names);
+
     // Facts from the comments.
     let mut facts: BTreeMap<String, String> = BTreeMap::new();
     for c in &p.comment {
@@ -846,7 +839,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     restore_extras(&mut profile, &facts);
 
     // Functions and locations.
-    let mut functions = HashMap::new();
+    let mut functions = FxMap::default();
     for f in &p.function {
         if f.id == 0 {
             return Err(PprofError::Corrupt("function id 0".into()));
@@ -855,7 +848,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         let filename = profile.intern(s(f.filename)?);
         functions.insert(f.id, (name, filename, f.start_line as i32));
     }
-    let mut locations: HashMap<u64, Vec<FrameInfo>> = HashMap::new();
+    let mut locations: FxMap<u64, Vec<FrameInfo>> = FxMap::default();
     for l in &p.location {
         if l.id == 0 {
             return Err(PprofError::Corrupt("location id 0".into()));
@@ -891,9 +884,19 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     }
 
     // Samples, in file order; threads interned in order of appearance.
+    // Samples with the same locations share one resolved stack (`stacks`),
+    // and the same thread labels one thread key: a file of a million
+    // samples has a few tens of thousands of each.
     let mut parsed = Vec::with_capacity(p.sample.len());
+    let mut stacks: Vec<Vec<FrameInfo>> = Vec::new();
+    let mut stack_of: FxMap<&[u64], usize> = FxMap::default();
+    // (pid, thread id, native id, name) → thread.
+    type ThreadLabels<'a> = (i32, u64, Option<i32>, Option<&'a str>);
+    let mut thread_of: FxMap<ThreadLabels, ThreadKey> = FxMap::default();
     let mut timeline = Vec::new();
     let mut saved_memory: Vec<SavedMemory> = Vec::new();
+    let mut saved_sites: Vec<memory::SavedSite> = Vec::new();
+    let mut labels = Labels::default();
     for sample in &p.sample {
         let Some(v) = sample.value.get(value_index) else {
             return Err(PprofError::Corrupt(format!(
@@ -903,108 +906,141 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             )));
         };
         let count = (*v as f64 / divisor).round();
-        let mut timestamp = None;
-        let mut request = None;
-        let mut thread = ThreadInfo {
-            pid: 0,
-            thread_id: 0,
-            native_id: None,
-            name: None,
-        };
+        labels.clear();
+        for l in &sample.label {
+            labels.push(s(l.key)?, s(l.str)?, l.num);
+        }
+        let side = labels.side();
+        if side.is_none() && count < 1.0 {
+            continue;
+        }
+        let mut pid = 0;
+        let mut thread_id = 0;
+        let mut native_id = None;
+        let mut thread_name = None;
         let mut state = ThreadState::Python;
         let mut cmdline = None;
         let mut role = None;
-        let mut endpoint = None;
-        let mut category = None;
-        let mut memory: Option<SavedMemory> = None;
-        for l in &sample.label {
-            let key = s(l.key)?;
-            let text = s(l.str)?;
-            let number = if l.str != 0 {
-                text.parse::<i64>().ok()
+        for &(key, text, num) in labels.iter() {
+            // Numbers may come as strings from other tools.
+            let number = if text.is_empty() {
+                Some(num)
             } else {
-                Some(l.num)
+                text.parse::<i64>().ok()
             };
             match key {
-                "thread_name" if !text.is_empty() => thread.name = Some(text.to_string()),
-                "thread_id" => thread.thread_id = number.unwrap_or(0) as u64,
-                "native_id" => thread.native_id = number.map(|n| n as i32),
-                "pid" => thread.pid = number.unwrap_or(0) as i32,
+                "thread_name" if !text.is_empty() => thread_name = Some(text),
+                "thread_id" => thread_id = number.unwrap_or(0) as u64,
+                "native_id" => native_id = number.map(|n| n as i32),
+                "pid" => pid = number.unwrap_or(0) as i32,
                 "process" => cmdline = Some(text),
                 "process_role" if !text.is_empty() => role = Some(text),
                 "state" => state = parse_state(text).unwrap_or(ThreadState::Python),
-                "endpoint" if !text.is_empty() => endpoint = Some(text.to_string()),
-                "category" if !text.is_empty() => category = Some(text.to_string()),
-                TIMESTAMP_LABEL => timestamp = Some(l.num),
-                "request" => request = Some(l.num as u64),
-                MEMORY_LABEL => {
-                    memory.get_or_insert_with(SavedMemory::default).kind = text.to_string()
-                }
-                "memory_time_ns" | "rss_bytes" | "heap_bytes" | "growth_bytes" | "peak_samples" => {
-                    memory
-                        .get_or_insert_with(SavedMemory::default)
-                        .set(key, l.num)
-                }
                 _ => {}
             }
         }
-        if timestamp.is_none() && memory.is_none() && count < 1.0 {
-            continue;
-        }
         if let Some(cmd) = cmdline {
-            if profile.process_cmdline(thread.pid).is_none() {
-                profile.set_process(thread.pid, cmd);
+            if profile.process_cmdline(pid).is_none() {
+                profile.set_process(pid, cmd);
             }
         }
         if let Some(r) = role {
-            profile.set_process_role(thread.pid, r);
+            profile.set_process_role(pid, r);
         }
-        let mut frames = Vec::new();
-        for id in sample.location_id.iter().rev() {
-            let lines = locations.get(id).ok_or_else(|| {
-                PprofError::Corrupt(format!(
-                    "a sample refers to location {id}, which does not exist"
-                ))
-            })?;
-            // Lines are innermost first: the caller is last.
-            frames.extend(lines.iter().rev().copied());
-        }
-        if let Some(mut m) = memory {
-            m.pid = thread.pid;
-            m.endpoint = endpoint;
-            m.frames = frames;
-            saved_memory.push(m);
-            continue;
-        }
-        if let Some(ns) = timestamp {
-            timeline.push(TimelineSample {
-                frames,
-                thread: profile.thread_key(thread),
+        let stack = match stack_of.get(sample.location_id.as_slice()) {
+            Some(&i) => i,
+            None => {
+                let mut frames = Vec::new();
+                for id in sample.location_id.iter().rev() {
+                    let lines = locations.get(id).ok_or_else(|| {
+                        PprofError::Corrupt(format!(
+                            "a sample refers to location {id}, which does not exist"
+                        ))
+                    })?;
+                    // Lines are innermost first: the caller is last.
+                    frames.extend(lines.iter().rev().copied());
+                }
+                stacks.push(frames);
+                stack_of.insert(sample.location_id.as_slice(), stacks.len() - 1);
+                stacks.len() - 1
+            }
+        };
+        let endpoint = labels.str("endpoint");
+        let mut thread = || {
+            *thread_of
+                .entry((pid, thread_id, native_id, thread_name))
+                .or_insert_with(|| {
+                    profile.thread_key(ThreadInfo {
+                        pid,
+                        thread_id,
+                        native_id,
+                        name: thread_name.map(str::to_string),
+                    })
+                })
+        };
+        match side {
+            Some(Side::Memory(kind)) => {
+                let mut m = SavedMemory {
+                    kind: kind.to_string(),
+                    pid,
+                    endpoint: endpoint.map(str::to_string),
+                    frames: stacks[stack].clone(),
+                    growth_estimate: labels
+                        .str("growth_estimate")
+                        .and_then(|v| v.parse::<f64>().ok()),
+                    ..Default::default()
+                };
+                for key in [
+                    "memory_time_ns",
+                    "rss_bytes",
+                    "heap_bytes",
+                    "growth_bytes",
+                    "peak_samples",
+                ] {
+                    if let Some(n) = labels.num(key) {
+                        m.set(key, n);
+                    }
+                }
+                saved_memory.push(m);
+            }
+            Some(Side::Allocation(kind)) => {
+                saved_sites.push(memory::SavedSite::read(
+                    kind,
+                    &labels,
+                    &sample.value,
+                    &alloc_indices,
+                    stacks[stack].clone(),
+                ));
+            }
+            Some(Side::Timeline(ns)) => {
+                timeline.push(TimelineSample {
+                    stack,
+                    thread: thread(),
+                    state,
+                    endpoint,
+                    request: labels.num("request").map(|r| r as u64),
+                    time: Duration::from_nanos(ns.max(0) as u64),
+                });
+            }
+            None => parsed.push(Parsed {
+                stack,
+                thread: thread(),
                 state,
                 endpoint,
-                request,
-                time: Duration::from_nanos(ns.max(0) as u64),
-            });
-            continue;
+                category: labels.str("category"),
+                count: count as u64,
+            }),
         }
-        parsed.push(Parsed {
-            frames,
-            thread: profile.thread_key(thread),
-            state,
-            endpoint,
-            category,
-            count: count as u64,
-        });
     }
 
     // Each sample's stack, interned once per distinct stack.
-    let stacks = intern_stacks_in_order(&mut profile, &parsed);
-    for (s, stack) in parsed.iter().zip(stacks) {
-        let endpoint = s.endpoint.as_deref().map(|e| profile.intern(e));
-        let category = s.category.as_deref().map(|c| profile.intern(c));
+    let interned = intern_stacks_in_order(&mut profile, &stacks, &parsed);
+    for s in &parsed {
+        let endpoint = s.endpoint.map(|e| profile.intern(e));
+        let category = s.category.map(|c| profile.intern(c));
         profile.add(
             pyrometer_profile::SampleKey {
-                stack,
+                stack: interned[s.stack],
                 thread: s.thread,
                 state: s.state,
                 endpoint,
@@ -1018,9 +1054,17 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     let kept = timeline.len();
     let limit = num("timeline_limit").map_or(kept, |l| (l as usize).max(kept));
     profile.timeline_mut().set_limit(limit);
+    let mut timeline_stacks: Vec<Option<Option<StackId>>> = vec![None; stacks.len()];
     for t in timeline {
-        let stack = profile.intern_stack(&t.frames);
-        let endpoint = t.endpoint.as_deref().map(|e| profile.intern(e));
+        let stack = match timeline_stacks[t.stack] {
+            Some(s) => s,
+            None => {
+                let s = profile.intern_stack(&stacks[t.stack]);
+                timeline_stacks[t.stack] = Some(s);
+                s
+            }
+        };
+        let endpoint = t.endpoint.map(|e| profile.intern(e));
         profile.timeline_mut().push(TimelineEntry {
             time: t.time,
             thread: t.thread,
@@ -1032,6 +1076,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     }
     profile.timeline_mut().dropped = num("timeline_dropped").unwrap_or(0);
     restore_memory(&mut profile, saved_memory, &facts);
+    memory::restore(&mut profile, saved_sites, &facts);
     Ok(profile)
 }
 
@@ -1054,116 +1099,60 @@ fn memory_samples(
     if m.is_empty() {
         return out;
     }
-    let k_kind = st.get(MEMORY_LABEL);
-    let k_pid = st.get("pid");
-    let k_bytes = st.get("bytes");
-    let k_ns = st.get("nanoseconds");
-    let label = |st: &mut Strings, key: &str, num: i64, unit: i64| proto::Label {
-        key: st.get(key),
-        str: 0,
-        num,
-        num_unit: unit,
-    };
-    let kind = |st: &mut Strings, v: &str| proto::Label {
-        key: k_kind,
-        str: st.get(v),
-        num: 0,
-        num_unit: 0,
-    };
     let ns = |d: Duration| d.as_nanos().min(i64::MAX as u128) as i64;
     let b = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    for (pid, p) in m.processes() {
-        for pt in p.points() {
-            let mut l = vec![
-                kind(st, "reading"),
-                proto::Label {
-                    key: k_pid,
-                    str: 0,
-                    num: i64::from(pid),
-                    num_unit: 0,
-                },
-                label(st, "memory_time_ns", ns(pt.time), k_ns),
-            ];
-            if let Some(r) = pt.rss {
-                l.push(label(st, "rss_bytes", b(r), k_bytes));
-            }
-            if let Some(h) = pt.heap {
-                l.push(label(st, "heap_bytes", b(h), k_bytes));
-            }
-            out.push(proto::Sample {
-                location_id: Vec::new(),
-                value: vec![0, 0, 0],
-                label: l,
-            });
-        }
-        if let Some((time, rss)) = p.peak_rss {
-            for (stack, endpoint, n) in &p.peak_stacks {
-                let location_id = profile
-                    .stack_frames(*stack)
-                    .iter()
-                    .rev()
-                    .map(|f| location_of(st, *f))
-                    .collect();
-                let mut l = vec![
-                    kind(st, "peak"),
-                    proto::Label {
-                        key: k_pid,
-                        str: 0,
-                        num: i64::from(pid),
-                        num_unit: 0,
-                    },
-                    label(st, "memory_time_ns", ns(time), k_ns),
-                    label(st, "rss_bytes", b(rss), k_bytes),
-                    label(st, "peak_samples", b(*n), 0),
-                ];
-                if let Some(e) = endpoint {
-                    let k = st.get("endpoint");
-                    l.push(proto::Label {
-                        key: k,
-                        str: st.get(profile.str(*e)),
-                        num: 0,
-                        num_unit: 0,
-                    });
-                }
-                out.push(proto::Sample {
-                    location_id,
-                    value: vec![0, 0, 0],
-                    label: l,
-                });
-            }
-        }
-    }
-    for ((pid, stack, endpoint), bytes) in m.growth_by_stack() {
-        let location_id = profile
+    let mut locations = |st: &mut Strings, stack| -> Vec<u64> {
+        profile
             .stack_frames(stack)
             .iter()
             .rev()
             .map(|f| location_of(st, *f))
-            .collect();
-        let mut l = vec![
-            kind(st, "growth"),
-            proto::Label {
-                key: k_pid,
-                str: 0,
-                num: i64::from(pid),
-                num_unit: 0,
-            },
-            label(st, "growth_bytes", b(bytes), k_bytes),
-        ];
-        if let Some(e) = endpoint {
-            let k = st.get("endpoint");
-            l.push(proto::Label {
-                key: k,
-                str: st.get(profile.str(e)),
-                num: 0,
-                num_unit: 0,
-            });
+            .collect()
+    };
+    for (pid, p) in m.processes() {
+        for pt in p.points() {
+            let mut side = SideSample::marked(st, MEMORY_LABEL, "reading");
+            side.num(st, "pid", i64::from(pid), "").num(
+                st,
+                "memory_time_ns",
+                ns(pt.time),
+                "nanoseconds",
+            );
+            if let Some(r) = pt.rss {
+                side.num(st, "rss_bytes", b(r), "bytes");
+            }
+            if let Some(h) = pt.heap {
+                side.num(st, "heap_bytes", b(h), "bytes");
+            }
+            out.push(side.finish(Vec::new(), vec![0, 0, 0]));
         }
-        out.push(proto::Sample {
-            location_id,
-            value: vec![0, 0, 0],
-            label: l,
-        });
+        if let Some((time, rss)) = p.peak_rss {
+            for (stack, endpoint, n) in &p.peak_stacks {
+                let location_id = locations(st, *stack);
+                let mut side = SideSample::marked(st, MEMORY_LABEL, "peak");
+                side.num(st, "pid", i64::from(pid), "")
+                    .num(st, "memory_time_ns", ns(time), "nanoseconds")
+                    .num(st, "rss_bytes", b(rss), "bytes")
+                    .num(st, "peak_samples", b(*n), "");
+                if let Some(e) = endpoint {
+                    side.str(st, "endpoint", profile.str(*e));
+                }
+                out.push(side.finish(location_id, vec![0, 0, 0]));
+            }
+        }
+    }
+    for ((pid, stack, endpoint), bytes) in m.growth_by_stack() {
+        let location_id = locations(st, stack);
+        let mut side = SideSample::marked(st, MEMORY_LABEL, "growth");
+        // Unrounded too, so that sums over stacks come out the same.
+        let exact = m.growth_estimate(&(pid, stack, endpoint)).to_string();
+        side.num(st, "pid", i64::from(pid), "")
+            .num(st, "growth_bytes", b(bytes), "bytes")
+            .str(st, "growth_estimate", &exact);
+        if let Some(e) = endpoint {
+            side.str(st, "endpoint", profile.str(e));
+        }
+        out.push(side.finish(location_id, vec![0, 0, 0]));
     }
     out
 }
@@ -1199,6 +1188,8 @@ struct SavedMemory {
     rss: Option<i64>,
     heap: Option<i64>,
     growth: Option<i64>,
+    /// `growth_estimate`: the growth unrounded.
+    growth_estimate: Option<f64>,
     peak_samples: Option<i64>,
     endpoint: Option<String>,
     frames: Vec<FrameInfo>,
@@ -1236,7 +1227,8 @@ fn restore_memory(
             "growth" => {
                 let stack = profile.intern_stack(&m.frames);
                 let endpoint = m.endpoint.as_deref().map(|e| profile.intern(e));
-                if let Some(bytes) = u(m.growth) {
+                let exact = m.growth_estimate.filter(|b| b.is_finite() && *b >= 0.0);
+                if let Some(bytes) = exact.or(u(m.growth).map(|b| b as f64)) {
                     profile
                         .memory_mut()
                         .add_growth(m.pid, stack, endpoint, bytes);
@@ -1288,11 +1280,12 @@ fn restore_memory(
 }
 
 /// A timeline sample of the file, resolved.
-struct TimelineSample {
-    frames: Vec<FrameInfo>,
+struct TimelineSample<'a> {
+    /// Index in the distinct stacks.
+    stack: usize,
     thread: ThreadKey,
     state: ThreadState,
-    endpoint: Option<String>,
+    endpoint: Option<&'a str>,
     request: Option<u64>,
     time: Duration,
 }
@@ -1308,17 +1301,28 @@ struct TimelineSample {
 /// (smallest file position first; a cycle, possible only in a file
 /// pyrometer did not write, is broken the same way) gives each leaf a new
 /// stack id larger than those of the leaves before it.
-/// Returns each sample's stack.
-fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) -> Vec<Option<StackId>> {
-    // A trie of the stacks: node → (parent, frame).
+/// Returns each distinct stack's id (`None` for those no sample uses).
+fn intern_stacks_in_order(
+    profile: &mut Profile,
+    stacks: &[Vec<FrameInfo>],
+    parsed: &[Parsed],
+) -> Vec<Option<StackId>> {
+    // A trie of the distinct stacks: node → (parent, frame).
     let mut trie: Vec<(Option<usize>, FrameInfo)> = Vec::new();
     let mut trie_ids: FxMap<(Option<usize>, FrameInfo), usize> = FxMap::default();
     let mut leaf_of_node: FxMap<usize, usize> = FxMap::default();
     let mut leaves: Vec<usize> = Vec::new(); // leaf index → trie node
+                                             // Distinct stack → its leaf; only stacks that aggregated samples use
+                                             // are placed (the others are interned later, as they were written).
+    let mut stack_leaf: Vec<Option<Option<usize>>> = vec![None; stacks.len()];
     let mut sample_leaf: Vec<Option<usize>> = Vec::with_capacity(parsed.len());
     for s in parsed {
+        if let Some(leaf) = stack_leaf[s.stack] {
+            sample_leaf.push(leaf);
+            continue;
+        }
         let mut node = None;
-        for f in &s.frames {
+        for f in &stacks[s.stack] {
             let next = trie.len();
             let id = *trie_ids.entry((node, *f)).or_insert(next);
             if id == next {
@@ -1326,12 +1330,14 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) -> Vec<Optio
             }
             node = Some(id);
         }
-        sample_leaf.push(node.map(|n| {
+        let leaf = node.map(|n| {
             *leaf_of_node.entry(n).or_insert_with(|| {
                 leaves.push(n);
                 leaves.len() - 1
             })
-        }));
+        });
+        stack_leaf[s.stack] = Some(leaf);
+        sample_leaf.push(leaf);
     }
     let n = leaves.len();
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -1405,9 +1411,9 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) -> Vec<Optio
         }
         leaf_stack[leaf] = parent;
     }
-    sample_leaf
+    stack_leaf
         .into_iter()
-        .map(|l| l.and_then(|l| leaf_stack[l]))
+        .map(|l| l.flatten().and_then(|l| leaf_stack[l]))
         .collect()
 }
 
