@@ -44,6 +44,7 @@ use side::{Labels, Side, SideSample};
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prost::encoding as enc;
 use prost::Message;
 use pyrometer_profile::{
     FrameId, FrameInfo, Profile, StackId, StackNode, ThreadInfo, ThreadKey, TimelineEntry,
@@ -439,6 +440,12 @@ fn ns_per_sample(rate: f64) -> f64 {
 
 /// The profile as an uncompressed `profile.proto` message.
 pub fn pprof_message(profile: &Profile) -> proto::Profile {
+    // What `write_pprof` writes, decoded: one encoder for both.
+    proto::Profile::decode(encode_pprof(profile).as_slice()).unwrap_or_default()
+}
+
+/// The profile, encoded as a `profile.proto` message.
+fn encode_pprof(profile: &Profile) -> Vec<u8> {
     let mut st = Strings::new();
     let meta = &profile.meta;
     let per = ns_per_sample(meta.rate);
@@ -462,8 +469,6 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     let mut function_ids: FxMap<(i64, i64, i32), u64> = FxMap::default();
     let mut locations: Vec<proto::Location> = Vec::new();
     let mut location_ids: FxMap<FrameId, u64> = FxMap::default();
-    let mut samples = Vec::new();
-
     let keys = [
         st.get("thread_name"),
         st.get("thread_id"),
@@ -510,26 +515,36 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         id
     };
 
-    // Each stack's locations and each thread's labels are made once; a
-    // sample copies them.
-    let mut stack_locations: FxMap<Option<StackId>, Vec<u64>> = FxMap::default();
-    let mut locations_of = |st: &mut Strings,
-                            location_of: &mut dyn FnMut(&mut Strings, FrameId) -> u64,
-                            stack: Option<StackId>|
-     -> Vec<u64> {
-        stack_locations
-            .entry(stack)
-            .or_insert_with(|| {
-                profile
-                    .stack_frames(stack)
-                    .iter()
-                    .rev()
-                    .map(|fid| location_of(st, *fid))
-                    .collect()
-            })
-            .clone()
+    // Samples are encoded as they are made, in file order (the reader
+    // depends on it), so that a million of them are never held as
+    // `proto::Sample`s; each stack's locations and each thread's labels
+    // are encoded once and copied into every sample that has them.
+    let n_values = if profile.allocations().enabled {
+        sample_type.len() + memory::TYPES.len()
+    } else {
+        sample_type.len()
     };
-    let mut thread_labels: FxMap<ThreadKey, Vec<proto::Label>> = FxMap::default();
+    let mut sample_bytes: Vec<u8> = Vec::new();
+    let mut stack_locations: FxMap<Option<StackId>, Vec<u64>> = FxMap::default();
+    /// A stack's location ids, leaf first, made once.
+    fn locations_of<'m>(
+        cache: &'m mut FxMap<Option<StackId>, Vec<u64>>,
+        profile: &Profile,
+        st: &mut Strings,
+        location_of: &mut dyn FnMut(&mut Strings, FrameId) -> u64,
+        stack: Option<StackId>,
+    ) -> &'m Vec<u64> {
+        cache.entry(stack).or_insert_with(|| {
+            profile
+                .stack_frames(stack)
+                .iter()
+                .rev()
+                .map(|fid| location_of(st, *fid))
+                .collect()
+        })
+    }
+    let mut packed_locations: FxMap<Option<StackId>, Vec<u8>> = FxMap::default();
+    let mut thread_labels: FxMap<ThreadKey, Vec<u8>> = FxMap::default();
     let mut str_ids: FxMap<pyrometer_profile::StrId, i64> = FxMap::default();
     let mut profile_str = |st: &mut Strings, id: pyrometer_profile::StrId| -> i64 {
         *str_ids.entry(id).or_insert_with(|| st.get(profile.str(id)))
@@ -549,51 +564,88 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     let k_endpoint = st.get("endpoint");
     let k_category = st.get("category");
 
+    let mut body: Vec<u8> = Vec::with_capacity(512);
     for (key, count) in profile.counts() {
-        let location_id = locations_of(&mut st, &mut location_of, key.stack);
-        let mut label = thread_labels
-            .entry(key.thread)
-            .or_insert_with(|| {
-                let thread = profile.thread(key.thread);
-                let mut label = Vec::new();
-                if let Some(name) = &thread.name {
-                    label.push(str_label(k_name, st.get(name)));
-                }
-                label.push(num_label(k_tid, thread.thread_id as i64));
-                if let Some(native) = thread.native_id {
-                    label.push(num_label(k_native, i64::from(native)));
-                }
-                label.push(num_label(k_pid, i64::from(thread.pid)));
-                if let Some(cmd) = profile.process_cmdline(thread.pid) {
-                    label.push(str_label(k_process, st.get(cmd)));
-                }
-                if let Some(role) = profile.process_role(thread.pid) {
-                    let k = st.get("process_role");
-                    label.push(str_label(k, st.get(role)));
-                }
-                label
-            })
-            .clone();
-        label.push(str_label(k_state, st.get(state_label(key.state))));
-        if let Some(e) = key.endpoint {
-            label.push(str_label(k_endpoint, profile_str(&mut st, e)));
+        body.clear();
+        if !packed_locations.contains_key(&key.stack) {
+            let ids = locations_of(
+                &mut stack_locations,
+                profile,
+                &mut st,
+                &mut location_of,
+                key.stack,
+            );
+            let mut packed = Vec::new();
+            enc::uint64::encode_packed(1, ids, &mut packed);
+            packed_locations.insert(key.stack, packed);
         }
-        if let Some(c) = key.category {
-            label.push(str_label(k_category, profile_str(&mut st, c)));
+        if let Some(packed) = packed_locations.get(&key.stack) {
+            body.extend_from_slice(packed);
         }
         let wall = (count as f64 * per).round() as i64;
         let cpu = if key.state.is_active() { wall } else { 0 };
-        samples.push(proto::Sample {
-            location_id,
-            value: vec![count as i64, wall, cpu],
-            label,
+        let mut values = [0i64; 16];
+        values[0] = count as i64;
+        values[1] = wall;
+        values[2] = cpu;
+        enc::int64::encode_packed(2, &values[..n_values.min(values.len())], &mut body);
+        let thread = thread_labels.entry(key.thread).or_insert_with(|| {
+            let thread = profile.thread(key.thread);
+            let mut label = Vec::new();
+            if let Some(name) = &thread.name {
+                label.push(str_label(k_name, st.get(name)));
+            }
+            label.push(num_label(k_tid, thread.thread_id as i64));
+            if let Some(native) = thread.native_id {
+                label.push(num_label(k_native, i64::from(native)));
+            }
+            label.push(num_label(k_pid, i64::from(thread.pid)));
+            if let Some(cmd) = profile.process_cmdline(thread.pid) {
+                label.push(str_label(k_process, st.get(cmd)));
+            }
+            if let Some(role) = profile.process_role(thread.pid) {
+                let k = st.get("process_role");
+                label.push(str_label(k, st.get(role)));
+            }
+            let mut bytes = Vec::new();
+            for l in &label {
+                enc::message::encode(3, l, &mut bytes);
+            }
+            bytes
         });
+        body.extend_from_slice(thread);
+        let state = str_label(k_state, st.get(state_label(key.state)));
+        enc::message::encode(3, &state, &mut body);
+        if let Some(e) = key.endpoint {
+            enc::message::encode(
+                3,
+                &str_label(k_endpoint, profile_str(&mut st, e)),
+                &mut body,
+            );
+        }
+        if let Some(c) = key.category {
+            enc::message::encode(
+                3,
+                &str_label(k_category, profile_str(&mut st, c)),
+                &mut body,
+            );
+        }
+        enc::encode_key(2, enc::WireType::LengthDelimited, &mut sample_bytes);
+        enc::encode_varint(body.len() as u64, &mut sample_bytes);
+        sample_bytes.extend_from_slice(&body);
     }
 
     // The timeline: one zero-valued sample per kept sample, in time order,
     // with a `timestamp_ns` label (nanoseconds since the start).
     for e in profile.timeline().entries() {
-        let location_id = locations_of(&mut st, &mut location_of, e.stack);
+        let location_id = locations_of(
+            &mut stack_locations,
+            profile,
+            &mut st,
+            &mut location_of,
+            e.stack,
+        )
+        .clone();
         let thread = profile.thread(e.thread);
         let ns = e.time.as_nanos().min(i64::MAX as u128) as i64;
         let mut side = SideSample::marked_num(&mut st, TIMESTAMP_LABEL, ns, "nanoseconds");
@@ -606,19 +658,18 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         if let Some(r) = e.request {
             side.num(&mut st, "request", r as i64, "");
         }
-        samples.push(side.finish(location_id, vec![0, 0, 0]));
+        let sample = side.finish(location_id, vec![0; n_values]);
+        enc::message::encode(2, &sample, &mut sample_bytes);
     }
 
     // Memory (attach mode): zero-valued samples labelled `memory`, see
-    // `memory_samples`.
-    samples.extend(memory_samples(profile, &mut st, &mut location_of));
-    memory::append(
-        profile,
-        &mut st,
-        &mut sample_type,
-        &mut samples,
-        &mut location_of,
-    );
+    // `memory_samples`; allocation sites (`record --memory`).
+    for sample in memory_samples(profile, &mut st, &mut location_of, n_values) {
+        enc::message::encode(2, &sample, &mut sample_bytes);
+    }
+    for sample in memory::append(profile, &mut st, &mut sample_type, &mut location_of) {
+        enc::message::encode(2, &sample, &mut sample_bytes);
+    }
 
     let mut comments: Vec<(String, String)> = vec![
         ("version".into(), env!("CARGO_PKG_VERSION").into()),
@@ -682,9 +733,9 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         has_line_numbers: true,
         ..Default::default()
     }];
-    proto::Profile {
+    let rest = proto::Profile {
         sample_type,
-        sample: samples,
+        sample: Vec::new(),
         mapping,
         location: locations,
         function: functions,
@@ -698,12 +749,17 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         comment,
         default_sample_type,
         doc_url: 0,
-    }
+    };
+    // Repeated fields concatenate: the samples above come first, then the
+    // rest of the message (whose field order does not matter).
+    let mut out = sample_bytes;
+    out.extend_from_slice(&rest.encode_to_vec());
+    out
 }
 
 /// Write the profile as a gzipped pprof (`.pb.gz`).
 pub fn write_pprof(profile: &Profile, out: &mut dyn Write) -> std::io::Result<()> {
-    let bytes = pprof_message(profile).encode_to_vec();
+    let bytes = encode_pprof(profile);
     // The fastest level, as Go's runtime/pprof writes them: large
     // profiles compress several times faster for a slightly larger file.
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
@@ -889,7 +945,9 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     // samples has a few tens of thousands of each.
     let mut parsed = Vec::with_capacity(p.sample.len());
     let mut stacks: Vec<Vec<FrameInfo>> = Vec::new();
-    let mut stack_of: FxMap<&[u64], usize> = FxMap::default();
+    // rustc-hash: the crate's own Fx mixes long keys too weakly.
+    let mut stack_of: rustc_hash::FxHashMap<&[u64], usize> = Default::default();
+    let mut last_stack: Option<(&[u64], usize)> = None;
     // (pid, thread id, native id, name) → thread.
     type ThreadLabels<'a> = (i32, u64, Option<i32>, Option<&'a str>);
     let mut thread_of: FxMap<ThreadLabels, ThreadKey> = FxMap::default();
@@ -947,8 +1005,14 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         if let Some(r) = role {
             profile.set_process_role(pid, r);
         }
-        let stack = match stack_of.get(sample.location_id.as_slice()) {
-            Some(&i) => i,
+        let locations_here = sample.location_id.as_slice();
+        // Samples are written by stack: the last one's is often the same.
+        let known = match last_stack {
+            Some((l, i)) if l == locations_here => Some(i),
+            _ => stack_of.get(locations_here).copied(),
+        };
+        let stack = match known {
+            Some(i) => i,
             None => {
                 let mut frames = Vec::new();
                 for id in sample.location_id.iter().rev() {
@@ -961,10 +1025,11 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
                     frames.extend(lines.iter().rev().copied());
                 }
                 stacks.push(frames);
-                stack_of.insert(sample.location_id.as_slice(), stacks.len() - 1);
+                stack_of.insert(locations_here, stacks.len() - 1);
                 stacks.len() - 1
             }
         };
+        last_stack = Some((locations_here, stack));
         let endpoint = labels.str("endpoint");
         let mut thread = || {
             *thread_of
@@ -1093,6 +1158,7 @@ fn memory_samples(
     profile: &Profile,
     st: &mut Strings,
     location_of: &mut dyn FnMut(&mut Strings, FrameId) -> u64,
+    n_values: usize,
 ) -> Vec<proto::Sample> {
     let m = profile.memory();
     let mut out = Vec::new();
@@ -1124,7 +1190,7 @@ fn memory_samples(
             if let Some(h) = pt.heap {
                 side.num(st, "heap_bytes", b(h), "bytes");
             }
-            out.push(side.finish(Vec::new(), vec![0, 0, 0]));
+            out.push(side.finish(Vec::new(), vec![0; n_values]));
         }
         if let Some((time, rss)) = p.peak_rss {
             for (stack, endpoint, n) in &p.peak_stacks {
@@ -1137,7 +1203,7 @@ fn memory_samples(
                 if let Some(e) = endpoint {
                     side.str(st, "endpoint", profile.str(*e));
                 }
-                out.push(side.finish(location_id, vec![0, 0, 0]));
+                out.push(side.finish(location_id, vec![0; n_values]));
             }
         }
     }
@@ -1152,7 +1218,7 @@ fn memory_samples(
         if let Some(e) = endpoint {
             side.str(st, "endpoint", profile.str(e));
         }
-        out.push(side.finish(location_id, vec![0, 0, 0]));
+        out.push(side.finish(location_id, vec![0; n_values]));
     }
     out
 }

@@ -21,7 +21,7 @@ use pyrometer_profile::{AllocationSite, FrameId, FrameInfo, Profile, SiteStats};
 use super::side::{Labels, SideSample, ALLOCATION_LABEL};
 use super::{proto, Strings};
 
-const TYPES: [(&str, &str); 4] = [
+pub(super) const TYPES: [(&str, &str); 4] = [
     ("alloc_objects", "count"),
     ("alloc_space", "bytes"),
     ("inuse_objects", "count"),
@@ -31,17 +31,18 @@ const TYPES: [(&str, &str); 4] = [
 /// Most live-series values read per site (the recorder keeps 128).
 const MAX_SERIES: usize = 4096;
 
-/// Add the memory sample types and samples when the profile has them.
+/// Add the memory sample types when the profile has them, and return
+/// its allocation samples (the other samples get 0 for these types).
 pub(super) fn append(
     profile: &Profile,
     st: &mut Strings,
     sample_type: &mut Vec<proto::ValueType>,
-    samples: &mut Vec<proto::Sample>,
     location_of: &mut dyn FnMut(&mut Strings, FrameId) -> u64,
-) {
+) -> Vec<proto::Sample> {
     let a = profile.allocations();
+    let mut samples = Vec::new();
     if !a.enabled {
-        return;
+        return samples;
     }
     let time_values = sample_type.len();
     for (t, unit) in TYPES {
@@ -49,9 +50,6 @@ pub(super) fn append(
             r#type: st.get(t),
             unit: st.get(unit),
         });
-    }
-    for s in samples.iter_mut() {
-        s.value.resize(time_values + TYPES.len(), 0);
     }
     let mut sites: Vec<_> = a.sites().collect();
     sites.sort_by_key(|(k, _)| **k);
@@ -92,6 +90,7 @@ pub(super) fn append(
         ]);
         samples.push(side.finish(location_id, value));
     }
+    samples
 }
 
 /// The profile-wide facts of the allocation profile, as comments.
