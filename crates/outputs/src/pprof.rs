@@ -567,7 +567,7 @@ fn encode_pprof(profile: &Profile) -> Vec<u8> {
     let mut body: Vec<u8> = Vec::with_capacity(512);
     for (key, count) in profile.counts() {
         body.clear();
-        if !packed_locations.contains_key(&key.stack) {
+        let packed = packed_locations.entry(key.stack).or_insert_with(|| {
             let ids = locations_of(
                 &mut stack_locations,
                 profile,
@@ -577,11 +577,9 @@ fn encode_pprof(profile: &Profile) -> Vec<u8> {
             );
             let mut packed = Vec::new();
             enc::uint64::encode_packed(1, ids, &mut packed);
-            packed_locations.insert(key.stack, packed);
-        }
-        if let Some(packed) = packed_locations.get(&key.stack) {
-            body.extend_from_slice(packed);
-        }
+            packed
+        });
+        body.extend_from_slice(packed);
         let wall = (count as f64 * per).round() as i64;
         let cpu = if key.state.is_active() { wall } else { 0 };
         let mut values = [0i64; 16];
