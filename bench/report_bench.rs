@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyrometer_outputs::{
-    read_pprof, write_chrometrace, write_flamegraph, write_folded, write_html, write_pprof,
-    write_speedscope, StackOptions,
+    decode_pprof, read_pprof, write_chrometrace, write_flamegraph, write_folded, write_html,
+    write_pprof, write_speedscope, StackOptions,
 };
 use pyrometer_profile::Profile;
 use pyrometer_sampler::{Category, Sample, SampledFrame, SampledRequest, ThreadState};
@@ -298,6 +298,13 @@ fn main() {
                 let mut out = Vec::new();
                 write_pprof(&p, &mut out).unwrap();
                 out
+            }),
+        ),
+        (
+            "gunzip + protobuf decoding of the pprof alone",
+            Box::new(|| {
+                let m = decode_pprof(&pprof).unwrap();
+                vec![0; m.sample.len().min(1)]
             }),
         ),
         (

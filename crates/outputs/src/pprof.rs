@@ -767,16 +767,26 @@ pub fn write_pprof(profile: &Profile, out: &mut dyn Write) -> std::io::Result<()
 
 /// Decode a pprof profile, gzipped (as written) or not.
 pub fn decode_pprof(bytes: &[u8]) -> Result<proto::Profile, PprofError> {
-    let gzipped = bytes.starts_with(&[0x1f, 0x8b]);
+    let (gzipped, data) = inflate(bytes)?;
+    check_decoded(gzipped, proto::Profile::decode(data.as_ref()))
+}
+
+/// The message of a pprof file, and whether it was gzipped.
+fn inflate(bytes: &[u8]) -> Result<(bool, std::borrow::Cow<'_, [u8]>), PprofError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok((false, std::borrow::Cow::Borrowed(bytes)));
+    }
     let mut inflated = Vec::new();
-    let data: &[u8] = if gzipped {
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut inflated)
-            .map_err(|e| PprofError::NotPprof(format!("bad gzip data: {e}")))?;
-        &inflated
-    } else {
-        bytes
-    };
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut inflated)
+        .map_err(|e| PprofError::NotPprof(format!("bad gzip data: {e}")))?;
+    Ok((true, std::borrow::Cow::Owned(inflated)))
+}
+
+fn check_decoded(
+    gzipped: bool,
+    decoded: Result<proto::Profile, prost::DecodeError>,
+) -> Result<proto::Profile, PprofError> {
     let why = |detail: String| {
         PprofError::NotPprof(if gzipped {
             detail
@@ -784,12 +794,75 @@ pub fn decode_pprof(bytes: &[u8]) -> Result<proto::Profile, PprofError> {
             "no gzip header".into()
         })
     };
-    let p = proto::Profile::decode(data)
-        .map_err(|e| why(format!("the data is not a profile.proto message: {e}")))?;
+    let p = decoded.map_err(|e| why(format!("the data is not a profile.proto message: {e}")))?;
     if p.string_table.first().map(String::as_str) != Some("") || p.sample_type.is_empty() {
         return Err(why("no string table or sample types".into()));
     }
     Ok(p)
+}
+
+/// A pprof message decoded but for its samples, which are left encoded
+/// (byte ranges of `data`, in order): the reader decodes them one at a
+/// time into one `proto::Sample`, so that a million samples cost no
+/// million allocations.
+struct LazyProfile<'a> {
+    profile: proto::Profile,
+    data: std::borrow::Cow<'a, [u8]>,
+    samples: Vec<(usize, usize)>,
+}
+
+fn decode_lazily(bytes: &[u8]) -> Result<LazyProfile<'_>, PprofError> {
+    let (gzipped, data) = inflate(bytes)?;
+    let corrupt = || {
+        PprofError::NotPprof(if gzipped {
+            "the data is not a profile.proto message: a field runs past its end".into()
+        } else {
+            "no gzip header".into()
+        })
+    };
+    let mut rest: Vec<u8> = Vec::new();
+    let mut samples = Vec::new();
+    let mut buf: &[u8] = &data;
+    let total = data.len();
+    while !buf.is_empty() {
+        let start = total - buf.len();
+        let (tag, wire) = enc::decode_key(&mut buf).map_err(|_| corrupt())?;
+        match wire {
+            enc::WireType::Varint => {
+                enc::decode_varint(&mut buf).map_err(|_| corrupt())?;
+            }
+            enc::WireType::SixtyFourBit | enc::WireType::ThirtyTwoBit => {
+                let n = if wire == enc::WireType::SixtyFourBit {
+                    8
+                } else {
+                    4
+                };
+                buf = buf.get(n..).ok_or_else(corrupt)?;
+            }
+            enc::WireType::LengthDelimited => {
+                let len = enc::decode_varint(&mut buf).map_err(|_| corrupt())?;
+                let len = usize::try_from(len).map_err(|_| corrupt())?;
+                if len > buf.len() {
+                    return Err(corrupt());
+                }
+                if tag == 2 {
+                    let at = total - buf.len();
+                    samples.push((at, at + len));
+                    buf = &buf[len..];
+                    continue;
+                }
+                buf = &buf[len..];
+            }
+            _ => return Err(corrupt()),
+        }
+        rest.extend_from_slice(&data[start..total - buf.len()]);
+    }
+    let profile = check_decoded(gzipped, proto::Profile::decode(rest.as_slice()))?;
+    Ok(LazyProfile {
+        profile,
+        data,
+        samples,
+    })
 }
 
 /// One sample of the file, resolved.
@@ -807,7 +880,8 @@ struct Parsed<'a> {
 /// own, with its labels and comments, or another tool's (threads and
 /// states then default to one thread running Python).
 pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
-    let p = decode_pprof(bytes)?;
+    let lazy = decode_lazily(bytes)?;
+    let p = &lazy.profile;
     let s = |i: i64| -> Result<&str, PprofError> {
         usize::try_from(i)
             .ok()
@@ -944,8 +1018,9 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     let mut parsed = Vec::with_capacity(p.sample.len());
     let mut stacks: Vec<Vec<FrameInfo>> = Vec::new();
     // rustc-hash: the crate's own Fx mixes long keys too weakly.
-    let mut stack_of: rustc_hash::FxHashMap<&[u64], usize> = Default::default();
-    let mut last_stack: Option<(&[u64], usize)> = None;
+    let mut stack_of: rustc_hash::FxHashMap<Vec<u64>, usize> = Default::default();
+    let mut last_stack: (Vec<u64>, usize) = (Vec::new(), usize::MAX);
+    let mut sample = proto::Sample::default();
     // (pid, thread id, native id, name) → thread.
     type ThreadLabels<'a> = (i32, u64, Option<i32>, Option<&'a str>);
     let mut thread_of: FxMap<ThreadLabels, ThreadKey> = FxMap::default();
@@ -953,7 +1028,12 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     let mut saved_memory: Vec<SavedMemory> = Vec::new();
     let mut saved_sites: Vec<memory::SavedSite> = Vec::new();
     let mut labels = Labels::default();
-    for sample in &p.sample {
+    for &(from, to) in &lazy.samples {
+        sample.clear();
+        let encoded = lazy.data.get(from..to).unwrap_or_default();
+        sample
+            .merge(encoded)
+            .map_err(|e| PprofError::Corrupt(format!("a sample does not decode: {e}")))?;
         let Some(v) = sample.value.get(value_index) else {
             return Err(PprofError::Corrupt(format!(
                 "a sample has {} values for {} sample types",
@@ -1005,9 +1085,10 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         }
         let locations_here = sample.location_id.as_slice();
         // Samples are written by stack: the last one's is often the same.
-        let known = match last_stack {
-            Some((l, i)) if l == locations_here => Some(i),
-            _ => stack_of.get(locations_here).copied(),
+        let known = if last_stack.1 != usize::MAX && last_stack.0 == locations_here {
+            Some(last_stack.1)
+        } else {
+            stack_of.get(locations_here).copied()
         };
         let stack = match known {
             Some(i) => i,
@@ -1023,11 +1104,13 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
                     frames.extend(lines.iter().rev().copied());
                 }
                 stacks.push(frames);
-                stack_of.insert(locations_here, stacks.len() - 1);
+                stack_of.insert(locations_here.to_vec(), stacks.len() - 1);
                 stacks.len() - 1
             }
         };
-        last_stack = Some((locations_here, stack));
+        last_stack.0.clear();
+        last_stack.0.extend_from_slice(locations_here);
+        last_stack.1 = stack;
         let endpoint = labels.str("endpoint");
         let mut thread = || {
             *thread_of
@@ -1098,9 +1181,18 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
 
     // Each sample's stack, interned once per distinct stack.
     let interned = intern_stacks_in_order(&mut profile, &stacks, &parsed);
+    // Label values are strings of the file's table: interned once each
+    // (by address: the table does not move).
+    let mut interned_str: rustc_hash::FxHashMap<*const u8, pyrometer_profile::StrId> =
+        Default::default();
+    let mut intern = |profile: &mut Profile, s: &str| {
+        *interned_str
+            .entry(s.as_ptr())
+            .or_insert_with(|| profile.intern(s))
+    };
     for s in &parsed {
-        let endpoint = s.endpoint.map(|e| profile.intern(e));
-        let category = s.category.map(|c| profile.intern(c));
+        let endpoint = s.endpoint.map(|e| intern(&mut profile, e));
+        let category = s.category.map(|c| intern(&mut profile, c));
         profile.add(
             pyrometer_profile::SampleKey {
                 stack: interned[s.stack],
