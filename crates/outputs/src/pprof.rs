@@ -40,7 +40,7 @@ mod side;
 
 use std::collections::{BTreeMap, BinaryHeap};
 
-use side::{Labels, Side, SideSample};
+use side::{key, Labels, Side, SideSample};
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -1028,6 +1028,8 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     let mut saved_memory: Vec<SavedMemory> = Vec::new();
     let mut saved_sites: Vec<memory::SavedSite> = Vec::new();
     let mut labels = Labels::default();
+    // The key code of every string of the table, once.
+    let key_codes: Vec<u8> = p.string_table.iter().map(|k| key::of(k)).collect();
     for &(from, to) in &lazy.samples {
         sample.clear();
         let encoded = lazy.data.get(from..to).unwrap_or_default();
@@ -1044,7 +1046,12 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         let count = (*v as f64 / divisor).round();
         labels.clear();
         for l in &sample.label {
-            labels.push(s(l.key)?, s(l.str)?, l.num);
+            let code = usize::try_from(l.key)
+                .ok()
+                .and_then(|i| key_codes.get(i))
+                .copied()
+                .unwrap_or(key::OTHER);
+            labels.push(code, s(l.key)?, s(l.str)?, l.num);
         }
         let side = labels.side();
         if side.is_none() && count < 1.0 {
@@ -1057,21 +1064,23 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         let mut state = ThreadState::Python;
         let mut cmdline = None;
         let mut role = None;
-        for &(key, text, num) in labels.iter() {
+        for (code, text, num) in labels.iter() {
             // Numbers may come as strings from other tools.
-            let number = if text.is_empty() {
-                Some(num)
-            } else {
-                text.parse::<i64>().ok()
+            let number = || {
+                if text.is_empty() {
+                    Some(num)
+                } else {
+                    text.parse::<i64>().ok()
+                }
             };
-            match key {
-                "thread_name" if !text.is_empty() => thread_name = Some(text),
-                "thread_id" => thread_id = number.unwrap_or(0) as u64,
-                "native_id" => native_id = number.map(|n| n as i32),
-                "pid" => pid = number.unwrap_or(0) as i32,
-                "process" => cmdline = Some(text),
-                "process_role" if !text.is_empty() => role = Some(text),
-                "state" => state = parse_state(text).unwrap_or(ThreadState::Python),
+            match code {
+                key::THREAD_NAME if !text.is_empty() => thread_name = Some(text),
+                key::THREAD_ID => thread_id = number().unwrap_or(0) as u64,
+                key::NATIVE_ID => native_id = number().map(|n| n as i32),
+                key::PID => pid = number().unwrap_or(0) as i32,
+                key::PROCESS => cmdline = Some(text),
+                key::PROCESS_ROLE if !text.is_empty() => role = Some(text),
+                key::STATE => state = parse_state(text).unwrap_or(ThreadState::Python),
                 _ => {}
             }
         }
@@ -1111,7 +1120,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         last_stack.0.clear();
         last_stack.0.extend_from_slice(locations_here);
         last_stack.1 = stack;
-        let endpoint = labels.str("endpoint");
+        let endpoint = labels.str_of(key::ENDPOINT);
         let mut thread = || {
             *thread_of
                 .entry((pid, thread_id, native_id, thread_name))
@@ -1173,7 +1182,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
                 thread: thread(),
                 state,
                 endpoint,
-                category: labels.str("category"),
+                category: labels.str_of(key::CATEGORY),
                 count: count as u64,
             }),
         }

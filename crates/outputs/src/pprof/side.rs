@@ -70,10 +70,49 @@ impl SideSample {
     }
 }
 
-/// A sample's labels, resolved: (key, string value, number).
+/// The label keys the reader looks at on every sample, as small codes
+/// (resolved once per string of the file's table, not per label).
+pub(super) mod key {
+    pub const OTHER: u8 = 0;
+    pub const THREAD_NAME: u8 = 1;
+    pub const THREAD_ID: u8 = 2;
+    pub const NATIVE_ID: u8 = 3;
+    pub const PID: u8 = 4;
+    pub const PROCESS: u8 = 5;
+    pub const PROCESS_ROLE: u8 = 6;
+    pub const STATE: u8 = 7;
+    pub const ENDPOINT: u8 = 8;
+    pub const CATEGORY: u8 = 9;
+    pub const TIMESTAMP: u8 = 10;
+    pub const MEMORY: u8 = 11;
+    pub const ALLOCATION: u8 = 12;
+    pub const REQUEST: u8 = 13;
+
+    /// The code of a key.
+    pub fn of(name: &str) -> u8 {
+        match name {
+            "thread_name" => THREAD_NAME,
+            "thread_id" => THREAD_ID,
+            "native_id" => NATIVE_ID,
+            "pid" => PID,
+            "process" => PROCESS,
+            "process_role" => PROCESS_ROLE,
+            "state" => STATE,
+            "endpoint" => ENDPOINT,
+            "category" => CATEGORY,
+            super::super::TIMESTAMP_LABEL => TIMESTAMP,
+            super::super::MEMORY_LABEL => MEMORY,
+            super::ALLOCATION_LABEL => ALLOCATION,
+            "request" => REQUEST,
+            _ => OTHER,
+        }
+    }
+}
+
+/// A sample's labels, resolved: (key code, key, string value, number).
 #[derive(Default)]
 pub(super) struct Labels<'a> {
-    items: Vec<(&'a str, &'a str, i64)>,
+    items: Vec<(u8, &'a str, &'a str, i64)>,
 }
 
 impl<'a> Labels<'a> {
@@ -82,37 +121,47 @@ impl<'a> Labels<'a> {
         self.items.clear();
     }
 
-    pub(super) fn push(&mut self, key: &'a str, text: &'a str, num: i64) {
-        self.items.push((key, text, num));
+    /// Add a label; `code` is `key::of(key)`.
+    pub(super) fn push(&mut self, code: u8, key: &'a str, text: &'a str, num: i64) {
+        self.items.push((code, key, text, num));
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = &(&'a str, &'a str, i64)> {
-        self.items.iter()
+    /// (key code, string value, number) of each label.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u8, &'a str, i64)> + '_ {
+        self.items.iter().map(|&(c, _, t, n)| (c, t, n))
+    }
+
+    /// A string label's value by key code (empty values are absent).
+    pub(super) fn str_of(&self, code: u8) -> Option<&'a str> {
+        self.items
+            .iter()
+            .find(|(c, _, t, _)| *c == code && !t.is_empty())
+            .map(|(_, _, t, _)| *t)
     }
 
     /// A string label's value (empty values are absent).
     pub(super) fn str(&self, key: &str) -> Option<&'a str> {
         self.items
             .iter()
-            .find(|(k, t, _)| *k == key && !t.is_empty())
-            .map(|(_, t, _)| *t)
+            .find(|(_, k, t, _)| *k == key && !t.is_empty())
+            .map(|(_, _, t, _)| *t)
     }
 
     /// A number label's value.
     pub(super) fn num(&self, key: &str) -> Option<i64> {
         self.items
             .iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, _, n)| *n)
+            .find(|(_, k, _, _)| *k == key)
+            .map(|(_, _, _, n)| *n)
     }
 
     /// What kind of side-channel sample this is, if it is one.
     pub(super) fn side(&self) -> Option<Side<'a>> {
-        for &(k, t, n) in &self.items {
-            match k {
-                super::TIMESTAMP_LABEL => return Some(Side::Timeline(n)),
-                super::MEMORY_LABEL => return Some(Side::Memory(t)),
-                ALLOCATION_LABEL => return Some(Side::Allocation(t)),
+        for &(c, _, t, n) in &self.items {
+            match c {
+                key::TIMESTAMP => return Some(Side::Timeline(n)),
+                key::MEMORY => return Some(Side::Memory(t)),
+                key::ALLOCATION => return Some(Side::Allocation(t)),
                 _ => {}
             }
         }
