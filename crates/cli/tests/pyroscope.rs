@@ -760,6 +760,41 @@ fn pushes_over_https_when_the_certificate_is_trusted() {
     let n = summary_numbers(&stderr);
     assert_eq!(n[0], n[1], "every interval pushed: {stderr}");
 
+    // Trusted through SSL_CERT_FILE instead (the system's roots replaced
+    // by that file, as OpenSSL does).
+    let before = server.received().len();
+    let python = interp.path.to_string_lossy().into_owned();
+    let script = target("wsgi_app.py").to_string_lossy().into_owned();
+    let out = pyrometer_testsupport::run_with_timeout(
+        std::process::Command::new(PYROMETER)
+            .args([
+                "record",
+                "-f",
+                "raw",
+                "-o",
+                &scratch.file("env.txt").to_string_lossy(),
+                "--pyroscope",
+                &url,
+                "--app-name",
+                "shop",
+                "--pyroscope-interval",
+                "1",
+                "--",
+                &python,
+                &script,
+                "1.5",
+            ])
+            .env("SSL_CERT_FILE", &ca),
+        RUN_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "record failed: {stderr}");
+    assert!(
+        server.received().len() > before,
+        "nothing pushed with SSL_CERT_FILE: {stderr}"
+    );
+
     // Not trusted (no --pyroscope-ca, and the system's CAs do not know
     // it): nothing is sent, the recording still succeeds, and the summary
     // says what failed and what to do.
