@@ -335,11 +335,10 @@ pub fn write_folded(
 /// Write an interactive SVG flame graph.
 ///
 /// inferno leaves out frames narrower than `min_width` percent of the
-/// total; they are left out here before inferno sees them (their samples
-/// counted on their caller's line, which draws the caller as wide as
-/// before), so that a profile of hundreds of thousands of distinct lines
-/// renders in well under a second. Only the x position of a frame can
-/// move, by the width of narrower siblings sorted before it.
+/// total, and everything under them; here what is under them is folded
+/// into one line per such frame before inferno sees it, so that a profile
+/// of hundreds of thousands of distinct lines renders in well under a
+/// second, with every drawn frame where and as wide as before.
 pub fn write_flamegraph(
     profile: &Profile,
     opts: &StackOptions,
@@ -359,8 +358,11 @@ pub fn write_flamegraph(
     let mut keep = vec![true; trie.parent.len()];
     for i in 1..trie.parent.len() {
         let p = trie.parent[i] as usize;
-        // Roots stay (childless if narrow), so the total is unchanged.
-        keep[i] = p == 0 || (keep[p] && totals[i] as f64 >= min_samples);
+        // A frame inferno draws keeps its children as lines; a narrow
+        // one (not drawn) is one line holding its whole subtree, so it
+        // still takes its place among its siblings and every drawn frame
+        // keeps its position and width.
+        keep[i] = p == 0 || (keep[p] && totals[p] as f64 >= min_samples);
     }
     let lines: Vec<String> = sorted_lines(&trie, &keep)
         .into_iter()
@@ -451,6 +453,67 @@ mod tests {
             let want_text: String = want.iter().map(|l| format!("{l}\n")).collect();
             assert_eq!(String::from_utf8(written).unwrap(), want_text);
         }
+    }
+
+    /// An SVG without its random colours.
+    fn shape(svg: &[u8]) -> String {
+        let svg = String::from_utf8_lossy(svg);
+        let mut out = String::new();
+        let mut rest = svg.as_ref();
+        while let Some(i) = rest.find("fill=\"rgb(") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + "fill=\"rgb(".len()..];
+            rest = after.find('"').map_or("", |j| &after[j + 1..]);
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn the_flame_graph_is_the_one_inferno_draws_from_every_line() {
+        // Wide and narrow frames interleaved among siblings, narrow ones
+        // with deep subtrees: 145_000 samples or so, 0.01 % = 14.
+        let mut stacks: Vec<(Vec<String>, u64)> = Vec::new();
+        for i in 0..200u64 {
+            let weight = if i % 7 == 0 { 5000 } else { 1 };
+            stacks.push((
+                vec!["main".into(), format!("f{i:03}"), "leaf".into()],
+                weight,
+            ));
+            stacks.push((
+                vec![
+                    "main".into(),
+                    format!("f{i:03}"),
+                    format!("g{i}"),
+                    "deep".into(),
+                ],
+                1 + i % 2,
+            ));
+        }
+        let names: Vec<(Vec<&str>, u64)> = stacks
+            .iter()
+            .map(|(s, c)| (s.iter().map(String::as_str).collect(), *c))
+            .collect();
+        let list: Vec<(&[&str], u64)> = names.iter().map(|(s, c)| (s.as_slice(), *c)).collect();
+        let p = profile(&list);
+        let opts = StackOptions::new();
+        let mut pruned = Vec::new();
+        write_flamegraph(&p, &opts, "t", &mut pruned).unwrap();
+        let mut options = inferno::flamegraph::Options::default();
+        options.title = "t".into();
+        options.count_name = "samples".to_string();
+        options.direction = inferno::flamegraph::Direction::Inverted;
+        let every = folded_lines(&p, &opts);
+        let mut full = Vec::new();
+        inferno::flamegraph::from_lines(&mut options, every.iter().map(|s| s.as_str()), &mut full)
+            .unwrap();
+        assert_eq!(shape(&pruned), shape(&full));
+        let svg = String::from_utf8(pruned).unwrap();
+        // f000 has 5001 samples (drawn), f001 three (not drawn).
+        assert!(
+            svg.contains("f000 (a.py)") && !svg.contains("f001 (a.py)"),
+            "nothing pruned"
+        );
     }
 
     #[test]
