@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyrometer_outputs::{
-    read_pprof, write_flamegraph, write_html, write_pprof, write_speedscope, StackOptions,
+    decode_pprof, read_pprof, write_chrometrace, write_flamegraph, write_folded, write_html,
+    write_pprof, write_speedscope, StackOptions,
 };
 use pyrometer_profile::Profile;
 use pyrometer_sampler::{Category, Sample, SampledFrame, SampledRequest, ThreadState};
@@ -268,6 +269,22 @@ fn main() {
             }),
         ),
         (
+            "folded stacks (`-f raw`)",
+            Box::new(|| {
+                let mut out = Vec::new();
+                write_folded(&p, &opts, &mut out).unwrap();
+                out
+            }),
+        ),
+        (
+            "Chrome trace (`-f chrometrace`)",
+            Box::new(|| {
+                let mut out = Vec::new();
+                write_chrometrace(&p, &opts, "bench", &mut out).unwrap();
+                out
+            }),
+        ),
+        (
             "speedscope (`-f speedscope`)",
             Box::new(|| {
                 let mut out = Vec::new();
@@ -281,6 +298,20 @@ fn main() {
                 let mut out = Vec::new();
                 write_pprof(&p, &mut out).unwrap();
                 out
+            }),
+        ),
+        (
+            "gunzip + protobuf decoding of the pprof alone",
+            Box::new(|| {
+                let m = decode_pprof(&pprof).unwrap();
+                vec![0; m.sample.len().min(1)]
+            }),
+        ),
+        (
+            "reading the pprof (`report`'s first step)",
+            Box::new(|| {
+                let q = read_pprof(&pprof).unwrap();
+                vec![0; q.total_samples().min(1) as usize]
             }),
         ),
         (

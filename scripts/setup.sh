@@ -33,6 +33,15 @@ if ! dpkg -s groff-base >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq groff-base
 fi
 "$(dirname "$0")/maturin.sh" >/dev/null
+# The system's CA bundle, which an https Pyroscope is checked against
+# (crates/cli/tests/pyroscope.rs: a server it does not trust is refused).
+if ! dpkg -s ca-certificates >/dev/null 2>&1; then
+    echo "setup: installing Debian package ca-certificates"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ca-certificates
+fi
 # npm packages of the browser tests (crates/cli/tests/speedscope_app.rs):
 # the speedscope app with its file-format schema, and ajv to validate it.
 # (node may come from elsewhere with its own npm: look for the commands.)

@@ -196,6 +196,7 @@ pub fn validate(args: &ServiceArgs) -> Result<()> {
     // --write-every and --pyroscope-interval are checked by clap (crate::args::seconds).
     if let Some(url) = &args.pyroscope {
         check_url(url)?;
+        pyrometer_outputs::pyroscope::check_tls(url, args.pyroscope_ca.as_deref())?;
         parse_tags(&args.tags)?;
         if args.app_name.as_deref().is_none_or(str::is_empty) {
             bail!("--pyroscope needs --app-name NAME (Pyroscope's service_name)");
@@ -208,11 +209,12 @@ pub fn validate(args: &ServiceArgs) -> Result<()> {
             bail!("--pyroscope-basic-auth must be USER:PASSWORD");
         }
     } else if args.app_name.is_some()
+        || args.pyroscope_ca.is_some()
         || !args.tags.is_empty()
         || args.pyroscope_basic_auth.is_some()
         || args.pyroscope_tenant_id.is_some()
     {
-        bail!("--app-name, --tag, --pyroscope-basic-auth and --pyroscope-tenant-id need --pyroscope URL");
+        bail!("--app-name, --tag, --pyroscope-basic-auth, --pyroscope-tenant-id and --pyroscope-ca need --pyroscope URL");
     }
     Ok(())
 }
@@ -240,6 +242,7 @@ impl Service {
                 };
                 let config = PyroscopeConfig {
                     url: url.clone(),
+                    ca_file: args.pyroscope_ca.clone(),
                     app_name: args.app_name.clone().unwrap_or_default(),
                     tags: parse_tags(&args.tags)?,
                     basic_auth,

@@ -14,7 +14,8 @@ pub struct ServiceArgs {
     #[arg(long, value_name = "N", default_value_t = pyrometer_profile::DEFAULT_TIMELINE_LIMIT)]
     pub timeline_samples: usize,
     /// Push a profile of the samples since the last push to this Grafana
-    /// Pyroscope server (http://HOST:PORT) every --pyroscope-interval seconds.
+    /// Pyroscope server (http://HOST:PORT or https://HOST[:PORT]) every
+    /// --pyroscope-interval seconds.
     #[arg(long, value_name = "URL", requires = "app_name")]
     pub pyroscope: Option<String>,
     /// The application name: Pyroscope's `service_name` label.
@@ -30,6 +31,11 @@ pub struct ServiceArgs {
     /// Tenant sent as X-Scope-OrgID (multi-tenant Pyroscope).
     #[arg(long, value_name = "ID")]
     pub pyroscope_tenant_id: Option<String>,
+    /// PEM file of certificates to trust for an https:// Pyroscope, besides
+    /// the system's (SSL_CERT_FILE also works): a private CA or a
+    /// self-signed server.
+    #[arg(long, value_name = "FILE")]
+    pub pyroscope_ca: Option<std::path::PathBuf>,
     /// Seconds between two pushes.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = crate::args::seconds(0.1, 3600.0))]
     pub pyroscope_interval: f64,

@@ -439,3 +439,72 @@ fn web_report_endpoints_flame_graphs_and_timeline_in_chromium() {
     b.screenshot(&shot).unwrap_or_else(|e| panic!("{e}"));
     println!("screenshot: {}", shot.display());
 }
+
+/// The report's data document.
+fn report_data(html: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(html).expect("the report");
+    let open = r#"<script type="application/json" id="pyrometer-data">"#;
+    let i = text.find(open).expect("a data element") + open.len();
+    let j = text[i..].find("</script>").expect("the data element ends") + i;
+    serde_json::from_str(&text[i..j]).expect("JSON data")
+}
+
+/// `record -f html --group-by endpoint`: the flame graph's roots are the
+/// endpoints (as in `-f raw`), without the flag they are the stacks' own
+/// outermost frames.
+#[test]
+fn group_by_endpoint_roots_the_html_flame_graph_at_endpoints() {
+    let interp = one_interp();
+    let _cpu = cpu_lock();
+    let scratch = Scratch::new("html-group-by");
+    let python = interp.path.to_string_lossy().into_owned();
+    let script = target("wsgi_app.py").to_string_lossy().into_owned();
+    let roots = |grouped: bool| -> (Value, Vec<String>) {
+        let out_file = scratch.file(&format!("grouped-{grouped}.html"));
+        let mut args = vec!["record", "-r", "200", "-f", "html", "-o"];
+        let out_path = out_file.to_string_lossy().into_owned();
+        args.push(&out_path);
+        if grouped {
+            args.extend_from_slice(&["--group-by", "endpoint"]);
+        }
+        args.extend_from_slice(&["--", &python, &script, "2"]);
+        let out = pyrometer(&args);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let d = report_data(&out_file);
+        let f = &d["flame"];
+        let labels = f["labels"].as_array().cloned().unwrap_or_default();
+        let roots: Vec<String> = f["p"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(f["n"].as_array().into_iter().flatten())
+            .filter(|(p, _)| p.as_i64() == Some(0))
+            .filter_map(|(_, n)| {
+                labels
+                    .get(n.as_u64()? as usize)?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        (d["meta"]["endpoints_option"].clone(), roots)
+    };
+    let (flag, grouped) = roots(true);
+    assert_eq!(flag, Value::Bool(true));
+    assert!(
+        grouped
+            .iter()
+            .any(|r| r == "endpoint (GET wsgi_app.slow_view)"),
+        "{grouped:?}"
+    );
+    assert!(
+        grouped.iter().all(|r| r.starts_with("endpoint (")),
+        "{grouped:?}"
+    );
+    let (flag, plain) = roots(false);
+    assert_eq!(flag, Value::Bool(false));
+    assert!(
+        plain.iter().all(|r| !r.starts_with("endpoint (")),
+        "{plain:?}"
+    );
+    assert!(!plain.is_empty());
+}

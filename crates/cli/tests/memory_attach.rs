@@ -231,3 +231,55 @@ fn memory_interval_zero_reads_nothing() {
     let report = std::fs::read_to_string(&html).expect("the HTML report");
     assert!(!report.contains("id=\"memory\""));
 }
+
+/// `record --pid -f pprof` then `report -f html`: the memory section (the
+/// process's RSS chart, its peak, the growth tables with `grow` in them)
+/// comes through the saved profile.
+#[test]
+fn report_of_a_saved_pprof_has_the_memory_section() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-report");
+    let (child, _) = start_target(&interp, "grow.py", &["24"]).expect("grow.py starts");
+    let pid = child.pid().to_string();
+    let pb = scratch.file("memory.pb.gz");
+    let out = pyrometer(&[
+        "record",
+        "--pid",
+        &pid,
+        "-d",
+        "8",
+        "-f",
+        "pprof",
+        "-o",
+        pb.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let html = scratch.file("memory.html");
+    let out = pyrometer(&[
+        "report",
+        pb.to_str().unwrap(),
+        "-f",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = std::fs::read_to_string(&html).expect("the report");
+    let section = text
+        .split(r#"<section id="memory">"#)
+        .nth(1)
+        .expect("a memory section");
+    let section = section.split("</section>").next().unwrap_or("");
+    assert!(section.contains(&format!("pid {pid}")), "{section:.3000}");
+    assert!(section.contains("peak RSS"), "{section:.3000}");
+    assert!(
+        section.contains("class=\"rss\" points=\""),
+        "no RSS chart: {section:.3000}"
+    );
+    let functions = section
+        .split("memory growth by function (estimate)")
+        .nth(1)
+        .expect("a growth-by-function table");
+    assert!(functions.contains("grow (grow.py"), "{functions:.3000}");
+}

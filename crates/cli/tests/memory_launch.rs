@@ -587,3 +587,97 @@ fn fork_bomb_and_thread_churn_under_record_memory() {
         .unwrap_or_else(|| panic!("no hooked-process count: {stderr}"));
     assert!(hooked >= 101, "{hooked} processes hooked: {stderr}");
 }
+
+/// The `memory` value of an HTML report's data.
+fn report_memory(html: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(html).expect("the report");
+    let open = r#"<script type="application/json" id="pyrometer-data">"#;
+    let i = text.find(open).expect("a data element") + open.len();
+    let j = text[i..].find("</script>").expect("the data element ends") + i;
+    let data: serde_json::Value = serde_json::from_str(&text[i..j]).expect("JSON data");
+    data["memory"].clone()
+}
+
+/// What of a memory section does not depend on the run: the sites by
+/// allocated bytes (innermost function) and the leak candidates.
+fn memory_shape(m: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+    let names = |v: &serde_json::Value, n: usize| -> Vec<String> {
+        v.as_array()
+            .map(|rows| {
+                rows.iter()
+                    .take(n)
+                    .filter_map(|r| r["label"].as_str())
+                    .map(|l| l.split(' ').next().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (names(&m["functions"], 3), names(&m["leaks"], 10))
+}
+
+/// `record --memory -f pprof` then `report -f html` shows the memory
+/// section that `record --memory -f html` shows: the same sites in the
+/// same order, the same leak candidate, a live-bytes chart.
+#[test]
+fn report_of_a_saved_pprof_has_the_memory_section() {
+    let _cpu = cpu_lock();
+    let interp = one_interp();
+    let scratch = Scratch::new("memory-report");
+    let script = target("memory_known.py");
+    let pb = scratch.file("memory.pb.gz");
+    let direct = scratch.file("direct.html");
+    let from_pprof = scratch.file("from-pprof.html");
+    for (format, out) in [("pprof", &pb), ("html", &direct)] {
+        let run = pyrometer(&[
+            "record".as_ref(),
+            "--memory".as_ref(),
+            "-f".as_ref(),
+            format.as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--".as_ref(),
+            interp.path.as_os_str(),
+            script.as_os_str(),
+        ]);
+        assert!(run.status.success(), "{}", stderr_of(&run));
+    }
+    let run = pyrometer(&[
+        "report".as_ref(),
+        pb.as_os_str(),
+        "-f".as_ref(),
+        "html".as_ref(),
+        "-o".as_ref(),
+        from_pprof.as_os_str(),
+    ]);
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    let (saved, live) = (report_memory(&from_pprof), report_memory(&direct));
+    assert!(
+        saved.is_object(),
+        "no memory section after the round trip: {saved}"
+    );
+    let shape = memory_shape(&saved);
+    assert_eq!(
+        shape,
+        memory_shape(&live),
+        "saved {saved:.2000}\nlive {live:.2000}"
+    );
+    assert_eq!(
+        shape,
+        (
+            vec!["churn_b".into(), "churn_a".into(), "grow_c".into()],
+            vec!["grow_c".into()]
+        )
+    );
+    for m in [&saved, &live] {
+        let total = m["total_bytes"].as_f64().unwrap_or(0.0);
+        assert!(
+            (350e6..550e6).contains(&total),
+            "{total} bytes, expected about 450 MB"
+        );
+        assert!(
+            m["series"].as_array().is_some_and(|s| !s.is_empty()),
+            "no live-bytes chart: {m:.2000}"
+        );
+        assert_eq!(m["mean_bytes"], live["mean_bytes"]);
+    }
+}

@@ -12,14 +12,18 @@
 //! * a server that answers 500 for a while: the pushes are retried, none
 //!   is lost, the failures are counted in the summary;
 //! * a server that is down: pyrometer still ends on time and reports the
-//!   failures, and the output file is written.
+//!   failures, and the output file is written;
+//! * the same server over https (rustls, a self-signed certificate made by
+//!   rcgen): pushes arrive when `--pyroscope-ca` trusts the certificate,
+//!   and are refused by pyrometer, with a message saying what to do, when
+//!   nothing does.
 
 #[allow(unused_imports)]
 mod common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,6 +83,7 @@ impl Received {
 /// The stand-in server: answers `status_for(n)` to the n-th request (0-based).
 struct Server {
     port: u16,
+    tls: bool,
     received: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -86,6 +91,34 @@ struct Server {
 
 impl Server {
     fn start(status_for: impl Fn(usize) -> u16 + Send + 'static) -> Server {
+        Server::start_with(status_for, None)
+    }
+
+    /// The same server behind TLS with this certificate and key (PEM).
+    fn start_tls(
+        status_for: impl Fn(usize) -> u16 + Send + 'static,
+        cert: &str,
+        key: &str,
+    ) -> Server {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = vec![CertificateDer::from_pem_slice(cert.as_bytes()).expect("certificate PEM")];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server certificate");
+        Server::start_with(status_for, Some(Arc::new(config)))
+    }
+
+    fn start_with(
+        status_for: impl Fn(usize) -> u16 + Send + 'static,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Server {
+        let is_tls = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -97,8 +130,30 @@ impl Server {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let n = count.fetch_add(1, Ordering::SeqCst);
-                        if let Some(r) = serve(stream, status_for(n)) {
+                        if stream.set_nonblocking(false).is_err()
+                            || stream
+                                .set_read_timeout(Some(Duration::from_secs(10)))
+                                .is_err()
+                        {
+                            continue;
+                        }
+                        let received = match &tls {
+                            None => {
+                                serve(stream, || status_for(count.fetch_add(1, Ordering::SeqCst)))
+                            }
+                            Some(config) => {
+                                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                                    continue;
+                                };
+                                // The handshake happens on the first read;
+                                // a client that refuses the certificate
+                                // ends there (no request, not counted).
+                                serve(rustls::StreamOwned::new(conn, stream), || {
+                                    status_for(count.fetch_add(1, Ordering::SeqCst))
+                                })
+                            }
+                        };
+                        if let Some(r) = received {
                             rx.lock().unwrap().push(r);
                         }
                     }
@@ -108,6 +163,7 @@ impl Server {
         });
         Server {
             port,
+            tls: is_tls,
             received,
             stop,
             thread: Some(thread),
@@ -115,7 +171,8 @@ impl Server {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn received(&self) -> Vec<Received> {
@@ -132,12 +189,9 @@ impl Drop for Server {
     }
 }
 
-/// Read one request (headers, then Content-Length bytes), answer `status`.
-fn serve(mut stream: TcpStream, status: u16) -> Option<Received> {
-    stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
+/// Read one request (headers, then Content-Length bytes), answer the
+/// status `status()` gives (asked once a request has arrived).
+fn serve(mut stream: impl Read + Write, status: impl FnOnce() -> u16) -> Option<Received> {
     let mut data = Vec::new();
     let mut buf = [0u8; 8192];
     let head_end = loop {
@@ -172,6 +226,7 @@ fn serve(mut stream: TcpStream, status: u16) -> Option<Received> {
         }
         body.extend_from_slice(&buf[..n]);
     }
+    let status = status();
     let reply = if status == 200 {
         "{}"
     } else {
@@ -182,6 +237,7 @@ fn serve(mut stream: TcpStream, status: u16) -> Option<Received> {
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
         reply.len()
     );
+    let _ = stream.flush();
     Some(Received {
         method,
         path,
@@ -523,8 +579,15 @@ fn bad_pyroscope_settings_are_refused_before_anything_starts() {
     let out_file = scratch.file("out.svg");
     let cases: [(&[&str], &str); 7] = [
         (
-            &["--pyroscope", "https://pyro:4040", "--app-name", "a"],
-            "https is not supported",
+            &[
+                "--pyroscope",
+                "http://pyro:4040",
+                "--app-name",
+                "a",
+                "--pyroscope-ca",
+                "/etc/hostname",
+            ],
+            "--pyroscope-ca is for https:// URLs",
         ),
         (
             &["--pyroscope", "pyro:4040", "--app-name", "a"],
@@ -634,4 +697,152 @@ fn a_server_that_never_answers_does_not_hold_the_recording() {
     assert_eq!(n[0], 0, "{stderr}");
     assert!(n[5] >= 1, "unsent intervals: {stderr}");
     println!("silent server: took {took:?}, {connections} connections");
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (cert, key) PEM.
+fn self_signed() -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".into()])
+        .expect("rcgen");
+    (c.cert.pem(), c.key_pair.serialize_pem())
+}
+
+#[test]
+fn pushes_over_https_when_the_certificate_is_trusted() {
+    let interp = newest();
+    let _cpu = cpu_lock();
+    let scratch = Scratch::new("pyroscope-https");
+    let (cert, key) = self_signed();
+    let ca = scratch.file("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let ca = ca.to_string_lossy().into_owned();
+    let server = Server::start_tls(|_| 200, &cert, &key);
+    let url = server.url();
+    assert!(url.starts_with("https://"));
+
+    let (out, _, saved) = record(
+        &interp,
+        &scratch,
+        "2.5",
+        &[
+            "--pyroscope",
+            &url,
+            "--app-name",
+            "shop",
+            "--pyroscope-interval",
+            "1",
+            "--pyroscope-ca",
+            &ca,
+        ],
+    );
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "record failed: {stderr}");
+    let received = server.received();
+    assert!(
+        received.len() >= 2,
+        "{} pushes over https: {stderr}",
+        received.len()
+    );
+    let mut total = 0;
+    let mut functions = BTreeSet::new();
+    for r in &received {
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/push.v1.PusherService/Push")
+        );
+        let push = decode(r).unwrap_or_else(|e| panic!("undecodable push: {e}"));
+        assert_eq!(push.label("service_name"), Some("shop"));
+        assert_eq!(push.label("__name__"), Some("process_cpu"));
+        total += push.samples();
+        functions.extend(push.functions());
+    }
+    assert!(functions.contains("slow_view"), "{functions:?}");
+    assert_eq!(total, saved, "the https pushes add up to the saved profile");
+    let n = summary_numbers(&stderr);
+    assert_eq!(n[0], n[1], "every interval pushed: {stderr}");
+
+    // Trusted through SSL_CERT_FILE instead (the system's roots replaced
+    // by that file, as OpenSSL does).
+    let before = server.received().len();
+    let python = interp.path.to_string_lossy().into_owned();
+    let script = target("wsgi_app.py").to_string_lossy().into_owned();
+    let out = pyrometer_testsupport::run_with_timeout(
+        std::process::Command::new(PYROMETER)
+            .args([
+                "record",
+                "-f",
+                "raw",
+                "-o",
+                &scratch.file("env.txt").to_string_lossy(),
+                "--pyroscope",
+                &url,
+                "--app-name",
+                "shop",
+                "--pyroscope-interval",
+                "1",
+                "--",
+                &python,
+                &script,
+                "1.5",
+            ])
+            .env("SSL_CERT_FILE", &ca),
+        RUN_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "record failed: {stderr}");
+    assert!(
+        server.received().len() > before,
+        "nothing pushed with SSL_CERT_FILE: {stderr}"
+    );
+
+    // Not trusted (no --pyroscope-ca, and the system's CAs do not know
+    // it): nothing is sent, the recording still succeeds, and the summary
+    // says what failed and what to do.
+    let before = server.received().len();
+    let (out, _, _) = record(
+        &interp,
+        &scratch,
+        "1.2",
+        &[
+            "--pyroscope",
+            &url,
+            "--app-name",
+            "shop",
+            "--pyroscope-interval",
+            "1",
+        ],
+    );
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "record failed: {stderr}");
+    assert_eq!(
+        server.received().len(),
+        before,
+        "pushed to an untrusted server"
+    );
+    assert!(
+        stderr.contains("TLS handshake") && stderr.contains("--pyroscope-ca"),
+        "no TLS error in the summary: {stderr}"
+    );
+    assert_eq!(summary_numbers(&stderr)[0], 0, "{stderr}");
+
+    // --pyroscope-ca with a file that is not a certificate: refused at once.
+    let out = pyrometer(&[
+        "record",
+        "-d",
+        "1",
+        "--pyroscope",
+        &url,
+        "--app-name",
+        "shop",
+        "--pyroscope-ca",
+        "/etc/hostname",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("/etc/hostname"),
+        "{}",
+        stderr_of(&out)
+    );
 }

@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::time::Duration;
 
-use pyrometer_profile::{FrameId, Profile, ThreadKey, TimelineEntry};
+use pyrometer_profile::{FrameId, Profile, StrId, ThreadKey, TimelineEntry};
 use pyrometer_sampler::ThreadState;
 use serde_json::json;
 
+use crate::html::FxMap;
 use crate::{frame_label, StackOptions};
 
 /// A thread not sampled for longer than this many periods has a gap.
@@ -50,7 +51,10 @@ struct Slice {
 struct Names {
     list: Vec<String>,
     index: HashMap<String, usize>,
-    by_frame: HashMap<FrameId, usize>,
+    by_frame: FxMap<FrameId, usize>,
+    by_endpoint: FxMap<Option<StrId>, usize>,
+    /// Each label as a JSON string, made when first written.
+    json: Vec<Option<Vec<u8>>>,
 }
 
 impl Names {
@@ -78,11 +82,19 @@ fn path_of(
 ) -> Vec<SliceKey> {
     let mut path = Vec::new();
     if let Some(r) = e.request {
-        let label = e
-            .endpoint
-            .map(|ep| profile.str(ep).to_string())
-            .unwrap_or_else(|| "request".to_string());
-        path.push(SliceKey::Request(r, names.get(label)));
+        let id = match names.by_endpoint.get(&e.endpoint) {
+            Some(id) => *id,
+            None => {
+                let label = e
+                    .endpoint
+                    .map(|ep| profile.str(ep).to_string())
+                    .unwrap_or_else(|| "request".to_string());
+                let id = names.get(label);
+                names.by_endpoint.insert(e.endpoint, id);
+                id
+            }
+        };
+        path.push(SliceKey::Request(r, id));
     }
     for f in profile.stack_frames(e.stack) {
         let id = match names.by_frame.get(&f) {
@@ -195,13 +207,14 @@ pub fn write_chrometrace(
 
     write!(out, "{{\"traceEvents\":[")?;
     let mut first = true;
-    let mut emit = |out: &mut dyn Write, v: serde_json::Value| -> std::io::Result<()> {
-        if !first {
-            writeln!(out, ",")?;
-        }
-        first = false;
-        serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)
-    };
+    let emit =
+        |out: &mut dyn Write, first: &mut bool, v: serde_json::Value| -> std::io::Result<()> {
+            if !*first {
+                writeln!(out, ",")?;
+            }
+            *first = false;
+            serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)
+        };
 
     let pids: BTreeSet<i64> = by_thread.keys().map(|k| track(*k).0).collect();
     for pid in &pids {
@@ -212,6 +225,7 @@ pub fn write_chrometrace(
             .unwrap_or_else(|| format!("pid {pid}"));
         emit(
             out,
+            &mut first,
             json!({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
                    "ts": 0, "args": {"name": name}}),
         )?;
@@ -223,20 +237,46 @@ pub fn write_chrometrace(
         let name = thread.name.clone().unwrap_or_else(|| thread.label());
         emit(
             out,
+            &mut first,
             json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
                    "ts": 0, "args": {"name": name}}),
         )?;
+        // Slices are most of the trace (millions for a long timeline):
+        // written directly, keys in the order `serde_json` sorts them,
+        // each name escaped once.
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
         for s in slices_of(profile, opts, &mut names, entries, period) {
-            let (name, cat) = match s.key {
-                SliceKey::Request(_, label) => (&names.list[label], "request"),
-                SliceKey::Frame(label) => (&names.list[label], "python"),
+            let (label, cat) = match s.key {
+                SliceKey::Request(_, label) => (label, "request"),
+                SliceKey::Frame(label) => (label, "python"),
             };
-            emit(
-                out,
-                json!({"name": name, "cat": cat, "ph": "X", "pid": pid, "tid": tid,
-                       "ts": micros(s.start), "dur": micros(s.end - s.start)}),
-            )?;
+            if names.json.len() <= label {
+                names.json.resize(label + 1, None);
+            }
+            if names.json[label].is_none() {
+                names.json[label] = Some(serde_json::to_vec(&names.list[label])?);
+            }
+            buf.extend_from_slice(if first { b"" } else { b",\n" });
+            first = false;
+            buf.extend_from_slice(b"{\"cat\":\"");
+            buf.extend_from_slice(cat.as_bytes());
+            buf.extend_from_slice(b"\",\"dur\":");
+            serde_json::to_writer(&mut buf, &micros(s.end - s.start))?;
+            buf.extend_from_slice(b",\"name\":");
+            buf.extend_from_slice(names.json[label].as_deref().unwrap_or(b"\"\""));
+            buf.extend_from_slice(b",\"ph\":\"X\",\"pid\":");
+            serde_json::to_writer(&mut buf, &pid)?;
+            buf.extend_from_slice(b",\"tid\":");
+            serde_json::to_writer(&mut buf, &tid)?;
+            buf.extend_from_slice(b",\"ts\":");
+            serde_json::to_writer(&mut buf, &micros(s.start))?;
+            buf.push(b'}');
+            if buf.len() >= 1 << 16 {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
         }
+        out.write_all(&buf)?;
     }
     let timeline = profile.timeline();
     let kept = timeline.entries().len();

@@ -21,7 +21,8 @@
 //!   meta: { target, python_version, duration_s, rate_requested,
 //!           rate_achieved, ticks, late_ticks, errors, samples,
 //!           shown_samples, no_python_samples, truncated_samples,
-//!           include_idle, threads_option, processes_option, function_lines },
+//!           include_idle, threads_option, processes_option, endpoints_option,
+//!           function_lines },
 //!   states: ["python", "native", "gil-wait", "idle"],
 //!   state_totals: [4 counts],                     // every sample
 //!   lines: { total, rows: [{ path, short, line, src|null, own, total, split }] },
@@ -278,7 +279,7 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
     let mut per_thread: FxMap<ThreadKey, Split> = FxMap::default();
     let mut by_stack: FxMap<StackId, Split> = FxMap::default();
     // The flame graph's process and thread root frames, per thread.
-    let mut prefixes: FxMap<ThreadKey, u32> = FxMap::default();
+    let mut prefixes: FxMap<(Option<StrId>, ThreadKey), u32> = FxMap::default();
     let mut shown = 0u64;
     let mut no_python = 0u64;
     // The order of the keys does not show in the report (every list in
@@ -308,7 +309,8 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
             continue;
         };
         by_stack.entry(stack).or_insert([0; 4])[si] += count;
-        let prefix = tree.thread_prefix(profile, opts, &mut prefixes, key.thread);
+        let endpoint = opts.endpoints.then_some(key.endpoint);
+        let prefix = tree.thread_prefix(profile, opts, &mut prefixes, endpoint, key.thread);
         let node = tree.node_for(profile, opts, prefix, stack);
         tree.own[node as usize] += count;
     }
@@ -341,6 +343,7 @@ fn report_data(profile: &Profile, opts: &StackOptions, title: &str, limits: &Lim
             "include_idle": opts.include_idle,
             "threads_option": opts.threads,
             "processes_option": opts.processes,
+            "endpoints_option": opts.endpoints,
             "function_lines": opts.function_lines,
         },
         "states": STATES.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
@@ -422,9 +425,10 @@ fn endpoint_rows(
     for group in groups {
         let mut tree = Tree::new(0);
         tree.swap_labels(main_tree);
-        let mut prefixes: FxMap<ThreadKey, u32> = FxMap::default();
+        let mut prefixes: FxMap<(Option<StrId>, ThreadKey), u32> = FxMap::default();
         for (thread, stack, count) in group {
-            let prefix = tree.thread_prefix(profile, opts, &mut prefixes, thread);
+            // An endpoint's own graph needs no endpoint root frame.
+            let prefix = tree.thread_prefix(profile, opts, &mut prefixes, None, thread);
             let node = tree.node_for(profile, opts, prefix, stack);
             tree.own[node as usize] += count;
         }
@@ -851,13 +855,21 @@ impl Tree {
         &mut self,
         profile: &Profile,
         opts: &StackOptions,
-        prefixes: &mut FxMap<ThreadKey, u32>,
+        prefixes: &mut FxMap<(Option<StrId>, ThreadKey), u32>,
+        endpoint: Option<Option<StrId>>,
         thread: ThreadKey,
     ) -> u32 {
-        if let Some(&p) = prefixes.get(&thread) {
+        let key = (endpoint.flatten(), thread);
+        if let Some(&p) = prefixes.get(&key) {
             return p;
         }
         let mut prefix = 0;
+        // `--group-by endpoint`: an `endpoint (METHOD module.view)` root
+        // frame, as the folded stacks have (`None`: not grouped).
+        if let Some(e) = endpoint {
+            let e = e.map_or("none", |e| profile.str(e));
+            prefix = self.child_named(prefix, &format!("endpoint ({e})"));
+        }
         if opts.processes {
             let pid = profile.thread(thread).pid;
             let cmd = profile.process_cmdline(pid).unwrap_or("");
@@ -867,7 +879,7 @@ impl Tree {
             let label = format!("thread ({})", profile.thread(thread).label());
             prefix = self.child_named(prefix, &label);
         }
-        prefixes.insert(thread, prefix);
+        prefixes.insert(key, prefix);
         prefix
     }
 
@@ -1527,6 +1539,46 @@ mod tests {
         assert_eq!(t["processes"][0]["counts"], json!([3, 0]));
         assert_eq!(t["processes"][1]["pid"], 11);
         assert_eq!(t["processes"][1]["counts"], json!([0, 2]));
+
+        // `--group-by endpoint`: the flame graph's roots are the endpoints,
+        // as in the folded stacks; the endpoints' own graphs are unchanged.
+        let roots = |d: &Value| -> Vec<(String, u64)> {
+            let f = &d["flame"];
+            let (p, n, v) = (
+                f["p"].as_array().unwrap(),
+                f["n"].as_array().unwrap(),
+                f["v"].as_array().unwrap(),
+            );
+            let mut out: Vec<(String, u64)> = (0..p.len())
+                .filter(|&i| p[i] == 0)
+                .map(|i| {
+                    let label = &f["labels"][n[i].as_u64().unwrap() as usize];
+                    (label.as_str().unwrap().to_string(), v[i].as_u64().unwrap())
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        assert_eq!(
+            roots(&d),
+            vec![
+                ("accept (app.py:3)".to_string(), 1),
+                ("serve (app.py:3)".to_string(), 4)
+            ]
+        );
+        opts.endpoints = true;
+        let g = data_of(&html_of(&p, &opts));
+        assert_eq!(g["meta"]["endpoints_option"], true);
+        assert_eq!(
+            roots(&g),
+            vec![
+                ("endpoint (GET app.fast_view)".to_string(), 1),
+                ("endpoint (GET app.slow_view)".to_string(), 3),
+                ("endpoint (none)".to_string(), 1),
+            ]
+        );
+        assert_eq!(g["flame"]["total"], 5);
+        assert_eq!(g["endpoints"][0]["flame"], e[0]["flame"]);
     }
 
     #[test]

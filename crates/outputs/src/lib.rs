@@ -7,6 +7,7 @@ mod html;
 pub mod memory;
 mod pprof;
 pub mod pyroscope;
+mod pyroscope_tls;
 mod speedscope;
 pub mod top;
 

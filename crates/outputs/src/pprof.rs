@@ -22,6 +22,9 @@
 //!   labels `timestamp_ns` (ns since the start, unit `nanoseconds`),
 //!   `pid`, `thread_id`, `state`, `endpoint` and `request` (the request's
 //!   identity); comments `timeline_limit` and `timeline_dropped`;
+//! * memory (attach-mode readings, peaks and growth; `record --memory`
+//!   allocation sites): more samples of the same kind, each marked by a
+//!   label (see `pprof/side.rs`, `pprof/memory.rs`);
 //! * `comment`s `pyrometer.KEY=VALUE` with the recording's facts (target,
 //!   Python version, rate, ticks, late ticks, errors, …), values escaped
 //!   with `\\`, `\n`, `\r`, `\t`.
@@ -33,11 +36,15 @@
 //!   not saved).
 
 mod memory;
+mod side;
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
+
+use side::{key, Labels, Side, SideSample};
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prost::encoding as enc;
 use prost::Message;
 use pyrometer_profile::{
     FrameId, FrameInfo, Profile, StackId, StackNode, ThreadInfo, ThreadKey, TimelineEntry,
@@ -248,14 +255,14 @@ pub const TIMESTAMP_LABEL: &str = "timestamp_ns";
 /// A string table under construction.
 struct Strings {
     table: Vec<String>,
-    index: HashMap<String, i64>,
+    index: FxMap<String, i64>,
 }
 
 impl Strings {
     fn new() -> Self {
         let mut s = Strings {
             table: Vec::new(),
-            index: HashMap::new(),
+            index: FxMap::default(),
         };
         s.get("");
         s
@@ -433,6 +440,12 @@ fn ns_per_sample(rate: f64) -> f64 {
 
 /// The profile as an uncompressed `profile.proto` message.
 pub fn pprof_message(profile: &Profile) -> proto::Profile {
+    // What `write_pprof` writes, decoded: one encoder for both.
+    proto::Profile::decode(encode_pprof(profile).as_slice()).unwrap_or_default()
+}
+
+/// The profile, encoded as a `profile.proto` message.
+fn encode_pprof(profile: &Profile) -> Vec<u8> {
     let mut st = Strings::new();
     let meta = &profile.meta;
     let per = ns_per_sample(meta.rate);
@@ -453,11 +466,9 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     ];
 
     let mut functions: Vec<proto::Function> = Vec::new();
-    let mut function_ids: HashMap<(i64, i64, i32), u64> = HashMap::new();
+    let mut function_ids: FxMap<(i64, i64, i32), u64> = FxMap::default();
     let mut locations: Vec<proto::Location> = Vec::new();
-    let mut location_ids: HashMap<FrameId, u64> = HashMap::new();
-    let mut samples = Vec::new();
-
+    let mut location_ids: FxMap<FrameId, u64> = FxMap::default();
     let keys = [
         st.get("thread_name"),
         st.get("thread_id"),
@@ -504,137 +515,159 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         id
     };
 
+    // Samples are encoded as they are made, in file order (the reader
+    // depends on it), so that a million of them are never held as
+    // `proto::Sample`s; each stack's locations and each thread's labels
+    // are encoded once and copied into every sample that has them.
+    let n_values = if profile.allocations().enabled {
+        sample_type.len() + memory::TYPES.len()
+    } else {
+        sample_type.len()
+    };
+    let mut sample_bytes: Vec<u8> = Vec::new();
+    let mut stack_locations: FxMap<Option<StackId>, Vec<u64>> = FxMap::default();
+    /// A stack's location ids, leaf first, made once.
+    fn locations_of<'m>(
+        cache: &'m mut FxMap<Option<StackId>, Vec<u64>>,
+        profile: &Profile,
+        st: &mut Strings,
+        location_of: &mut dyn FnMut(&mut Strings, FrameId) -> u64,
+        stack: Option<StackId>,
+    ) -> &'m Vec<u64> {
+        cache.entry(stack).or_insert_with(|| {
+            profile
+                .stack_frames(stack)
+                .iter()
+                .rev()
+                .map(|fid| location_of(st, *fid))
+                .collect()
+        })
+    }
+    let mut packed_locations: FxMap<Option<StackId>, Vec<u8>> = FxMap::default();
+    let mut thread_labels: FxMap<ThreadKey, Vec<u8>> = FxMap::default();
+    let mut str_ids: FxMap<pyrometer_profile::StrId, i64> = FxMap::default();
+    let mut profile_str = |st: &mut Strings, id: pyrometer_profile::StrId| -> i64 {
+        *str_ids.entry(id).or_insert_with(|| st.get(profile.str(id)))
+    };
+    let str_label = |key: i64, str: i64| proto::Label {
+        key,
+        str,
+        num: 0,
+        num_unit: 0,
+    };
+    let num_label = |key: i64, num: i64| proto::Label {
+        key,
+        str: 0,
+        num,
+        num_unit: 0,
+    };
+    let k_endpoint = st.get("endpoint");
+    let k_category = st.get("category");
+
+    let mut body: Vec<u8> = Vec::with_capacity(512);
     for (key, count) in profile.counts() {
-        let location_id: Vec<u64> = profile
-            .stack_frames(key.stack)
-            .iter()
-            .rev()
-            .map(|fid| location_of(&mut st, *fid))
-            .collect();
-        let thread = profile.thread(key.thread);
-        let mut label = Vec::new();
-        let str_label = |st: &mut Strings, key: i64, value: &str| proto::Label {
-            key,
-            str: st.get(value),
-            num: 0,
-            num_unit: 0,
-        };
-        let num_label = |key: i64, num: i64| proto::Label {
-            key,
-            str: 0,
-            num,
-            num_unit: 0,
-        };
-        if let Some(name) = &thread.name {
-            label.push(str_label(&mut st, k_name, name));
-        }
-        label.push(num_label(k_tid, thread.thread_id as i64));
-        if let Some(native) = thread.native_id {
-            label.push(num_label(k_native, i64::from(native)));
-        }
-        label.push(num_label(k_pid, i64::from(thread.pid)));
-        if let Some(cmd) = profile.process_cmdline(thread.pid) {
-            label.push(str_label(&mut st, k_process, cmd));
-        }
-        if let Some(role) = profile.process_role(thread.pid) {
-            let k = st.get("process_role");
-            label.push(str_label(&mut st, k, role));
-        }
-        label.push(str_label(&mut st, k_state, state_label(key.state)));
-        if let Some(e) = key.endpoint {
-            let k = st.get("endpoint");
-            label.push(str_label(&mut st, k, profile.str(e)));
-        }
-        if let Some(c) = key.category {
-            let k = st.get("category");
-            label.push(str_label(&mut st, k, profile.str(c)));
-        }
+        body.clear();
+        let packed = packed_locations.entry(key.stack).or_insert_with(|| {
+            let ids = locations_of(
+                &mut stack_locations,
+                profile,
+                &mut st,
+                &mut location_of,
+                key.stack,
+            );
+            let mut packed = Vec::new();
+            enc::uint64::encode_packed(1, ids, &mut packed);
+            packed
+        });
+        body.extend_from_slice(packed);
         let wall = (count as f64 * per).round() as i64;
         let cpu = if key.state.is_active() { wall } else { 0 };
-        samples.push(proto::Sample {
-            location_id,
-            value: vec![count as i64, wall, cpu],
-            label,
+        let mut values = [0i64; 16];
+        values[0] = count as i64;
+        values[1] = wall;
+        values[2] = cpu;
+        enc::int64::encode_packed(2, &values[..n_values.min(values.len())], &mut body);
+        let thread = thread_labels.entry(key.thread).or_insert_with(|| {
+            let thread = profile.thread(key.thread);
+            let mut label = Vec::new();
+            if let Some(name) = &thread.name {
+                label.push(str_label(k_name, st.get(name)));
+            }
+            label.push(num_label(k_tid, thread.thread_id as i64));
+            if let Some(native) = thread.native_id {
+                label.push(num_label(k_native, i64::from(native)));
+            }
+            label.push(num_label(k_pid, i64::from(thread.pid)));
+            if let Some(cmd) = profile.process_cmdline(thread.pid) {
+                label.push(str_label(k_process, st.get(cmd)));
+            }
+            if let Some(role) = profile.process_role(thread.pid) {
+                let k = st.get("process_role");
+                label.push(str_label(k, st.get(role)));
+            }
+            let mut bytes = Vec::new();
+            for l in &label {
+                enc::message::encode(3, l, &mut bytes);
+            }
+            bytes
         });
+        body.extend_from_slice(thread);
+        let state = str_label(k_state, st.get(state_label(key.state)));
+        enc::message::encode(3, &state, &mut body);
+        if let Some(e) = key.endpoint {
+            enc::message::encode(
+                3,
+                &str_label(k_endpoint, profile_str(&mut st, e)),
+                &mut body,
+            );
+        }
+        if let Some(c) = key.category {
+            enc::message::encode(
+                3,
+                &str_label(k_category, profile_str(&mut st, c)),
+                &mut body,
+            );
+        }
+        enc::encode_key(2, enc::WireType::LengthDelimited, &mut sample_bytes);
+        enc::encode_varint(body.len() as u64, &mut sample_bytes);
+        sample_bytes.extend_from_slice(&body);
     }
 
     // The timeline: one zero-valued sample per kept sample, in time order,
-    // with a `timestamp_ns` label (nanoseconds since the start). Zero
-    // values leave every total of the aggregated samples above unchanged.
-    let timeline_keys = [
-        st.get(TIMESTAMP_LABEL),
-        st.get("nanoseconds"),
-        st.get("request"),
-    ];
-    let [k_time, k_ns, k_request] = timeline_keys;
+    // with a `timestamp_ns` label (nanoseconds since the start).
     for e in profile.timeline().entries() {
-        let location_id: Vec<u64> = profile
-            .stack_frames(e.stack)
-            .iter()
-            .rev()
-            .map(|fid| location_of(&mut st, *fid))
-            .collect();
+        let location_id = locations_of(
+            &mut stack_locations,
+            profile,
+            &mut st,
+            &mut location_of,
+            e.stack,
+        )
+        .clone();
         let thread = profile.thread(e.thread);
-        let mut label = vec![
-            proto::Label {
-                key: k_time,
-                str: 0,
-                num: e.time.as_nanos().min(i64::MAX as u128) as i64,
-                num_unit: k_ns,
-            },
-            proto::Label {
-                key: k_tid,
-                str: 0,
-                num: thread.thread_id as i64,
-                num_unit: 0,
-            },
-            proto::Label {
-                key: k_pid,
-                str: 0,
-                num: i64::from(thread.pid),
-                num_unit: 0,
-            },
-            proto::Label {
-                key: k_state,
-                str: st.get(state_label(e.state)),
-                num: 0,
-                num_unit: 0,
-            },
-        ];
+        let ns = e.time.as_nanos().min(i64::MAX as u128) as i64;
+        let mut side = SideSample::marked_num(&mut st, TIMESTAMP_LABEL, ns, "nanoseconds");
+        side.num(&mut st, "thread_id", thread.thread_id as i64, "")
+            .num(&mut st, "pid", i64::from(thread.pid), "")
+            .str(&mut st, "state", state_label(e.state));
         if let Some(ep) = e.endpoint {
-            let k = st.get("endpoint");
-            label.push(proto::Label {
-                key: k,
-                str: st.get(profile.str(ep)),
-                num: 0,
-                num_unit: 0,
-            });
+            side.str(&mut st, "endpoint", profile.str(ep));
         }
         if let Some(r) = e.request {
-            label.push(proto::Label {
-                key: k_request,
-                str: 0,
-                num: r as i64,
-                num_unit: 0,
-            });
+            side.num(&mut st, "request", r as i64, "");
         }
-        samples.push(proto::Sample {
-            location_id,
-            value: vec![0, 0, 0],
-            label,
-        });
+        let sample = side.finish(location_id, vec![0; n_values]);
+        enc::message::encode(2, &sample, &mut sample_bytes);
     }
 
     // Memory (attach mode): zero-valued samples labelled `memory`, see
-    // `memory_samples`.
-    samples.extend(memory_samples(profile, &mut st, &mut location_of));
-    memory::append(
-        profile,
-        &mut st,
-        &mut sample_type,
-        &mut samples,
-        &mut location_of,
-    );
+    // `memory_samples`; allocation sites (`record --memory`).
+    for sample in memory_samples(profile, &mut st, &mut location_of, n_values) {
+        enc::message::encode(2, &sample, &mut sample_bytes);
+    }
+    for sample in memory::append(profile, &mut st, &mut sample_type, &mut location_of) {
+        enc::message::encode(2, &sample, &mut sample_bytes);
+    }
 
     let mut comments: Vec<(String, String)> = vec![
         ("version".into(), env!("CARGO_PKG_VERSION").into()),
@@ -666,6 +699,7 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
     }
     comments.extend(saved_extras(profile));
     comments.extend(memory_comments(profile));
+    comments.extend(memory::comments(profile));
     let comment = comments
         .iter()
         .map(|(k, v)| st.get(&format!("{COMMENT_PREFIX}{k}={}", escape(v))))
@@ -697,9 +731,9 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         has_line_numbers: true,
         ..Default::default()
     }];
-    proto::Profile {
+    let rest = proto::Profile {
         sample_type,
-        sample: samples,
+        sample: Vec::new(),
         mapping,
         location: locations,
         function: functions,
@@ -713,12 +747,17 @@ pub fn pprof_message(profile: &Profile) -> proto::Profile {
         comment,
         default_sample_type,
         doc_url: 0,
-    }
+    };
+    // Repeated fields concatenate: the samples above come first, then the
+    // rest of the message (whose field order does not matter).
+    let mut out = sample_bytes;
+    out.extend_from_slice(&rest.encode_to_vec());
+    out
 }
 
 /// Write the profile as a gzipped pprof (`.pb.gz`).
 pub fn write_pprof(profile: &Profile, out: &mut dyn Write) -> std::io::Result<()> {
-    let bytes = pprof_message(profile).encode_to_vec();
+    let bytes = encode_pprof(profile);
     // The fastest level, as Go's runtime/pprof writes them: large
     // profiles compress several times faster for a slightly larger file.
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
@@ -728,16 +767,26 @@ pub fn write_pprof(profile: &Profile, out: &mut dyn Write) -> std::io::Result<()
 
 /// Decode a pprof profile, gzipped (as written) or not.
 pub fn decode_pprof(bytes: &[u8]) -> Result<proto::Profile, PprofError> {
-    let gzipped = bytes.starts_with(&[0x1f, 0x8b]);
+    let (gzipped, data) = inflate(bytes)?;
+    check_decoded(gzipped, proto::Profile::decode(data.as_ref()))
+}
+
+/// The message of a pprof file, and whether it was gzipped.
+fn inflate(bytes: &[u8]) -> Result<(bool, std::borrow::Cow<'_, [u8]>), PprofError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok((false, std::borrow::Cow::Borrowed(bytes)));
+    }
     let mut inflated = Vec::new();
-    let data: &[u8] = if gzipped {
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut inflated)
-            .map_err(|e| PprofError::NotPprof(format!("bad gzip data: {e}")))?;
-        &inflated
-    } else {
-        bytes
-    };
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut inflated)
+        .map_err(|e| PprofError::NotPprof(format!("bad gzip data: {e}")))?;
+    Ok((true, std::borrow::Cow::Owned(inflated)))
+}
+
+fn check_decoded(
+    gzipped: bool,
+    decoded: Result<proto::Profile, prost::DecodeError>,
+) -> Result<proto::Profile, PprofError> {
     let why = |detail: String| {
         PprofError::NotPprof(if gzipped {
             detail
@@ -745,21 +794,85 @@ pub fn decode_pprof(bytes: &[u8]) -> Result<proto::Profile, PprofError> {
             "no gzip header".into()
         })
     };
-    let p = proto::Profile::decode(data)
-        .map_err(|e| why(format!("the data is not a profile.proto message: {e}")))?;
+    let p = decoded.map_err(|e| why(format!("the data is not a profile.proto message: {e}")))?;
     if p.string_table.first().map(String::as_str) != Some("") || p.sample_type.is_empty() {
         return Err(why("no string table or sample types".into()));
     }
     Ok(p)
 }
 
+/// A pprof message decoded but for its samples, which are left encoded
+/// (byte ranges of `data`, in order): the reader decodes them one at a
+/// time into one `proto::Sample`, so that a million samples cost no
+/// million allocations.
+struct LazyProfile<'a> {
+    profile: proto::Profile,
+    data: std::borrow::Cow<'a, [u8]>,
+    samples: Vec<(usize, usize)>,
+}
+
+fn decode_lazily(bytes: &[u8]) -> Result<LazyProfile<'_>, PprofError> {
+    let (gzipped, data) = inflate(bytes)?;
+    let corrupt = || {
+        PprofError::NotPprof(if gzipped {
+            "the data is not a profile.proto message: a field runs past its end".into()
+        } else {
+            "no gzip header".into()
+        })
+    };
+    let mut rest: Vec<u8> = Vec::new();
+    let mut samples = Vec::new();
+    let mut buf: &[u8] = &data;
+    let total = data.len();
+    while !buf.is_empty() {
+        let start = total - buf.len();
+        let (tag, wire) = enc::decode_key(&mut buf).map_err(|_| corrupt())?;
+        match wire {
+            enc::WireType::Varint => {
+                enc::decode_varint(&mut buf).map_err(|_| corrupt())?;
+            }
+            enc::WireType::SixtyFourBit | enc::WireType::ThirtyTwoBit => {
+                let n = if wire == enc::WireType::SixtyFourBit {
+                    8
+                } else {
+                    4
+                };
+                buf = buf.get(n..).ok_or_else(corrupt)?;
+            }
+            enc::WireType::LengthDelimited => {
+                let len = enc::decode_varint(&mut buf).map_err(|_| corrupt())?;
+                let len = usize::try_from(len).map_err(|_| corrupt())?;
+                if len > buf.len() {
+                    return Err(corrupt());
+                }
+                if tag == 2 {
+                    let at = total - buf.len();
+                    samples.push((at, at + len));
+                    buf = &buf[len..];
+                    continue;
+                }
+                buf = &buf[len..];
+            }
+            _ => return Err(corrupt()),
+        }
+        rest.extend_from_slice(&data[start..total - buf.len()]);
+    }
+    let profile = check_decoded(gzipped, proto::Profile::decode(rest.as_slice()))?;
+    Ok(LazyProfile {
+        profile,
+        data,
+        samples,
+    })
+}
+
 /// One sample of the file, resolved.
-struct Parsed {
-    frames: Vec<FrameInfo>,
+struct Parsed<'a> {
+    /// Index in the distinct stacks.
+    stack: usize,
     thread: ThreadKey,
     state: ThreadState,
-    endpoint: Option<String>,
-    category: Option<String>,
+    endpoint: Option<&'a str>,
+    category: Option<&'a str>,
     count: u64,
 }
 
@@ -767,7 +880,8 @@ struct Parsed {
 /// own, with its labels and comments, or another tool's (threads and
 /// states then default to one thread running Python).
 pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
-    let p = decode_pprof(bytes)?;
+    let lazy = decode_lazily(bytes)?;
+    let p = &lazy.profile;
     let s = |i: i64| -> Result<&str, PprofError> {
         usize::try_from(i)
             .ok()
@@ -805,6 +919,13 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             }
         }
     };
+
+    let type_names = p
+        .sample_type
+        .iter()
+        .map(|t| Ok((s(t.r#type)?, s(t.unit)?)))
+        .collect::<Result<Vec<_>, PprofError>>()?;
+    let alloc_indices = memory::value_indices(&type_names);
 
     // Facts from the comments.
     let mut facts: BTreeMap<String, String> = BTreeMap::new();
@@ -846,7 +967,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     restore_extras(&mut profile, &facts);
 
     // Functions and locations.
-    let mut functions = HashMap::new();
+    let mut functions = FxMap::default();
     for f in &p.function {
         if f.id == 0 {
             return Err(PprofError::Corrupt("function id 0".into()));
@@ -855,7 +976,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         let filename = profile.intern(s(f.filename)?);
         functions.insert(f.id, (name, filename, f.start_line as i32));
     }
-    let mut locations: HashMap<u64, Vec<FrameInfo>> = HashMap::new();
+    let mut locations: FxMap<u64, Vec<FrameInfo>> = FxMap::default();
     for l in &p.location {
         if l.id == 0 {
             return Err(PprofError::Corrupt("location id 0".into()));
@@ -891,10 +1012,30 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     }
 
     // Samples, in file order; threads interned in order of appearance.
+    // Samples with the same locations share one resolved stack (`stacks`),
+    // and the same thread labels one thread key: a file of a million
+    // samples has a few tens of thousands of each.
     let mut parsed = Vec::with_capacity(p.sample.len());
+    let mut stacks: Vec<Vec<FrameInfo>> = Vec::new();
+    // rustc-hash: the crate's own Fx mixes long keys too weakly.
+    let mut stack_of: rustc_hash::FxHashMap<Vec<u64>, usize> = Default::default();
+    let mut last_stack: (Vec<u64>, usize) = (Vec::new(), usize::MAX);
+    let mut sample = proto::Sample::default();
+    // (pid, thread id, native id, name) → thread.
+    type ThreadLabels<'a> = (i32, u64, Option<i32>, Option<&'a str>);
+    let mut thread_of: FxMap<ThreadLabels, ThreadKey> = FxMap::default();
     let mut timeline = Vec::new();
     let mut saved_memory: Vec<SavedMemory> = Vec::new();
-    for sample in &p.sample {
+    let mut saved_sites: Vec<memory::SavedSite> = Vec::new();
+    let mut labels = Labels::default();
+    // The key code of every string of the table, once.
+    let key_codes: Vec<u8> = p.string_table.iter().map(|k| key::of(k)).collect();
+    for &(from, to) in &lazy.samples {
+        sample.clear();
+        let encoded = lazy.data.get(from..to).unwrap_or_default();
+        sample
+            .merge(encoded)
+            .map_err(|e| PprofError::Corrupt(format!("a sample does not decode: {e}")))?;
         let Some(v) = sample.value.get(value_index) else {
             return Err(PprofError::Corrupt(format!(
                 "a sample has {} values for {} sample types",
@@ -903,108 +1044,167 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
             )));
         };
         let count = (*v as f64 / divisor).round();
-        let mut timestamp = None;
-        let mut request = None;
-        let mut thread = ThreadInfo {
-            pid: 0,
-            thread_id: 0,
-            native_id: None,
-            name: None,
-        };
+        labels.clear();
+        for l in &sample.label {
+            let code = usize::try_from(l.key)
+                .ok()
+                .and_then(|i| key_codes.get(i))
+                .copied()
+                .unwrap_or(key::OTHER);
+            labels.push(code, s(l.key)?, s(l.str)?, l.num);
+        }
+        let side = labels.side();
+        if side.is_none() && count < 1.0 {
+            continue;
+        }
+        let mut pid = 0;
+        let mut thread_id = 0;
+        let mut native_id = None;
+        let mut thread_name = None;
         let mut state = ThreadState::Python;
         let mut cmdline = None;
         let mut role = None;
-        let mut endpoint = None;
-        let mut category = None;
-        let mut memory: Option<SavedMemory> = None;
-        for l in &sample.label {
-            let key = s(l.key)?;
-            let text = s(l.str)?;
-            let number = if l.str != 0 {
-                text.parse::<i64>().ok()
-            } else {
-                Some(l.num)
+        for (code, text, num) in labels.iter() {
+            // Numbers may come as strings from other tools.
+            let number = || {
+                if text.is_empty() {
+                    Some(num)
+                } else {
+                    text.parse::<i64>().ok()
+                }
             };
-            match key {
-                "thread_name" if !text.is_empty() => thread.name = Some(text.to_string()),
-                "thread_id" => thread.thread_id = number.unwrap_or(0) as u64,
-                "native_id" => thread.native_id = number.map(|n| n as i32),
-                "pid" => thread.pid = number.unwrap_or(0) as i32,
-                "process" => cmdline = Some(text),
-                "process_role" if !text.is_empty() => role = Some(text),
-                "state" => state = parse_state(text).unwrap_or(ThreadState::Python),
-                "endpoint" if !text.is_empty() => endpoint = Some(text.to_string()),
-                "category" if !text.is_empty() => category = Some(text.to_string()),
-                TIMESTAMP_LABEL => timestamp = Some(l.num),
-                "request" => request = Some(l.num as u64),
-                MEMORY_LABEL => {
-                    memory.get_or_insert_with(SavedMemory::default).kind = text.to_string()
-                }
-                "memory_time_ns" | "rss_bytes" | "heap_bytes" | "growth_bytes" | "peak_samples" => {
-                    memory
-                        .get_or_insert_with(SavedMemory::default)
-                        .set(key, l.num)
-                }
+            match code {
+                key::THREAD_NAME if !text.is_empty() => thread_name = Some(text),
+                key::THREAD_ID => thread_id = number().unwrap_or(0) as u64,
+                key::NATIVE_ID => native_id = number().map(|n| n as i32),
+                key::PID => pid = number().unwrap_or(0) as i32,
+                key::PROCESS => cmdline = Some(text),
+                key::PROCESS_ROLE if !text.is_empty() => role = Some(text),
+                key::STATE => state = parse_state(text).unwrap_or(ThreadState::Python),
                 _ => {}
             }
         }
-        if timestamp.is_none() && memory.is_none() && count < 1.0 {
-            continue;
-        }
         if let Some(cmd) = cmdline {
-            if profile.process_cmdline(thread.pid).is_none() {
-                profile.set_process(thread.pid, cmd);
+            if profile.process_cmdline(pid).is_none() {
+                profile.set_process(pid, cmd);
             }
         }
         if let Some(r) = role {
-            profile.set_process_role(thread.pid, r);
+            profile.set_process_role(pid, r);
         }
-        let mut frames = Vec::new();
-        for id in sample.location_id.iter().rev() {
-            let lines = locations.get(id).ok_or_else(|| {
-                PprofError::Corrupt(format!(
-                    "a sample refers to location {id}, which does not exist"
-                ))
-            })?;
-            // Lines are innermost first: the caller is last.
-            frames.extend(lines.iter().rev().copied());
-        }
-        if let Some(mut m) = memory {
-            m.pid = thread.pid;
-            m.endpoint = endpoint;
-            m.frames = frames;
-            saved_memory.push(m);
-            continue;
-        }
-        if let Some(ns) = timestamp {
-            timeline.push(TimelineSample {
-                frames,
-                thread: profile.thread_key(thread),
+        let locations_here = sample.location_id.as_slice();
+        // Samples are written by stack: the last one's is often the same.
+        let known = if last_stack.1 != usize::MAX && last_stack.0 == locations_here {
+            Some(last_stack.1)
+        } else {
+            stack_of.get(locations_here).copied()
+        };
+        let stack = match known {
+            Some(i) => i,
+            None => {
+                let mut frames = Vec::new();
+                for id in sample.location_id.iter().rev() {
+                    let lines = locations.get(id).ok_or_else(|| {
+                        PprofError::Corrupt(format!(
+                            "a sample refers to location {id}, which does not exist"
+                        ))
+                    })?;
+                    // Lines are innermost first: the caller is last.
+                    frames.extend(lines.iter().rev().copied());
+                }
+                stacks.push(frames);
+                stack_of.insert(locations_here.to_vec(), stacks.len() - 1);
+                stacks.len() - 1
+            }
+        };
+        last_stack.0.clear();
+        last_stack.0.extend_from_slice(locations_here);
+        last_stack.1 = stack;
+        let endpoint = labels.str_of(key::ENDPOINT);
+        let mut thread = || {
+            *thread_of
+                .entry((pid, thread_id, native_id, thread_name))
+                .or_insert_with(|| {
+                    profile.thread_key(ThreadInfo {
+                        pid,
+                        thread_id,
+                        native_id,
+                        name: thread_name.map(str::to_string),
+                    })
+                })
+        };
+        match side {
+            Some(Side::Memory(kind)) => {
+                let mut m = SavedMemory {
+                    kind: kind.to_string(),
+                    pid,
+                    endpoint: endpoint.map(str::to_string),
+                    frames: stacks[stack].clone(),
+                    growth_estimate: labels
+                        .str("growth_estimate")
+                        .and_then(|v| v.parse::<f64>().ok()),
+                    ..Default::default()
+                };
+                for key in [
+                    "memory_time_ns",
+                    "rss_bytes",
+                    "heap_bytes",
+                    "growth_bytes",
+                    "peak_samples",
+                ] {
+                    if let Some(n) = labels.num(key) {
+                        m.set(key, n);
+                    }
+                }
+                saved_memory.push(m);
+            }
+            Some(Side::Allocation(kind)) => {
+                saved_sites.push(memory::SavedSite::read(
+                    kind,
+                    &labels,
+                    &sample.value,
+                    &alloc_indices,
+                    stacks[stack].clone(),
+                ));
+            }
+            Some(Side::Timeline(ns)) => {
+                timeline.push(TimelineSample {
+                    stack,
+                    thread: thread(),
+                    state,
+                    endpoint,
+                    request: labels.num("request").map(|r| r as u64),
+                    time: Duration::from_nanos(ns.max(0) as u64),
+                });
+            }
+            None => parsed.push(Parsed {
+                stack,
+                thread: thread(),
                 state,
                 endpoint,
-                request,
-                time: Duration::from_nanos(ns.max(0) as u64),
-            });
-            continue;
+                category: labels.str_of(key::CATEGORY),
+                count: count as u64,
+            }),
         }
-        parsed.push(Parsed {
-            frames,
-            thread: profile.thread_key(thread),
-            state,
-            endpoint,
-            category,
-            count: count as u64,
-        });
     }
 
     // Each sample's stack, interned once per distinct stack.
-    let stacks = intern_stacks_in_order(&mut profile, &parsed);
-    for (s, stack) in parsed.iter().zip(stacks) {
-        let endpoint = s.endpoint.as_deref().map(|e| profile.intern(e));
-        let category = s.category.as_deref().map(|c| profile.intern(c));
+    let interned = intern_stacks_in_order(&mut profile, &stacks, &parsed);
+    // Label values are strings of the file's table: interned once each
+    // (by address: the table does not move).
+    let mut interned_str: rustc_hash::FxHashMap<*const u8, pyrometer_profile::StrId> =
+        Default::default();
+    let mut intern = |profile: &mut Profile, s: &str| {
+        *interned_str
+            .entry(s.as_ptr())
+            .or_insert_with(|| profile.intern(s))
+    };
+    for s in &parsed {
+        let endpoint = s.endpoint.map(|e| intern(&mut profile, e));
+        let category = s.category.map(|c| intern(&mut profile, c));
         profile.add(
             pyrometer_profile::SampleKey {
-                stack,
+                stack: interned[s.stack],
                 thread: s.thread,
                 state: s.state,
                 endpoint,
@@ -1018,9 +1218,17 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     let kept = timeline.len();
     let limit = num("timeline_limit").map_or(kept, |l| (l as usize).max(kept));
     profile.timeline_mut().set_limit(limit);
+    let mut timeline_stacks: Vec<Option<Option<StackId>>> = vec![None; stacks.len()];
     for t in timeline {
-        let stack = profile.intern_stack(&t.frames);
-        let endpoint = t.endpoint.as_deref().map(|e| profile.intern(e));
+        let stack = match timeline_stacks[t.stack] {
+            Some(s) => s,
+            None => {
+                let s = profile.intern_stack(&stacks[t.stack]);
+                timeline_stacks[t.stack] = Some(s);
+                s
+            }
+        };
+        let endpoint = t.endpoint.map(|e| profile.intern(e));
         profile.timeline_mut().push(TimelineEntry {
             time: t.time,
             thread: t.thread,
@@ -1032,6 +1240,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     }
     profile.timeline_mut().dropped = num("timeline_dropped").unwrap_or(0);
     restore_memory(&mut profile, saved_memory, &facts);
+    memory::restore(&mut profile, saved_sites, &facts);
     Ok(profile)
 }
 
@@ -1048,122 +1257,67 @@ fn memory_samples(
     profile: &Profile,
     st: &mut Strings,
     location_of: &mut dyn FnMut(&mut Strings, FrameId) -> u64,
+    n_values: usize,
 ) -> Vec<proto::Sample> {
     let m = profile.memory();
     let mut out = Vec::new();
     if m.is_empty() {
         return out;
     }
-    let k_kind = st.get(MEMORY_LABEL);
-    let k_pid = st.get("pid");
-    let k_bytes = st.get("bytes");
-    let k_ns = st.get("nanoseconds");
-    let label = |st: &mut Strings, key: &str, num: i64, unit: i64| proto::Label {
-        key: st.get(key),
-        str: 0,
-        num,
-        num_unit: unit,
-    };
-    let kind = |st: &mut Strings, v: &str| proto::Label {
-        key: k_kind,
-        str: st.get(v),
-        num: 0,
-        num_unit: 0,
-    };
     let ns = |d: Duration| d.as_nanos().min(i64::MAX as u128) as i64;
     let b = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    for (pid, p) in m.processes() {
-        for pt in p.points() {
-            let mut l = vec![
-                kind(st, "reading"),
-                proto::Label {
-                    key: k_pid,
-                    str: 0,
-                    num: i64::from(pid),
-                    num_unit: 0,
-                },
-                label(st, "memory_time_ns", ns(pt.time), k_ns),
-            ];
-            if let Some(r) = pt.rss {
-                l.push(label(st, "rss_bytes", b(r), k_bytes));
-            }
-            if let Some(h) = pt.heap {
-                l.push(label(st, "heap_bytes", b(h), k_bytes));
-            }
-            out.push(proto::Sample {
-                location_id: Vec::new(),
-                value: vec![0, 0, 0],
-                label: l,
-            });
-        }
-        if let Some((time, rss)) = p.peak_rss {
-            for (stack, endpoint, n) in &p.peak_stacks {
-                let location_id = profile
-                    .stack_frames(*stack)
-                    .iter()
-                    .rev()
-                    .map(|f| location_of(st, *f))
-                    .collect();
-                let mut l = vec![
-                    kind(st, "peak"),
-                    proto::Label {
-                        key: k_pid,
-                        str: 0,
-                        num: i64::from(pid),
-                        num_unit: 0,
-                    },
-                    label(st, "memory_time_ns", ns(time), k_ns),
-                    label(st, "rss_bytes", b(rss), k_bytes),
-                    label(st, "peak_samples", b(*n), 0),
-                ];
-                if let Some(e) = endpoint {
-                    let k = st.get("endpoint");
-                    l.push(proto::Label {
-                        key: k,
-                        str: st.get(profile.str(*e)),
-                        num: 0,
-                        num_unit: 0,
-                    });
-                }
-                out.push(proto::Sample {
-                    location_id,
-                    value: vec![0, 0, 0],
-                    label: l,
-                });
-            }
-        }
-    }
-    for ((pid, stack, endpoint), bytes) in m.growth_by_stack() {
-        let location_id = profile
+    let mut locations = |st: &mut Strings, stack| -> Vec<u64> {
+        profile
             .stack_frames(stack)
             .iter()
             .rev()
             .map(|f| location_of(st, *f))
-            .collect();
-        let mut l = vec![
-            kind(st, "growth"),
-            proto::Label {
-                key: k_pid,
-                str: 0,
-                num: i64::from(pid),
-                num_unit: 0,
-            },
-            label(st, "growth_bytes", b(bytes), k_bytes),
-        ];
-        if let Some(e) = endpoint {
-            let k = st.get("endpoint");
-            l.push(proto::Label {
-                key: k,
-                str: st.get(profile.str(e)),
-                num: 0,
-                num_unit: 0,
-            });
+            .collect()
+    };
+    for (pid, p) in m.processes() {
+        for pt in p.points() {
+            let mut side = SideSample::marked(st, MEMORY_LABEL, "reading");
+            side.num(st, "pid", i64::from(pid), "").num(
+                st,
+                "memory_time_ns",
+                ns(pt.time),
+                "nanoseconds",
+            );
+            if let Some(r) = pt.rss {
+                side.num(st, "rss_bytes", b(r), "bytes");
+            }
+            if let Some(h) = pt.heap {
+                side.num(st, "heap_bytes", b(h), "bytes");
+            }
+            out.push(side.finish(Vec::new(), vec![0; n_values]));
         }
-        out.push(proto::Sample {
-            location_id,
-            value: vec![0, 0, 0],
-            label: l,
-        });
+        if let Some((time, rss)) = p.peak_rss {
+            for (stack, endpoint, n) in &p.peak_stacks {
+                let location_id = locations(st, *stack);
+                let mut side = SideSample::marked(st, MEMORY_LABEL, "peak");
+                side.num(st, "pid", i64::from(pid), "")
+                    .num(st, "memory_time_ns", ns(time), "nanoseconds")
+                    .num(st, "rss_bytes", b(rss), "bytes")
+                    .num(st, "peak_samples", b(*n), "");
+                if let Some(e) = endpoint {
+                    side.str(st, "endpoint", profile.str(*e));
+                }
+                out.push(side.finish(location_id, vec![0; n_values]));
+            }
+        }
+    }
+    for ((pid, stack, endpoint), bytes) in m.growth_by_stack() {
+        let location_id = locations(st, stack);
+        let mut side = SideSample::marked(st, MEMORY_LABEL, "growth");
+        // Unrounded too, so that sums over stacks come out the same.
+        let exact = m.growth_estimate(&(pid, stack, endpoint)).to_string();
+        side.num(st, "pid", i64::from(pid), "")
+            .num(st, "growth_bytes", b(bytes), "bytes")
+            .str(st, "growth_estimate", &exact);
+        if let Some(e) = endpoint {
+            side.str(st, "endpoint", profile.str(e));
+        }
+        out.push(side.finish(location_id, vec![0; n_values]));
     }
     out
 }
@@ -1199,6 +1353,8 @@ struct SavedMemory {
     rss: Option<i64>,
     heap: Option<i64>,
     growth: Option<i64>,
+    /// `growth_estimate`: the growth unrounded.
+    growth_estimate: Option<f64>,
     peak_samples: Option<i64>,
     endpoint: Option<String>,
     frames: Vec<FrameInfo>,
@@ -1236,7 +1392,8 @@ fn restore_memory(
             "growth" => {
                 let stack = profile.intern_stack(&m.frames);
                 let endpoint = m.endpoint.as_deref().map(|e| profile.intern(e));
-                if let Some(bytes) = u(m.growth) {
+                let exact = m.growth_estimate.filter(|b| b.is_finite() && *b >= 0.0);
+                if let Some(bytes) = exact.or(u(m.growth).map(|b| b as f64)) {
                     profile
                         .memory_mut()
                         .add_growth(m.pid, stack, endpoint, bytes);
@@ -1288,11 +1445,12 @@ fn restore_memory(
 }
 
 /// A timeline sample of the file, resolved.
-struct TimelineSample {
-    frames: Vec<FrameInfo>,
+struct TimelineSample<'a> {
+    /// Index in the distinct stacks.
+    stack: usize,
     thread: ThreadKey,
     state: ThreadState,
-    endpoint: Option<String>,
+    endpoint: Option<&'a str>,
     request: Option<u64>,
     time: Duration,
 }
@@ -1308,17 +1466,28 @@ struct TimelineSample {
 /// (smallest file position first; a cycle, possible only in a file
 /// pyrometer did not write, is broken the same way) gives each leaf a new
 /// stack id larger than those of the leaves before it.
-/// Returns each sample's stack.
-fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) -> Vec<Option<StackId>> {
-    // A trie of the stacks: node → (parent, frame).
+/// Returns each distinct stack's id (`None` for those no sample uses).
+fn intern_stacks_in_order(
+    profile: &mut Profile,
+    stacks: &[Vec<FrameInfo>],
+    parsed: &[Parsed],
+) -> Vec<Option<StackId>> {
+    // A trie of the distinct stacks: node → (parent, frame).
     let mut trie: Vec<(Option<usize>, FrameInfo)> = Vec::new();
     let mut trie_ids: FxMap<(Option<usize>, FrameInfo), usize> = FxMap::default();
     let mut leaf_of_node: FxMap<usize, usize> = FxMap::default();
     let mut leaves: Vec<usize> = Vec::new(); // leaf index → trie node
+                                             // Distinct stack → its leaf; only stacks that aggregated samples use
+                                             // are placed (the others are interned later, as they were written).
+    let mut stack_leaf: Vec<Option<Option<usize>>> = vec![None; stacks.len()];
     let mut sample_leaf: Vec<Option<usize>> = Vec::with_capacity(parsed.len());
     for s in parsed {
+        if let Some(leaf) = stack_leaf[s.stack] {
+            sample_leaf.push(leaf);
+            continue;
+        }
         let mut node = None;
-        for f in &s.frames {
+        for f in &stacks[s.stack] {
             let next = trie.len();
             let id = *trie_ids.entry((node, *f)).or_insert(next);
             if id == next {
@@ -1326,12 +1495,14 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) -> Vec<Optio
             }
             node = Some(id);
         }
-        sample_leaf.push(node.map(|n| {
+        let leaf = node.map(|n| {
             *leaf_of_node.entry(n).or_insert_with(|| {
                 leaves.push(n);
                 leaves.len() - 1
             })
-        }));
+        });
+        stack_leaf[s.stack] = Some(leaf);
+        sample_leaf.push(leaf);
     }
     let n = leaves.len();
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -1405,9 +1576,9 @@ fn intern_stacks_in_order(profile: &mut Profile, parsed: &[Parsed]) -> Vec<Optio
         }
         leaf_stack[leaf] = parent;
     }
-    sample_leaf
+    stack_leaf
         .into_iter()
-        .map(|l| l.and_then(|l| leaf_stack[l]))
+        .map(|l| l.flatten().and_then(|l| leaf_stack[l]))
         .collect()
 }
 

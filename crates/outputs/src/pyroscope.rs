@@ -10,12 +10,11 @@
 //! and counted), a failed push is retried with a growing pause (bounded;
 //! intervals older than [`MAX_AGE`] are dropped, Pyroscope rejects them
 //! anyway), and at the end [`Pusher::finish`] waits a bounded time for what
-//! is left. Only `http://` URLs are supported (the HTTP/1.1 client is a
-//! small one of our own): put a TLS-terminating relay such as Grafana
-//! Alloy in front for https.
+//! is left. The HTTP/1.1 client is a small one of our own; `https://`
+//! URLs go through rustls (see `pyroscope_tls`).
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -25,6 +24,7 @@ use prost::Message;
 use pyrometer_profile::Profile;
 
 use crate::pprof::{pprof_message, proto as pprof};
+use crate::pyroscope_tls::{client_config, connect as connect_tls, Io};
 
 /// Pyroscope rejects a profile with more samples than this.
 pub const MAX_SAMPLES_PER_PROFILE: usize = 16_000;
@@ -88,7 +88,7 @@ pub mod proto {
 /// A bad Pyroscope setting.
 #[derive(Debug, thiserror::Error)]
 pub enum PyroscopeError {
-    /// The URL is not `http://HOST[:PORT][/PREFIX]`.
+    /// The URL is not `http[s]://HOST[:PORT][/PREFIX]`.
     #[error("bad Pyroscope URL {0:?}: {1}")]
     Url(String, String),
     /// A tag, the app name, auth or tenant is unusable.
@@ -126,8 +126,10 @@ impl ProfileKind {
 /// Where and how to push.
 #[derive(Debug, Clone)]
 pub struct PyroscopeConfig {
-    /// `http://HOST[:PORT][/PREFIX]`.
+    /// `http[s]://HOST[:PORT][/PREFIX]`.
     pub url: String,
+    /// PEM certificates to trust besides the system's (https only).
+    pub ca_file: Option<std::path::PathBuf>,
     /// `service_name`.
     pub app_name: String,
     /// Extra series labels.
@@ -157,29 +159,47 @@ pub struct PushStats {
     pub last_error: Option<String>,
 }
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone)]
 struct Endpoint {
     host: String,
     port: u16,
     path: String,
+    tls: bool,
 }
 
-/// Check a Pyroscope URL (`http://HOST[:PORT][/PREFIX]`) without using it.
+/// Check a Pyroscope URL (`http[s]://HOST[:PORT][/PREFIX]`) without using it.
 pub fn check_url(url: &str) -> Result<(), PyroscopeError> {
     parse_url(url).map(|_| ())
 }
 
+/// Check the TLS settings of a Pyroscope URL (the `--pyroscope-ca` file
+/// is read and parsed) without connecting.
+pub fn check_tls(url: &str, ca_file: Option<&std::path::Path>) -> Result<(), PyroscopeError> {
+    tls_config(&parse_url(url)?, ca_file).map(|_| ())
+}
+
+/// The TLS client configuration for an https endpoint.
+fn tls_config(
+    endpoint: &Endpoint,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, PyroscopeError> {
+    match (endpoint.tls, ca_file) {
+        (true, ca) => Ok(Some(client_config(ca).map_err(PyroscopeError::Setting)?)),
+        (false, Some(_)) => Err(PyroscopeError::Setting(
+            "--pyroscope-ca is for https:// URLs".into(),
+        )),
+        (false, None) => Ok(None),
+    }
+}
+
 fn parse_url(url: &str) -> Result<Endpoint, PyroscopeError> {
     let bad = |why: &str| PyroscopeError::Url(url.to_string(), why.to_string());
-    if url.starts_with("https://") {
-        return Err(bad(
-            "https is not supported; use http:// (for TLS, push through a relay such as Grafana Alloy)",
-        ));
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| bad("it must start with http://"))?;
+    let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(bad("it must start with http:// or https://")),
+    };
     let (authority, prefix) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
         None => (rest, ""),
@@ -196,7 +216,7 @@ fn parse_url(url: &str) -> Result<Endpoint, PyroscopeError> {
                 .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
             (h.to_string(), port)
         }
-        _ => (authority.to_string(), 80),
+        _ => (authority.to_string(), if tls { 443 } else { 80 }),
     };
     if host.is_empty() || port == 0 {
         return Err(bad("no host or port"));
@@ -208,6 +228,7 @@ fn parse_url(url: &str) -> Result<Endpoint, PyroscopeError> {
         host,
         port,
         path: format!("{prefix}/push.v1.PusherService/Push"),
+        tls,
     })
 }
 
@@ -382,6 +403,8 @@ enum Failure {
 
 struct Request<'a> {
     endpoint: &'a Endpoint,
+    /// Set for https.
+    tls: Option<&'a Arc<rustls::ClientConfig>>,
     headers: &'a [(String, String)],
     body: &'a [u8],
     timeout: Duration,
@@ -409,7 +432,7 @@ fn post(req: &Request) -> Result<(), Failure> {
             Err(e) => last = Some(e),
         }
     }
-    let mut stream = match stream {
+    let stream = match stream {
         Some(s) => s,
         None => {
             let e = last.unwrap_or_else(|| std::io::Error::other("no address"));
@@ -424,6 +447,18 @@ fn post(req: &Request) -> Result<(), Failure> {
         .set_write_timeout(Some(timeout))
         .and_then(|_| stream.set_read_timeout(Some(timeout)))
         .map_err(|e| retry("socket", e))?;
+    let mut tls_stream;
+    let mut plain_stream;
+    let stream: &mut dyn Io = match req.tls {
+        Some(config) => {
+            tls_stream = connect_tls(config, &ep.host, stream).map_err(Failure::Retry)?;
+            &mut tls_stream
+        }
+        None => {
+            plain_stream = stream;
+            &mut plain_stream
+        }
+    };
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: pyrometer/{}\r\nContent-Type: application/proto\r\nConnect-Protocol-Version: 1\r\nContent-Length: {}\r\nConnection: close\r\n",
         ep.path,
@@ -556,11 +591,12 @@ impl Pusher {
             }
             headers.push(("X-Scope-OrgID".to_string(), t.clone()));
         }
+        let tls = tls_config(&endpoint, config.ca_file.as_deref())?;
         let shared: Arc<(Mutex<Shared>, Condvar)> = Arc::default();
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("pyroscope-push".into())
-            .spawn(move || run(&worker, &config, &endpoint, &headers))
+            .spawn(move || run(&worker, &config, &endpoint, tls.as_ref(), &headers))
             .map_err(|e| PyroscopeError::Setting(format!("cannot start the push thread: {e}")))?;
         Ok(Pusher {
             shared,
@@ -652,10 +688,11 @@ fn run(
     shared: &(Mutex<Shared>, Condvar),
     config: &PyroscopeConfig,
     endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     headers: &[(String, String)],
 ) {
     let (lock, cv) = shared;
-    send_all(shared, config, endpoint, headers);
+    send_all(shared, config, endpoint, tls, headers);
     let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
     s.finished = true;
     cv.notify_all();
@@ -665,6 +702,7 @@ fn send_all(
     shared: &(Mutex<Shared>, Condvar),
     config: &PyroscopeConfig,
     endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     headers: &[(String, String)],
 ) {
     let (lock, cv) = shared;
@@ -701,6 +739,7 @@ fn send_all(
         };
         let result = post(&Request {
             endpoint,
+            tls,
             headers,
             body,
             timeout,
@@ -756,8 +795,19 @@ mod tests {
         let e = parse_url("http://pyro.example/prefix/").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("pyro.example", 80));
         assert_eq!(e.path, "/prefix/push.v1.PusherService/Push");
+        assert!(!e.tls);
+        let e = parse_url("https://pyro.example").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls),
+            ("pyro.example", 443, true)
+        );
+        let e = parse_url("https://127.0.0.1:4443/p").unwrap();
+        assert_eq!(
+            (e.port, e.path.as_str()),
+            (4443, "/p/push.v1.PusherService/Push")
+        );
         for bad in [
-            "https://x",
+            "https://",
             "ftp://x",
             "http://",
             "http://h:99999",
@@ -772,6 +822,7 @@ mod tests {
         // Port 1 on the loopback: nobody listens, every attempt fails.
         let pusher = Pusher::start(PyroscopeConfig {
             url: "http://127.0.0.1:1".into(),
+            ca_file: None,
             app_name: "t".into(),
             tags: Vec::new(),
             basic_auth: None,
@@ -816,6 +867,7 @@ mod tests {
         }
         let config = PyroscopeConfig {
             url: "http://127.0.0.1:1".into(),
+            ca_file: None,
             app_name: "t".into(),
             tags: Vec::new(),
             basic_auth: None,

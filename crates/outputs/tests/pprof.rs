@@ -139,7 +139,7 @@ fn pprof_bytes(p: &Profile) -> Vec<u8> {
 
 fn all_options() -> Vec<StackOptions> {
     let mut v = Vec::new();
-    for bits in 0..64u32 {
+    for bits in 0..128u32 {
         let mut o = StackOptions::new();
         o.threads = bits & 1 != 0;
         o.include_idle = bits & 2 != 0;
@@ -147,6 +147,7 @@ fn all_options() -> Vec<StackOptions> {
         o.function_lines = bits & 8 != 0;
         o.full_filenames = bits & 16 != 0;
         o.processes = bits & 32 != 0;
+        o.endpoints = bits & 64 != 0;
         v.push(o);
     }
     v
@@ -482,4 +483,151 @@ fn reads_a_profile_pyrometer_did_not_write() {
         folded_lines(&q, &StackOptions::new()),
         ["f (a.py:3);g (a.py:10) 3"]
     );
+}
+
+/// `sample_profile` plus memory: attach-mode readings (RSS, heap, growth
+/// attributed to the stacks sampled between them, a peak) and `record
+/// --memory` allocation sites (attributed, with endpoints, frees, and one
+/// whose stack was not read).
+fn memory_profile(seed: u64) -> Profile {
+    use pyrometer_sampler::{MemoryEvent, MemoryReading};
+    let mut p = sample_profile(seed);
+    let mut rng = Lcg(seed ^ 0xabcdef);
+    {
+        let a = p.allocations_mut();
+        a.enabled = true;
+        a.mean_bytes = 4096;
+    }
+    let mut rss = 100 << 20;
+    for step in 0..40u64 {
+        let time = Duration::from_millis(step * 100);
+        for pid in [100, 101] {
+            rss = rss + rng.next(3 << 20) - (1 << 20);
+            p.add_memory_reading(&MemoryReading {
+                time,
+                pid,
+                rss: Some(rss),
+                heap: (pid == 100).then_some(rss / 3),
+                heap_unavailable: (pid == 101).then(|| Arc::from("no .symtab")),
+            });
+        }
+        for k in 0..6u64 {
+            let frames: Vec<SampledFrame> = (0..1 + rng.next(4))
+                .map(|_| {
+                    let f = rng.next(FUNCS.len() as u64) as usize;
+                    frame(f, FUNCS[f].2 + rng.next(3) as i32)
+                })
+                .collect();
+            let request = (k % 2 == 0).then(|| SampledRequest {
+                key: step,
+                method: Arc::from("GET"),
+                path: Arc::from("/img"),
+                endpoint: Arc::from("GET app.image"),
+            });
+            let sample = Sample {
+                time,
+                pid: 100,
+                thread_id: 0x7f00_0000_1000,
+                native_id: Some(100),
+                thread_name: Some(Arc::from("MainThread")),
+                state: ThreadState::Python,
+                holds_gil: true,
+                frames,
+                truncated: false,
+                walked: true,
+                request,
+                category: None,
+            };
+            p.add_sample(&sample);
+            let addr = step * 16 + k;
+            p.add_memory_event(&MemoryEvent::Alloc {
+                time,
+                pid: 100,
+                addr,
+                size: 100 + rng.next(5000),
+                bytes: 4096.0 * (1.0 + rng.next(7) as f64 / 3.0),
+                sample: (k != 5).then_some(sample),
+            });
+            if rng.next(3) == 0 {
+                p.add_memory_event(&MemoryEvent::Free {
+                    time,
+                    pid: 100,
+                    addr,
+                });
+            }
+        }
+    }
+    p.allocations_mut().finish(Duration::from_secs(4));
+    p.finish();
+    p
+}
+
+#[test]
+fn memory_round_trips_attach_and_launch_mode() {
+    for seed in [3, 9] {
+        let p = memory_profile(seed);
+        assert!(!p.memory().is_empty() && p.allocations().enabled);
+        let q = read_pprof(&pprof_bytes(&p)).unwrap();
+        assert!(q.allocations().enabled, "allocation profile lost");
+        assert_eq!(
+            q.allocations().sites().count(),
+            p.allocations().sites().count()
+        );
+        // Sums in hash order: equal up to rounding.
+        let (a, b) = (q.allocations().total_bytes(), p.allocations().total_bytes());
+        assert!((a - b).abs() <= 1e-9 * b, "{a} vs {b}");
+        assert_eq!(
+            q.allocations().leak_candidates().len(),
+            p.allocations().leak_candidates().len()
+        );
+        assert_eq!(q.total_samples(), p.total_samples(), "totals unchanged");
+        let mut with_idle = StackOptions::new();
+        with_idle.include_idle = true;
+        for o in [StackOptions::new(), with_idle] {
+            let (direct, saved) = (html(&p, &o), html(&q, &o));
+            assert!(
+                direct.contains(r#"<section id="memory">"#),
+                "no attach-mode section"
+            );
+            assert!(direct.contains("\"memory\":{"), "no allocation data");
+            if saved != direct {
+                let at = saved
+                    .bytes()
+                    .zip(direct.bytes())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(saved.len().min(direct.len()));
+                let around = |t: &str| {
+                    t.get(at.saturating_sub(150)..(at + 150).min(t.len()))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                panic!(
+                    "seed {seed}: the report differs after a round trip at byte {at}:\n saved: {}\ndirect: {}",
+                    around(&saved),
+                    around(&direct)
+                );
+            }
+        }
+        // Other pprof readers see the allocation values as before.
+        let m = decode_pprof(&pprof_bytes(&p)).unwrap();
+        let types: Vec<&str> = m
+            .sample_type
+            .iter()
+            .map(|t| m.string_table[t.r#type as usize].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "samples",
+                "wall",
+                "cpu",
+                "alloc_objects",
+                "alloc_space",
+                "inuse_objects",
+                "inuse_space"
+            ]
+        );
+        let r = read_pprof(&pprof_bytes(&q)).unwrap();
+        assert_eq!(pprof_bytes_plain(&r), pprof_bytes_plain(&q));
+    }
 }

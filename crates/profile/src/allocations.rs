@@ -98,6 +98,32 @@ impl Allocations {
         self.sites.iter()
     }
 
+    /// Add a site's estimates (readers of saved profiles; a site given
+    /// twice adds up).
+    pub fn restore_site(&mut self, site: AllocationSite, stats: SiteStats) {
+        if self.sites.len() >= MAX_SITES && !self.sites.contains_key(&site) {
+            return;
+        }
+        let s = self.sites.entry(site).or_default();
+        s.alloc_bytes += stats.alloc_bytes;
+        s.alloc_objects += stats.alloc_objects;
+        s.samples += stats.samples;
+        s.live_bytes += stats.live_bytes;
+        s.live_objects += stats.live_objects;
+        if s.live_series.len() < stats.live_series.len() {
+            s.live_series.resize(stats.live_series.len(), 0.0);
+        }
+        for (a, b) in s.live_series.iter_mut().zip(&stats.live_series) {
+            *a += b;
+        }
+    }
+
+    /// Set the width of a bucket of the live series (readers of saved
+    /// profiles).
+    pub fn set_bucket_width(&mut self, width: Duration) {
+        self.bucket_width = width;
+    }
+
     /// Width of a bucket of the live series.
     pub fn bucket_width(&self) -> Duration {
         if self.bucket_width.is_zero() {

@@ -220,18 +220,24 @@ impl MemoryProfile {
         }
     }
 
-    /// Add growth attributed to a stack directly (readers of saved profiles).
+    /// Add growth attributed to a stack directly (readers of saved
+    /// profiles): bytes as estimated, unrounded.
     pub fn add_growth(
         &mut self,
         pid: i32,
         stack: Option<StackId>,
         endpoint: Option<StrId>,
-        bytes: u64,
+        bytes: f64,
     ) {
         *self
             .growth_by_stack
             .entry((pid, stack, endpoint))
-            .or_insert(0.0) += bytes as f64;
+            .or_insert(0.0) += bytes;
+    }
+
+    /// The growth attributed to one (pid, stack, endpoint), unrounded.
+    pub fn growth_estimate(&self, key: &GrowthKey) -> f64 {
+        self.growth_by_stack.get(key).copied().unwrap_or(0.0)
     }
 
     /// Add a point of a saved series as it was (readers of saved profiles):

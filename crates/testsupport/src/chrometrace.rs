@@ -1,7 +1,13 @@
 //! Checks of a Chrome trace event document (`{"traceEvents": [...]}`) as
 //! Perfetto reads it: every event has its required fields, every track's
 //! complete slices nest strictly (no partial overlap), and every track and
-//! process is named.
+//! process is named; pid and tid fit the 32 bits Perfetto's JSON importer
+//! keeps, `displayTimeUnit` is one it knows, categories and names are not
+//! empty.
+//!
+//! (Perfetto's own tools cannot check it here: the `perfetto` package on
+//! PyPI runs `trace_processor_shell`, which it downloads from the internet
+//! at first use, and no npm package ships trace_processor.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,6 +65,13 @@ pub fn validate_trace(text: &str) -> Result<Trace, Vec<String>> {
         other: doc["otherData"].clone(),
         ..Trace::default()
     };
+    if let Some(unit) = doc.get("displayTimeUnit") {
+        if !matches!(unit.as_str(), Some("ms") | Some("ns")) {
+            problems.push(format!(
+                "displayTimeUnit {unit} is neither \"ms\" nor \"ns\""
+            ));
+        }
+    }
     let mut raw: BTreeMap<(i64, i64), Vec<TraceSlice>> = BTreeMap::new();
     for (i, e) in events.iter().enumerate() {
         let name = e["name"].as_str();
@@ -71,6 +84,12 @@ pub fn validate_trace(text: &str) -> Result<Trace, Vec<String>> {
             problems.push(format!("event {i} lacks name/ph/pid/tid/ts: {e}"));
             continue;
         };
+        if u32::try_from(pid).is_err() || u32::try_from(tid).is_err() {
+            problems.push(format!("event {i}: pid or tid outside 32 bits: {e}"));
+        }
+        if name.is_empty() {
+            problems.push(format!("event {i} has an empty name: {e}"));
+        }
         match ph {
             "M" => {
                 let Some(value) = e["args"]["name"].as_str() else {
@@ -92,6 +111,9 @@ pub fn validate_trace(text: &str) -> Result<Trace, Vec<String>> {
                     problems.push(format!("X event {i} lacks dur or cat: {e}"));
                     continue;
                 };
+                if cat.is_empty() {
+                    problems.push(format!("X event {i} has an empty category: {e}"));
+                }
                 if dur < 0.0 || ts < 0.0 || !dur.is_finite() {
                     problems.push(format!("X event {i} has a negative time: {e}"));
                 }
@@ -146,5 +168,51 @@ pub fn validate_trace(text: &str) -> Result<Trace, Vec<String>> {
         Ok(trace)
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_trace;
+
+    #[test]
+    fn the_checks_catch_what_perfetto_refuses() {
+        let meta = r#"{"name":"process_name","ph":"M","pid":1,"tid":0,"ts":0,"args":{"name":"p"}},
+                      {"name":"thread_name","ph":"M","pid":1,"tid":2,"ts":0,"args":{"name":"t"}}"#;
+        let good = format!(
+            r#"{{"traceEvents":[{meta},
+               {{"name":"f","cat":"python","ph":"X","pid":1,"tid":2,"ts":0,"dur":10}},
+               {{"name":"g","cat":"python","ph":"X","pid":1,"tid":2,"ts":2,"dur":5}}],
+               "displayTimeUnit":"ms"}}"#
+        );
+        assert!(validate_trace(&good).is_ok());
+        for (bad, why) in [
+            (
+                good.replace(r#""ts":2,"dur":5"#, r#""ts":8,"dur":5"#),
+                "overlaps",
+            ),
+            (
+                good.replace(r#""tid":2,"ts":2"#, r#""tid":4294967296,"ts":2"#),
+                "32 bits",
+            ),
+            (
+                good.replace(
+                    r#""cat":"python","ph":"X","pid":1,"tid":2,"ts":0"#,
+                    r#""cat":"","ph":"X","pid":1,"tid":2,"ts":0"#,
+                ),
+                "empty category",
+            ),
+            (
+                good.replace(r#""displayTimeUnit":"ms""#, r#""displayTimeUnit":"s""#),
+                "displayTimeUnit",
+            ),
+            (good.replace(r#""name":"g""#, r#""name":"""#), "empty name"),
+        ] {
+            let problems = validate_trace(&bad).expect_err(why);
+            assert!(
+                problems.iter().any(|p| p.contains(why)),
+                "{why}: {problems:?}"
+            );
+        }
     }
 }

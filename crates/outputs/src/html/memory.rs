@@ -37,7 +37,14 @@ fn innermost(profile: &Profile, site: &AllocationSite, by_function: bool) -> Str
 
 fn rows(map: HashMap<String, (f64, f64)>) -> Value {
     let mut v: Vec<_> = map.into_iter().collect();
-    v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then(a.0.cmp(&b.0)));
+    // By the bytes shown (rounded): sums over sites in hash order differ
+    // in their last bits, which must not reorder the rows.
+    v.sort_by(|a, b| {
+        b.1 .0
+            .round()
+            .total_cmp(&a.1 .0.round())
+            .then(a.0.cmp(&b.0))
+    });
     Value::Array(
         v.into_iter()
             .take(ROWS)
@@ -79,15 +86,21 @@ pub(super) fn report(profile: &Profile) -> Value {
         }
     }
     let mut top: Vec<(String, Vec<f64>)> = series.into_iter().collect();
-    let peak = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let peak = |v: &[f64]| v.iter().copied().fold(0.0, f64::max).round();
     top.sort_by(|a, b| peak(&b.1).total_cmp(&peak(&a.1)).then(a.0.cmp(&b.0)));
-    let leaks: Vec<Value> = a
-        .leak_candidates()
-        .iter()
+    let mut leaks: Vec<(String, &pyrometer_profile::LeakCandidate)> = Vec::new();
+    let candidates = a.leak_candidates();
+    for c in &candidates {
+        leaks.push((innermost(profile, &c.site, false), c));
+    }
+    // Most likely first; equal scores by label (not by hash order).
+    leaks.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
+    let leaks: Vec<Value> = leaks
+        .into_iter()
         .take(ROWS)
-        .map(|c| {
+        .map(|(label, c)| {
             json!({
-                "label": innermost(profile, &c.site, false),
+                "label": label,
                 "endpoint": c.site.endpoint.map(|e| profile.str(e).to_string()),
                 "score": (c.score * 100.0).round() / 100.0,
                 "live_bytes": c.live_bytes.round(),
