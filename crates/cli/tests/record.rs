@@ -28,8 +28,14 @@ const WANT_SHARE: f64 = 0.75;
 const TOLERANCE: f64 = 0.05;
 
 /// How far the target's own CPU time measurement may be from 3:1.
+///
+/// The bound is 3 ± 10 %: the script's own timing of 2.5 ms calls with
+/// `thread_time()` read 2.76 for 3.10 in one CI run with seven interpreters
+/// running at once (while the profile of the same run gave 75.6 %, 3.1:1),
+/// so it is a sanity check of the construction (a 2:1 or 4:1 target still
+/// fails it), not the measure of the split, which the sampled share is.
 fn construction_ok(ratio: f64) -> bool {
-    (2.85..=3.15).contains(&ratio)
+    (2.7..=3.3).contains(&ratio)
 }
 
 /// Leaf counts of folded stacks: (heavy, light, other).
@@ -109,7 +115,7 @@ fn ratio_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
     };
     let cal = ready["calibration"]["ratio"].as_f64().unwrap_or(0.0);
     c.check("construction", construction_ok(cal), || {
-        format!("calibration: heavy/light CPU time {cal:.3}, expected 3 ± 0.15 (median over alternations; {})", ready["calibration"])
+        format!("calibration: heavy/light CPU time {cal:.3}, expected 3 ± 0.3 (median over alternations; {})", ready["calibration"])
     });
 
     let out_file = scratch.file(&format!("{}.txt", interp.label));
@@ -168,7 +174,7 @@ fn ratio_one(interp: &Interp, scratch: &Scratch, c: &mut Checks) {
             let m: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             let r = m["measured"]["ratio"].as_f64().unwrap_or(0.0);
             c.check("construction", construction_ok(r), || {
-                format!("after the profiled part: heavy/light CPU time {r:.3}, expected 3 ± 0.15 ({line})")
+                format!("after the profiled part: heavy/light CPU time {r:.3}, expected 3 ± 0.3 ({line})")
             });
             c.note(format!(
                 "CPU time heavy/light: before {cal:.3}, after {r:.3}; {} alternations profiled",

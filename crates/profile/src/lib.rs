@@ -96,7 +96,8 @@ impl ThreadInfo {
 
 /// Threads kept apart per process. A thread is one lifetime: a new thread
 /// that reuses an ended one's `pthread_t` (and so its `threading` ident)
-/// has another OS thread id and is another thread. Beyond this many, a
+/// has another OS thread id and is another thread, unless it also has the
+/// ended one's name (a pool restarting its worker: one thread). Beyond this many, a
 /// process's new threads are counted together under [`OTHER_THREADS`], so
 /// a program that starts a thread every millisecond does not grow the
 /// profile without bound.
@@ -360,6 +361,24 @@ impl Profile {
             }
             None => None,
         };
+        // A new OS thread on an ident whose latest thread had the same name
+        // is that thread's successor in a pool (a worker that exited and was
+        // started again): one thread for the profile, labelled with the
+        // newest OS thread id. Counting every such lifetime apart would grow
+        // the profile with each restart of a pool thread for as long as a
+        // service runs. A thread whose name is not known yet, or differs, is
+        // a thread of its own.
+        let known = known.or_else(|| {
+            let name = info.name.as_ref()?;
+            let k = *self.latest_lifetime.get(&ident)?;
+            let latest = &mut self.threads[k.0 as usize];
+            if latest.name.as_ref() != Some(name) || latest.native_id.is_none() {
+                return None;
+            }
+            latest.native_id = info.native_id;
+            self.thread_ids.insert(id, k);
+            Some(k)
+        });
         if let Some(k) = known {
             // Names arrive late (threading may be read after the first sample).
             if info.name.is_some() && self.threads[k.0 as usize].name != info.name {
@@ -762,6 +781,31 @@ mod tests {
     /// one's `pthread_t` (the same ident) with a new OS thread id: each
     /// lifetime is its own thread with its own label, up to the cap; later
     /// ones share one bucket, so memory stays bounded.
+    /// A pool thread that exits and is started again on the same ident with
+    /// the same name is one thread (labelled with its newest OS thread id);
+    /// a thread of another name, or whose name is not known yet, on that
+    /// ident is a thread of its own.
+    #[test]
+    fn a_restarted_pool_thread_is_one_thread() {
+        let mut p = Profile::new();
+        let info = |native: i32, name: Option<&str>| ThreadInfo {
+            pid: 7,
+            thread_id: 0x7f00_0000_1000,
+            native_id: Some(native),
+            name: name.map(str::to_string),
+        };
+        let first = p.thread_key(info(100, Some("AnyIO worker thread")));
+        let again = p.thread_key(info(101, Some("AnyIO worker thread")));
+        assert_eq!(first, again);
+        assert_eq!(p.thread(again).label(), "AnyIO worker thread 101");
+        let other = p.thread_key(info(102, Some("Thread-3 (job)")));
+        assert_ne!(other, first);
+        let unnamed = p.thread_key(info(103, None));
+        assert_ne!(unnamed, other);
+        assert_ne!(unnamed, first);
+        assert_eq!(p.table_sizes().threads, 3);
+    }
+
     #[test]
     fn short_lived_threads_are_distinct_and_bounded() {
         let mut p = Profile::new();

@@ -31,6 +31,9 @@ struct Function {
 struct Thread {
     ident: u64,
     native_id: i32,
+    /// A pool thread's name: a thread that replaces an ended one on the
+    /// same ident has the same name (as a thread pool's threads do).
+    name: Arc<str>,
     request: Option<OpenRequest>,
     /// Samples until the thread leaves the accept loop (when idle).
     idle_left: u32,
@@ -150,6 +153,7 @@ impl ServiceStream {
         Thread {
             ident,
             native_id: self.next_native,
+            name: Arc::from(format!("pool worker {:x}", ident & 0xffff)),
             request: None,
             idle_left: 0,
         }
@@ -297,7 +301,7 @@ impl ServiceStream {
             pid,
             thread_id: th.ident,
             native_id: Some(th.native_id),
-            thread_name: None,
+            thread_name: Some(th.name.clone()),
             state,
             holds_gil: state == ThreadState::Python,
             frames,
