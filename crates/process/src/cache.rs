@@ -172,11 +172,8 @@ impl<M: Memory> PageCache<M> {
         }
     }
 
-    fn with_page<R>(&self, page: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, MemoryError> {
-        if let Some((_, p, used, _)) = self.pages.borrow().iter().find(|(a, _, _, _)| *a == page) {
-            used.set(true);
-            return Ok(f(p));
-        }
+    /// One page from the target into a spare buffer.
+    fn fetch(&self, page: u64) -> Result<Box<[u8]>, MemoryError> {
         let mut buf = self
             .spare
             .borrow_mut()
@@ -186,6 +183,15 @@ impl<M: Memory> PageCache<M> {
             self.spare.borrow_mut().push(buf);
             return Err(e);
         }
+        Ok(buf)
+    }
+
+    fn with_page<R>(&self, page: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, MemoryError> {
+        if let Some((_, p, used, _)) = self.pages.borrow().iter().find(|(a, _, _, _)| *a == page) {
+            used.set(true);
+            return Ok(f(p));
+        }
+        let buf = self.fetch(page)?;
         self.page_fetches.set(self.page_fetches.get() + 1);
         let r = f(&buf);
         let mut pages = self.pages.borrow_mut();
@@ -212,15 +218,7 @@ impl<M: Memory> PageCache<M> {
         if let Some((_, p)) = self.settled.borrow().iter().find(|(a, _)| *a == page) {
             return Ok(f(p));
         }
-        let mut buf = self
-            .spare
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| vec![0u8; PAGE as usize].into_boxed_slice());
-        if let Err(e) = self.inner.read(page, &mut buf) {
-            self.spare.borrow_mut().push(buf);
-            return Err(e);
-        }
+        let buf = self.fetch(page)?;
         self.settled_fetches.set(self.settled_fetches.get() + 1);
         let r = f(&buf);
         let mut settled = self.settled.borrow_mut();
