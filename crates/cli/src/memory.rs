@@ -92,22 +92,21 @@ impl Drop for MemoryRecording {
 
 /// `function (file:line)` of a site's innermost frame.
 pub fn site_line(profile: &Profile, site: &AllocationSite) -> String {
-    match profile.stack_frames(site.stack).last() {
-        Some(f) => {
-            let f = profile.frame(*f);
-            format!(
-                "{} ({}:{})",
-                profile.str(f.name),
-                profile.str(f.filename),
-                f.line
-            )
-        }
-        None => "(stack not read)".to_string(),
-    }
+    innermost(profile, site, |f| f.line)
 }
 
-/// `function (file)` of a site's innermost frame.
+/// `function (file:first line)` of a site's innermost frame: the function,
+/// whatever line of it allocated.
 pub fn site_function(profile: &Profile, site: &AllocationSite) -> String {
+    innermost(profile, site, |f| f.first_line)
+}
+
+/// `function (file:N)` of a site's innermost frame, N chosen by `line_of`.
+fn innermost(
+    profile: &Profile,
+    site: &AllocationSite,
+    line_of: impl Fn(&pyrometer_profile::FrameInfo) -> i32,
+) -> String {
     match profile.stack_frames(site.stack).last() {
         Some(f) => {
             let f = profile.frame(*f);
@@ -115,7 +114,7 @@ pub fn site_function(profile: &Profile, site: &AllocationSite) -> String {
                 "{} ({}:{})",
                 profile.str(f.name),
                 profile.str(f.filename),
-                f.first_line
+                line_of(f)
             )
         }
         None => "(stack not read)".to_string(),

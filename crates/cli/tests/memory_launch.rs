@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -99,6 +100,27 @@ fn lost_events(stderr: &str) -> u64 {
     count("ring full") + count("handshakes missed")
 }
 
+/// `pyrometer record --memory --memory-sample-bytes 262144 -f pprof -o OUT
+/// -- PYTHON SCRIPT`, and its command line for messages. 256 KiB (half the
+/// default mean) gives memory_known.py about 1700 samples, so that a
+/// 5-point band is more than 4 standard deviations of every share.
+fn record_memory_pprof(python: &Path, script: &Path, out: &Path) -> (Output, String) {
+    let args = [
+        "record".as_ref(),
+        "--memory".as_ref(),
+        "--memory-sample-bytes".as_ref(),
+        "262144".as_ref(),
+        "-f".as_ref(),
+        "pprof".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--".as_ref(),
+        python.as_os_str(),
+        script.as_os_str(),
+    ];
+    (pyrometer(&args), show(&args))
+}
+
 #[test]
 fn shares_at_known_lines_and_the_growing_site_on_every_interpreter() {
     let _cpu = cpu_lock();
@@ -108,25 +130,10 @@ fn shares_at_known_lines_and_the_growing_site_on_every_interpreter() {
     for interp in require_all() {
         let mut checks = Checks::new(&interp);
         let out = scratch.file(&format!("{}.pb.gz", interp.label));
-        let args = [
-            "record".as_ref(),
-            "--memory".as_ref(),
-            // 256 KiB (half the default mean): about 1700 samples, so that a
-            // 5-point band is more than 4 standard deviations of every share.
-            "--memory-sample-bytes".as_ref(),
-            "262144".as_ref(),
-            "-f".as_ref(),
-            "pprof".as_ref(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            "--".as_ref(),
-            interp.path.as_os_str(),
-            script.as_os_str(),
-        ];
-        let run = pyrometer(&args);
+        let (run, command) = record_memory_pprof(&interp.path, &script, &out);
         let stderr = stderr_of(&run);
         if !checks.check("run", run.status.success(), || {
-            format!("{} failed: {stderr}", show(&args))
+            format!("{command} failed: {stderr}")
         }) {
             rows.push(checks);
             continue;
@@ -264,23 +271,10 @@ fn small_objects_are_seen_through_pymalloc_on_every_interpreter() {
     for interp in require_all() {
         let mut checks = Checks::new(&interp);
         let out = scratch.file(&format!("{}.pb.gz", interp.label));
-        let args = [
-            "record".as_ref(),
-            "--memory".as_ref(),
-            "--memory-sample-bytes".as_ref(),
-            "262144".as_ref(),
-            "-f".as_ref(),
-            "pprof".as_ref(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            "--".as_ref(),
-            interp.path.as_os_str(),
-            script.as_os_str(),
-        ];
-        let run = pyrometer(&args);
+        let (run, command) = record_memory_pprof(&interp.path, &script, &out);
         let stderr = stderr_of(&run);
         if !checks.check("run", run.status.success(), || {
-            format!("{} failed: {stderr}", show(&args))
+            format!("{command} failed: {stderr}")
         }) {
             rows.push(checks);
             continue;
@@ -321,20 +315,7 @@ fn native_threads_are_attributed_as_native() {
     let scratch = Scratch::new("memory-native");
     let out = scratch.file("native.pb.gz");
     let script = target("memory_native.py");
-    let args = [
-        "record".as_ref(),
-        "--memory".as_ref(),
-        "--memory-sample-bytes".as_ref(),
-        "262144".as_ref(),
-        "-f".as_ref(),
-        "pprof".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-        "--".as_ref(),
-        interp.path.as_os_str(),
-        script.as_os_str(),
-    ];
-    let run = pyrometer(&args);
+    let (run, _) = record_memory_pprof(&interp.path, &script, &out);
     let stderr = stderr_of(&run);
     assert!(run.status.success(), "{stderr}");
     assert_eq!(stdout_of(&run).trim(), "done", "{stderr}");

@@ -44,6 +44,25 @@ pub struct ProcessMemoryRow {
     pub heap: Result<u64, String>,
 }
 
+impl ProcessMemoryRow {
+    /// ` (master)`, ` (worker)` or nothing: what follows the pid.
+    pub fn role_suffix(&self) -> String {
+        if self.role.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.role)
+        }
+    }
+
+    /// `peak RSS 57 MiB at 10.60 s`, or that RSS could not be read.
+    pub fn peak_text(&self) -> String {
+        match self.peak {
+            Some((t, b)) => format!("peak RSS {} at {t:.2} s", format_bytes(b)),
+            None => "RSS unreadable".to_string(),
+        }
+    }
+}
+
 /// A row of a growth table: what, bytes, share of the attributed growth.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrowthRow {
@@ -184,15 +203,7 @@ pub fn summary_lines(profile: &Profile, opts: &StackOptions) -> Vec<String> {
         "memory (RSS and pymalloc heap read from outside{every}):"
     ));
     for r in process_rows(profile, opts) {
-        let role = if r.role.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", r.role)
-        };
-        let peak = match r.peak {
-            Some((t, b)) => format!("peak RSS {} at {t:.2} s", format_bytes(b)),
-            None => "RSS unreadable".to_string(),
-        };
+        let (role, peak) = (r.role_suffix(), r.peak_text());
         let heap = match &r.heap {
             Ok(h) => format!("pymalloc heap in use {}", format_bytes(*h)),
             Err(why) => format!("pymalloc heap unavailable ({why})"),
@@ -349,15 +360,7 @@ pub fn html_section(profile: &Profile, opts: &StackOptions) -> String {
         let Some(p) = m.process_memory(r.pid) else {
             continue;
         };
-        let role = if r.role.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", r.role)
-        };
-        let peak = match r.peak {
-            Some((t, b)) => format!("peak RSS {} at {t:.2} s", format_bytes(b)),
-            None => "RSS unreadable".into(),
-        };
+        let (role, peak) = (r.role_suffix(), r.peak_text());
         let heap = match &r.heap {
             Ok(b) => format!("pymalloc heap in use {}", format_bytes(*b)),
             Err(why) => format!("pymalloc heap unavailable: {why}"),
