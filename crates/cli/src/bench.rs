@@ -57,6 +57,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "wall_us_per_sample": wall.as_secs_f64() * 1e6 / n,
         "cpu_us_per_sample": cpu.as_secs_f64() * 1e6 / n,
         "pages_prefetched_per_sample": (after.prefetched - before.prefetched) as f64 / n,
+        "bytes_prefetched_per_sample": (after.prefetched_bytes - before.prefetched_bytes) as f64 / n,
         "memory_reads_per_sample": (after.page_fetches + after.direct_reads
             - before.page_fetches - before.direct_reads) as f64 / n,
         "torn_threads": stats.torn_threads - stat_before.torn_threads,

@@ -315,7 +315,7 @@ fn thread_created_and_destroyed_every_millisecond() {
     let _target = start(&interp, &["churn", "60"]);
     let pid = _target.pid().to_string();
     let out = scratch.file("churn.txt");
-    let f = Background::start(&[
+    let run = Background::start(&[
         "record",
         "--pid",
         &pid,
@@ -329,9 +329,27 @@ fn thread_created_and_destroyed_every_millisecond() {
         "raw",
         "-o",
         out.to_str().unwrap(),
-    ])
-    .wait(Duration::from_secs(4) + SLACK)
-    .unwrap_or_else(|e| panic!("thread churn: {e}"));
+    ]);
+    // Threads start and end all the time meanwhile: pyrometer's open files
+    // (per-thread scheduler state) must not grow with them. Counted after
+    // the first second (attached, a few ended threads' files kept) and at
+    // the end.
+    let fds = format!("/proc/{}/fd", run.pid());
+    let count = || std::fs::read_dir(&fds).map(|d| d.count()).unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fds_early = count();
+    std::thread::sleep(Duration::from_millis(2000));
+    let fds_late = count();
+    let f = run
+        .wait(Duration::from_secs(4) + SLACK)
+        .unwrap_or_else(|e| panic!("thread churn: {e}"));
+    println!(
+        "thread churn: pyrometer had {fds_early} files open after 1.5 s, {fds_late} after 3.5 s"
+    );
+    assert!(
+        fds_early > 0 && fds_late < fds_early + 20,
+        "pyrometer's open files grew from {fds_early} to {fds_late} while threads churned"
+    );
     println!("thread churn: {}: {}", f.status, f.stderr.trim());
     assert_clean("thread churn", &f, 0);
     let folded = check_folded("thread churn", &out, "churn");

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use pyrometer_process::Memory;
+use pyrometer_process::{Memory, Transient};
 
 use crate::layout::{CoroFrame, FrameModel};
 use crate::objects;
@@ -236,7 +236,7 @@ impl<M: Memory> StackReader<M> {
     /// `scope` local, or the `scope` attribute of its `self` (uvicorn's
     /// `RequestResponseCycle.run_asgi`).
     fn awaiting_scope(&mut self, cancel_scope: u64) -> Option<u64> {
-        let (m, l) = (self.memory(), self.layout());
+        let (m, l) = (&Transient(self.memory()), self.layout());
         // anyio 4 declares `__slots__`; older releases used a `__dict__`.
         let task = match objects::get_slot(m, l, cancel_scope, "_host_task").ok()? {
             Some(t) => t,
@@ -314,7 +314,9 @@ impl<M: Memory> StackReader<M> {
         kind: RequestKind,
         frame_index: usize,
     ) -> Option<RequestInfo> {
-        let m = self.memory();
+        // Read the request's objects as transient: they are new with every
+        // request, and the snapshot need not keep fetching them after it.
+        let m = &Transient(self.memory());
         let l = self.layout();
         if dict == 0 || dict > MAX_USER_ADDRESS {
             return None;

@@ -100,6 +100,22 @@ impl crate::cache::Weigh for Arc<CodeInfo> {
 pub const CODE_CACHE_ENTRIES: usize = 50_000;
 /// Bytes of decoded code objects cached per generation.
 pub const CODE_CACHE_BYTES: usize = 64 << 20;
+/// The mark of a cached code object checked in `epoch` (by the batch at
+/// its start), and of one also served in it.
+fn checked_mark(epoch: u64) -> u64 {
+    epoch << 1
+}
+fn served_mark(epoch: u64) -> u64 {
+    (epoch << 1) | 1
+}
+
+/// Code objects served within this many epochs are checked at the start of
+/// each epoch.
+const RECENT_EPOCHS: u64 = 10;
+/// Cached code objects whose identity check is deferred to the end of a
+/// read (see [`StackReader::verify_codes`]); beyond this they are checked
+/// at once.
+const MAX_UNVERIFIED_CODES: usize = 4096;
 /// `Class.method` names cached per generation (≤3.10).
 const METHOD_NAME_ENTRIES: usize = 50_000;
 /// Bytes of `Class.method` names cached per generation.
@@ -170,8 +186,8 @@ impl ThreadStack {
 pub struct StackReader<M: Memory> {
     mem: M,
     interp: Interpreter,
-    /// Code objects by address, with the epoch in which each was last
-    /// checked to still be the same object.
+    /// Code objects by address, with the mark of the epoch in which each
+    /// was last checked to still be the same object (see `checked_mark`).
     codes: crate::cache::BoundedMap<u64, (Arc<CodeInfo>, u64)>,
     /// Current verification epoch (see [`StackReader::code`]).
     epoch: u64,
@@ -192,6 +208,12 @@ pub struct StackReader<M: Memory> {
         std::cell::RefCell<FxHashMap<u64, (crate::request::RequestInfo, u8)>>,
     /// Thread state → its last threadpool call.
     pub(crate) threadpool_last: std::cell::RefCell<FxHashMap<u64, u64>>,
+    /// Cached code objects served this epoch without their identity check
+    /// yet (see [`StackReader::verify_codes`]).
+    unverified_codes: Vec<u64>,
+    /// Cached code objects served in the last epochs → the last epoch each
+    /// was served in: all are checked at the start of each epoch.
+    recent_codes: FxHashMap<u64, u64>,
 }
 
 impl<M: Memory> StackReader<M> {
@@ -210,7 +232,86 @@ impl<M: Memory> StackReader<M> {
             request_keys: Default::default(),
             threadpool_requests: Default::default(),
             threadpool_last: Default::default(),
+            unverified_codes: Vec::new(),
+            recent_codes: FxHashMap::default(),
         }
+    }
+
+    /// Start a new 100 ms epoch when it is time: the code objects served in
+    /// the last second are checked at once, in one vectored read, so the
+    /// walks of this epoch find them checked (a code object first seen in
+    /// a while is checked at the end of the read that sees it).
+    fn advance_epoch(&mut self) {
+        let epoch = self.created.elapsed().as_millis() as u64 / 100;
+        if epoch == self.epoch {
+            return;
+        }
+        self.epoch = epoch;
+        self.recent_codes
+            .retain(|_, served| epoch.saturating_sub(*served) <= RECENT_EPOCHS);
+        let room = MAX_UNVERIFIED_CODES.saturating_sub(self.unverified_codes.len());
+        let recent = self.recent_codes.keys().take(room);
+        self.unverified_codes.extend(recent);
+        self.verify_codes();
+    }
+
+    /// Check the cached code objects due for their identity check, all in
+    /// one vectored read: one whose name or file pointer changed was freed
+    /// and its address reused, and is read again when next seen. (This
+    /// read's samples, like those of the epoch before the check, may still
+    /// name it the old way: the cost of not checking each one at once.)
+    pub fn verify_codes(&mut self) {
+        if self.unverified_codes.is_empty() {
+            return;
+        }
+        let addrs = std::mem::take(&mut self.unverified_codes);
+        let l = &self.interp.layout;
+        let (name_at, file_at) = (l.code_name, l.code_filename);
+        let mut fields = vec![[0u8; 8]; addrs.len() * 2];
+        let mut read_ok = vec![false; fields.len()];
+        {
+            let mut reqs: Vec<(u64, &mut [u8])> = Vec::with_capacity(fields.len());
+            for (addr, pair) in addrs.iter().zip(fields.chunks_mut(2)) {
+                let [file, name] = pair else { continue };
+                reqs.push((addr.wrapping_add(file_at), &mut file[..]));
+                reqs.push((addr.wrapping_add(name_at), &mut name[..]));
+            }
+            // (The kernel pins the page once per range: side by side ranges
+            // of one object merge into one in `Process::read_many`.)
+            // A source stops at the first range it cannot read: skip it.
+            let mut start = 0;
+            while start < reqs.len() {
+                let n = self.mem.read_many_settled(&mut reqs[start..]);
+                for ok in read_ok.iter_mut().skip(start).take(n) {
+                    *ok = true;
+                }
+                start += n + 1;
+            }
+        }
+        if let Some(j) = read_ok.iter().position(|ok| !ok) {
+            let again = Settled(&self.mem).read_u64(addrs[j / 2].wrapping_add(file_at));
+            if matches!(again, Err(pyrometer_process::MemoryError::ProcessGone)) {
+                // The process exited: nothing it held can have changed.
+                return;
+            }
+        }
+        for (i, addr) in addrs.iter().enumerate() {
+            let field = |k: usize| {
+                let j = 2 * i + k;
+                read_ok[j].then(|| u64::from_le_bytes(fields[j]))
+            };
+            let Some((c, mark)) = self.codes.get(addr).map(|(c, m)| (c.clone(), *m)) else {
+                continue;
+            };
+            if field(0) != Some(c.identity.0) || field(1) != Some(c.identity.1) {
+                self.codes.remove(addr);
+            } else if mark != served_mark(self.epoch) {
+                self.codes.insert(*addr, (c, checked_mark(self.epoch)));
+            }
+        }
+        let mut addrs = addrs;
+        addrs.clear();
+        self.unverified_codes = addrs;
     }
 
     /// The located interpreter.
@@ -328,7 +429,7 @@ impl<M: Memory> StackReader<M> {
         mut walk: impl FnMut(&ThreadStack) -> bool,
         strict: bool,
     ) -> Result<Vec<ThreadStack>, CpythonError> {
-        self.epoch = self.created.elapsed().as_millis() as u64 / 100;
+        self.advance_epoch();
         self.check_code_generation()?;
         let states = self.thread_states()?;
         let mut out = Vec::with_capacity(states.len());
@@ -368,6 +469,7 @@ impl<M: Memory> StackReader<M> {
             }
             out.push(st);
         }
+        self.verify_codes();
         Ok(out)
     }
 
@@ -393,7 +495,7 @@ impl<M: Memory> StackReader<M> {
         code_addr: u64,
         offset: Option<u64>,
     ) -> Result<Option<Frame>, CpythonError> {
-        self.epoch = self.created.elapsed().as_millis() as u64 / 100;
+        self.advance_epoch();
         self.check_code_generation()?;
         let Some(info) = self.code_if_code(code_addr)? else {
             return Ok(None);
@@ -637,8 +739,23 @@ impl<M: Memory> StackReader<M> {
     /// 3.14+ also drops the cache when the interpreter's code-object
     /// generation changes.
     pub fn code(&mut self, addr: u64) -> Result<Arc<CodeInfo>, CpythonError> {
-        if let Some((c, checked)) = self.codes.get(&addr).map(|(c, e)| (c.clone(), *e)) {
-            if checked == self.epoch {
+        let served = served_mark(self.epoch);
+        if let Some((c, mark)) = self.codes.get(&addr).map(|(c, e)| (c.clone(), *e)) {
+            if mark == served {
+                return Ok(c);
+            }
+            if mark == checked_mark(self.epoch) {
+                // Checked at the start of this epoch: now also served in it.
+                self.recent_codes.insert(addr, self.epoch);
+                self.codes.insert(addr, (c.clone(), served));
+                return Ok(c);
+            }
+            // Checked at the end of this read, with the others due, in one
+            // vectored read: one by one they cost a system call each.
+            if self.unverified_codes.len() < MAX_UNVERIFIED_CODES {
+                self.unverified_codes.push(addr);
+                self.recent_codes.insert(addr, self.epoch);
+                self.codes.insert(addr, (c.clone(), served));
                 return Ok(c);
             }
             let l = &self.interp.layout;
@@ -657,7 +774,8 @@ impl<M: Memory> StackReader<M> {
             let same = filename.ok() == Some(c.identity.0)
                 && m.u64_at(addr, l.code_name).ok() == Some(c.identity.1);
             if same {
-                self.codes.insert(addr, (c.clone(), self.epoch));
+                self.recent_codes.insert(addr, self.epoch);
+                self.codes.insert(addr, (c.clone(), served));
                 return Ok(c);
             }
             self.codes.remove(&addr);
@@ -668,7 +786,10 @@ impl<M: Memory> StackReader<M> {
         let info = Arc::new(self.read_code(addr)?);
         // The cache is bounded by entries and bytes: a process that keeps
         // compiling code (exec, eval) must not grow pyrometer's memory.
-        self.codes.insert(addr, (info.clone(), self.epoch));
+        if self.recent_codes.len() < MAX_UNVERIFIED_CODES {
+            self.recent_codes.insert(addr, self.epoch);
+        }
+        self.codes.insert(addr, (info.clone(), served));
         Ok(info)
     }
 

@@ -1,9 +1,16 @@
 //! A per-sample page cache over a memory source.
 //!
 //! A stack walk touches the same few pages again and again (frames packed in
-//! a datastack chunk, a thread state, the interpreter). Reading whole 4 KiB
-//! pages once per sample turns dozens of small `process_vm_readv` calls into
-//! a handful, and gives the walk one consistent copy of each page.
+//! a datastack chunk, a thread state, the interpreter). Reading them once per
+//! sample turns dozens of small `process_vm_readv` calls into a handful, and
+//! gives the walk one consistent copy of each page.
+//!
+//! The snapshot taken at the start of each sample copies, of each page the
+//! last samples used, only the span of it they read (rounded out to cache
+//! lines, with some room above for a stack that grows): the kernel's cost
+//! of a page is pinning it, the copy of 4 KiB where a walk reads 200 bytes
+//! is waste. A read outside the copied span fetches the whole page, as a
+//! miss.
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
@@ -22,6 +29,15 @@ const MAX_PREFETCH: usize = 64;
 /// the pages of its deeper moments in the snapshot instead of fetching them
 /// while the target runs, which risks a torn read.
 const KEEP_WARM_SAMPLES: u8 = 8;
+/// Pages only transient reads used (objects a sample looks at after its
+/// walk: a request's dict and strings, new with every request) are fetched
+/// ahead only for the sample right after one that used them.
+const KEEP_WARM_TRANSIENT: u8 = 1;
+/// Spans are copied in whole cache lines.
+const LINE: u32 = 64;
+/// Room copied above a page's span: a deeper stack writes its new frames
+/// just above the ones the last samples read.
+const GROWTH_ROOM: u32 = 512;
 
 /// Counters of a [`PageCache`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +51,52 @@ pub struct CacheStats {
     /// Pages fetched ahead, in vectored reads (counted in `page_fetches` as
     /// one fetch per vectored read).
     pub prefetched: u64,
+    /// Bytes copied by those vectored reads.
+    pub prefetched_bytes: u64,
+    /// Of `page_fetches`, those for transient reads.
+    pub transient_fetches: u64,
     /// Pages fetched for settled reads (not counted in `page_fetches`: they
     /// hold objects that do not change under a walk).
     pub settled_fetches: u64,
 }
 
-/// A cached page: its address, its contents, whether this sample used it,
-/// and how many samples ago it was last used.
-type CachedPage = (u64, Box<[u8]>, Cell<bool>, u8);
+/// A cached page.
+#[derive(Debug)]
+struct CachedPage {
+    addr: u64,
+    buf: Box<[u8]>,
+    /// The bytes of `buf` that hold the page's contents: `[loaded.0, loaded.1)`.
+    loaded: (u32, u32),
+    /// What read it this sample: walks (ordinary reads), transient reads.
+    used: Cell<bool>,
+    used_transient: Cell<bool>,
+    /// Samples since it was last used.
+    age: u8,
+    /// Whether any ordinary read used it while it stayed warm (it is kept
+    /// warm longer than a page only transient reads use).
+    walked: bool,
+    /// The bytes read while it stayed warm: the next snapshot copies these.
+    span: Cell<(u32, u32)>,
+}
+
+impl CachedPage {
+    fn touch(&self, off: u32, end: u32, transient: bool) {
+        if transient {
+            self.used_transient.set(true);
+        } else {
+            self.used.set(true);
+        }
+        let (lo, hi) = self.span.get();
+        self.span.set((lo.min(off), hi.max(end)));
+    }
+}
+
+/// The span of a page to copy ahead: whole lines, with growth room above.
+fn snapshot_span((lo, hi): (u32, u32)) -> (u32, u32) {
+    let lo = lo / LINE * LINE;
+    let hi = (hi.saturating_add(GROWTH_ROOM).div_ceil(LINE) * LINE).min(PAGE as u32);
+    (lo.min(hi), hi)
+}
 
 /// Caches pages of `M` until [`PageCache::clear`] is called.
 #[derive(Debug)]
@@ -60,7 +114,9 @@ pub struct PageCache<M: Memory> {
     page_fetches: Cell<u64>,
     direct_reads: Cell<u64>,
     prefetched: Cell<u64>,
+    prefetched_bytes: Cell<u64>,
     settled_fetches: Cell<u64>,
+    transient_fetches: Cell<u64>,
     snapshot_took: Cell<Duration>,
 }
 
@@ -76,9 +132,18 @@ impl<M: Memory> PageCache<M> {
             page_fetches: Cell::new(0),
             direct_reads: Cell::new(0),
             prefetched: Cell::new(0),
+            prefetched_bytes: Cell::new(0),
             settled_fetches: Cell::new(0),
+            transient_fetches: Cell::new(0),
             snapshot_took: Cell::new(Duration::ZERO),
         }
+    }
+
+    fn spare_buf(&self) -> Box<[u8]> {
+        self.spare
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; PAGE as usize].into_boxed_slice())
     }
 
     /// Forget every cached page: call at the start of each sample. The
@@ -88,10 +153,23 @@ impl<M: Memory> PageCache<M> {
     pub fn clear(&self) {
         self.snapshot_took.set(Duration::ZERO);
         let mut pages = self.pages.borrow_mut();
-        let mut hot: Vec<(u64, u8)> = pages
+        // (address, age, walked, span) of the pages to fetch ahead.
+        let mut hot: Vec<(u64, u8, bool, (u32, u32))> = pages
             .iter()
-            .map(|(a, _, used, age)| (*a, if used.get() { 0 } else { age.saturating_add(1) }))
-            .filter(|(_, age)| *age < KEEP_WARM_SAMPLES)
+            .filter_map(|p| {
+                let walked = p.walked || p.used.get();
+                let age = if p.used.get() || p.used_transient.get() {
+                    0
+                } else {
+                    p.age.saturating_add(1)
+                };
+                let keep = if walked {
+                    KEEP_WARM_SAMPLES
+                } else {
+                    KEEP_WARM_TRANSIENT
+                };
+                (age < keep).then(|| (p.addr, age, walked, p.span.get()))
+            })
             .collect();
         // Pages stay in the order the walks first needed them (thread
         // state, innermost frames, then outer ones): the kernel copies them
@@ -99,26 +177,23 @@ impl<M: Memory> PageCache<M> {
         // closest in time to the pointer to the innermost frame. (Sorting
         // them by address measured 20 times more undetected torn stacks.)
         // If there are too many, the most recently used are kept.
-        hot.sort_by_key(|(_, age)| *age);
+        hot.sort_by_key(|h| h.1);
         hot.truncate(MAX_PREFETCH);
-        let mut spare = self.spare.borrow_mut();
-        spare.extend(pages.drain(..).map(|(_, b, _, _)| b));
-        spare.extend(self.settled.borrow_mut().drain(..).map(|(_, b)| b));
+        {
+            let mut spare = self.spare.borrow_mut();
+            spare.extend(pages.drain(..).map(|p| p.buf));
+            spare.extend(self.settled.borrow_mut().drain(..).map(|(_, b)| b));
+        }
         if hot.is_empty() {
             return;
         }
-        let mut bufs: Vec<Box<[u8]>> = hot
-            .iter()
-            .map(|_| {
-                spare
-                    .pop()
-                    .unwrap_or_else(|| vec![0u8; PAGE as usize].into_boxed_slice())
-            })
-            .collect();
+        let mut bufs: Vec<Box<[u8]>> = hot.iter().map(|_| self.spare_buf()).collect();
+        let spans: Vec<(u32, u32)> = hot.iter().map(|h| snapshot_span(h.3)).collect();
         let mut reqs: Vec<(u64, &mut [u8])> = hot
             .iter()
             .zip(bufs.iter_mut())
-            .map(|((a, _), b)| (*a, &mut b[..]))
+            .zip(&spans)
+            .map(|((h, b), &(lo, hi))| (h.0 + u64::from(lo), &mut b[lo as usize..hi as usize]))
             .collect();
         // A source stops at the first range it cannot read (a page unmapped
         // since): skip that one and read the rest, at most once per page.
@@ -129,6 +204,9 @@ impl<M: Memory> PageCache<M> {
             let n = self.inner.read_many(&mut reqs[start..]);
             self.page_fetches.set(self.page_fetches.get() + 1);
             self.prefetched.set(self.prefetched.get() + n as u64);
+            let bytes: usize = reqs[start..start + n].iter().map(|(_, b)| b.len()).sum();
+            self.prefetched_bytes
+                .set(self.prefetched_bytes.get() + bytes as u64);
             for ok in read_ok.iter_mut().skip(start).take(n) {
                 *ok = true;
             }
@@ -136,9 +214,20 @@ impl<M: Memory> PageCache<M> {
         }
         self.snapshot_took.set(started.elapsed());
         drop(reqs);
-        for (((addr, age), buf), ok) in hot.into_iter().zip(bufs).zip(read_ok) {
+        let mut spare = self.spare.borrow_mut();
+        for (((h, buf), ok), loaded) in hot.into_iter().zip(bufs).zip(read_ok).zip(spans) {
+            let (addr, age, walked, span) = h;
             if ok {
-                pages.push((addr, buf, Cell::new(false), age));
+                pages.push(CachedPage {
+                    addr,
+                    buf,
+                    loaded,
+                    used: Cell::new(false),
+                    used_transient: Cell::new(false),
+                    age,
+                    walked,
+                    span: Cell::new(span),
+                });
             } else {
                 spare.push(buf);
             }
@@ -168,17 +257,15 @@ impl<M: Memory> PageCache<M> {
             page_fetches: self.page_fetches.get(),
             direct_reads: self.direct_reads.get(),
             prefetched: self.prefetched.get(),
+            prefetched_bytes: self.prefetched_bytes.get(),
             settled_fetches: self.settled_fetches.get(),
+            transient_fetches: self.transient_fetches.get(),
         }
     }
 
     /// One page from the target into a spare buffer.
     fn fetch(&self, page: u64) -> Result<Box<[u8]>, MemoryError> {
-        let mut buf = self
-            .spare
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| vec![0u8; PAGE as usize].into_boxed_slice());
+        let mut buf = self.spare_buf();
         if let Err(e) = self.inner.read(page, &mut buf) {
             self.spare.borrow_mut().push(buf);
             return Err(e);
@@ -186,34 +273,76 @@ impl<M: Memory> PageCache<M> {
         Ok(buf)
     }
 
-    fn with_page<R>(&self, page: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, MemoryError> {
-        if let Some((_, p, used, _)) = self.pages.borrow().iter().find(|(a, _, _, _)| *a == page) {
-            used.set(true);
-            return Ok(f(p));
+    /// Serve `[off, end)` of `page` (an ordinary or a transient read): from
+    /// the snapshot when it holds those bytes, else from the whole page
+    /// fetched now (a miss).
+    fn with_page<R>(
+        &self,
+        page: u64,
+        (off, end): (u32, u32),
+        transient: bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, MemoryError> {
+        {
+            let pages = self.pages.borrow();
+            if let Some(p) = pages.iter().find(|p| p.addr == page) {
+                if p.loaded.0 <= off && end <= p.loaded.1 {
+                    p.touch(off, end, transient);
+                    return Ok(f(&p.buf));
+                }
+            }
         }
         let buf = self.fetch(page)?;
         self.page_fetches.set(self.page_fetches.get() + 1);
+        if transient {
+            self.transient_fetches.set(self.transient_fetches.get() + 1);
+        }
         let r = f(&buf);
         let mut pages = self.pages.borrow_mut();
+        if let Some(p) = pages.iter_mut().find(|p| p.addr == page) {
+            // Only part of it was in the snapshot: it is whole now.
+            let old = std::mem::replace(&mut p.buf, buf);
+            self.spare.borrow_mut().push(old);
+            p.loaded = (0, PAGE as u32);
+            p.touch(off, end, transient);
+            return Ok(r);
+        }
         if pages.len() >= MAX_PAGES {
             let mut spare = self.spare.borrow_mut();
-            spare.extend(pages.drain(..).map(|(_, b, _, _)| b));
+            spare.extend(pages.drain(..).map(|p| p.buf));
             spare.truncate(MAX_PAGES);
         }
-        pages.push((page, buf, Cell::new(true), 0));
+        let fresh = CachedPage {
+            addr: page,
+            buf,
+            loaded: (0, PAGE as u32),
+            used: Cell::new(false),
+            used_transient: Cell::new(false),
+            age: 0,
+            walked: false,
+            span: Cell::new((off, end)),
+        };
+        fresh.touch(off, end, transient);
+        pages.push(fresh);
         Ok(r)
     }
 
-    /// A page for a settled read: from the snapshot if it is there (without
-    /// marking it used), else from this sample's settled pages, else fetched
-    /// into them.
+    /// A page for a settled read: from the snapshot if it holds the bytes
+    /// (without marking it used), else from this sample's settled pages,
+    /// else fetched into them.
     fn with_settled_page<R>(
         &self,
         page: u64,
+        (off, end): (u32, u32),
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, MemoryError> {
-        if let Some((_, p, _, _)) = self.pages.borrow().iter().find(|(a, _, _, _)| *a == page) {
-            return Ok(f(p));
+        if let Some(p) = self
+            .pages
+            .borrow()
+            .iter()
+            .find(|p| p.addr == page && p.loaded.0 <= off && end <= p.loaded.1)
+        {
+            return Ok(f(&p.buf));
         }
         if let Some((_, p)) = self.settled.borrow().iter().find(|(a, _)| *a == page) {
             return Ok(f(p));
@@ -231,12 +360,13 @@ impl<M: Memory> PageCache<M> {
         Ok(r)
     }
 
-    /// Read `buf` at `addr` page by page through `page_of`.
+    /// Read `buf` at `addr` page by page through `page_of`, which is given
+    /// the page, the byte range wanted in it, and where to copy it.
     fn read_pages(
         &self,
         addr: u64,
         buf: &mut [u8],
-        page_of: impl Fn(u64, &mut dyn FnMut(&[u8])) -> Result<(), MemoryError>,
+        page_of: impl Fn(u64, (u32, u32), &mut dyn FnMut(&[u8])) -> Result<(), MemoryError>,
     ) -> Result<(), MemoryError> {
         self.reads.set(self.reads.get() + 1);
         let len = buf.len() as u64;
@@ -259,7 +389,8 @@ impl<M: Memory> PageCache<M> {
             let n = (page.saturating_add(PAGE).min(end) - cur) as usize;
             let dst_off = (cur - addr) as usize;
             let dst = &mut buf[dst_off..dst_off + n];
-            match page_of(page, &mut |p| dst.copy_from_slice(&p[off..off + n])) {
+            let range = (off as u32, (off + n) as u32);
+            match page_of(page, range, &mut |p| dst.copy_from_slice(&p[off..off + n])) {
                 Ok(()) => {}
                 Err(MemoryError::Unmapped { .. }) => {
                     // The page may be only partly readable (it is not, on
@@ -277,11 +408,66 @@ impl<M: Memory> PageCache<M> {
 
 impl<M: Memory> Memory for PageCache<M> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.read_pages(addr, buf, |page, f| self.with_page(page, f))
+        self.read_pages(addr, buf, |page, range, f| {
+            self.with_page(page, range, false, f)
+        })
     }
 
     fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.read_pages(addr, buf, |page, f| self.with_settled_page(page, f))
+        self.read_pages(addr, buf, |page, range, f| {
+            self.with_settled_page(page, range, f)
+        })
+    }
+
+    fn read_transient(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read_pages(addr, buf, |page, range, f| {
+            self.with_page(page, range, true, f)
+        })
+    }
+
+    /// Ranges within one page that this sample's snapshot or settled pages
+    /// hold are served from them; the others are read from the target in
+    /// one vectored read (counted as one settled fetch), not cached.
+    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        let held = |addr: u64, len: usize| -> bool {
+            let page = addr & !(PAGE - 1);
+            let off = (addr - page) as u32;
+            let Some(end) = off.checked_add(len as u32).filter(|e| *e <= PAGE as u32) else {
+                return false;
+            };
+            self.pages
+                .borrow()
+                .iter()
+                .any(|p| p.addr == page && p.loaded.0 <= off && end <= p.loaded.1)
+                || self.settled.borrow().iter().any(|(a, _)| *a == page)
+        };
+        // Served ones first, then the rest in one call; the answer counts
+        // how many from the first were read, as for `read_many`.
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
+            if held(*addr, buf.len()) {
+                if self.read_settled(*addr, buf).is_err() {
+                    missing.push(i);
+                }
+            } else {
+                missing.push(i);
+            }
+        }
+        if missing.is_empty() {
+            return reqs.len();
+        }
+        let mut rest: Vec<(u64, &mut [u8])> = Vec::with_capacity(missing.len());
+        let mut it = missing.iter().peekable();
+        for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
+            if it.peek() == Some(&&i) {
+                it.next();
+                rest.push((*addr, &mut buf[..]));
+            }
+        }
+        self.settled_fetches.set(self.settled_fetches.get() + 1);
+        let n = self.inner.read_many(&mut rest);
+        // Ranges up to the first one not read are complete.
+        missing.get(n).copied().unwrap_or(reqs.len())
     }
 }
 
@@ -385,9 +571,9 @@ mod tests {
             cache.read_u64(0x10000 + 2 * PAGE).unwrap();
             assert_eq!(cache.stats().page_fetches, fetches);
             // ...but reading it counts as a use: forget that.
-            cache.pages.borrow().iter().for_each(|(a, _, used, _)| {
-                if *a == 0x10000 + 2 * PAGE {
-                    used.set(false)
+            cache.pages.borrow().iter().for_each(|p| {
+                if p.addr == 0x10000 + 2 * PAGE {
+                    p.used.set(false)
                 }
             });
         }
@@ -406,12 +592,16 @@ mod tests {
         cache.read_u64(0x30000).unwrap();
         cache.pages.borrow_mut().insert(
             1,
-            (
-                0x20000,
-                vec![0u8; PAGE as usize].into_boxed_slice(),
-                Cell::new(true),
-                0,
-            ),
+            CachedPage {
+                addr: 0x20000,
+                buf: vec![0u8; PAGE as usize].into_boxed_slice(),
+                loaded: (0, PAGE as u32),
+                used: Cell::new(true),
+                used_transient: Cell::new(false),
+                age: 0,
+                walked: true,
+                span: Cell::new((0, 8)),
+            },
         );
         cache.clear();
         assert_eq!(cache.stats().prefetched, 2);
@@ -427,5 +617,101 @@ mod tests {
         let cache = PageCache::new(img);
         assert_eq!(cache.read_u64(0x10018).unwrap(), 0x0707070707070707);
         assert!(cache.read_u64(0x10000).is_err());
+    }
+
+    /// The snapshot copies only the spans of pages the walks read (whole
+    /// lines, with room above); a read outside them fetches the page.
+    #[test]
+    fn snapshots_copy_only_the_spans_read() {
+        let mut img = ImageMemory::new();
+        img.insert(0x10000, (0..2 * PAGE).map(|i| (i % 253) as u8).collect());
+        let cache = PageCache::new(&img);
+        cache.read_u64(0x10000 + 100).unwrap();
+        cache.read_u64(0x10000 + PAGE + 3000).unwrap();
+        cache.clear();
+        let s = cache.stats();
+        assert_eq!(s.prefetched, 2);
+        // [64, 108 + room) and [2944, 3008 + room), in lines.
+        let expected = (snapshot_span((100, 108)).1 - 64) + (snapshot_span((3000, 3008)).1 - 2944);
+        assert_eq!(s.prefetched_bytes, u64::from(expected));
+        assert!(s.prefetched_bytes < PAGE);
+        // Inside the spans: served from the snapshot.
+        let fetches = s.page_fetches;
+        assert_eq!(cache.read_u8(0x10000 + 70).unwrap(), 70);
+        assert_eq!(cache.read_u8(0x10000 + 500).unwrap(), (500 % 253) as u8);
+        assert_eq!(cache.stats().page_fetches, fetches);
+        // Outside: a miss that brings the whole page, then served.
+        assert_eq!(cache.read_u8(0x10000 + 4000).unwrap(), (4000 % 253) as u8);
+        assert_eq!(cache.stats().page_fetches, fetches + 1);
+        assert_eq!(cache.read_u8(0x10000 + 2).unwrap(), 2);
+        assert_eq!(cache.stats().page_fetches, fetches + 1);
+        // The next snapshot covers all that was read.
+        cache.clear();
+        let fetches = cache.stats().page_fetches;
+        cache.read_u8(0x10000 + 4000).unwrap();
+        cache.read_u8(0x10000 + 2).unwrap();
+        assert_eq!(cache.stats().page_fetches, fetches);
+    }
+
+    /// Pages only transient reads used are fetched ahead for one sample;
+    /// pages a walk used, for several.
+    #[test]
+    fn transient_pages_go_cold_after_one_sample() {
+        let mut img = ImageMemory::new();
+        img.insert(0x10000, vec![5u8; 2 * PAGE as usize]);
+        let cache = PageCache::new(&img);
+        let walk_page = 0x10000;
+        let request_page = 0x10000 + PAGE;
+        cache.read_u64(walk_page).unwrap();
+        crate::memory::Transient(&cache)
+            .read_u64(request_page)
+            .unwrap();
+        assert_eq!(cache.stats().transient_fetches, 1);
+        cache.clear();
+        assert_eq!(
+            cache.stats().prefetched,
+            2,
+            "both fetched for the next sample"
+        );
+        // Neither is used in this sample.
+        cache.clear();
+        assert_eq!(
+            cache.stats().prefetched,
+            2 + 1,
+            "only the walk's page stays warm"
+        );
+        let fetches = cache.stats().page_fetches;
+        cache.read_u64(walk_page).unwrap();
+        assert_eq!(cache.stats().page_fetches, fetches);
+    }
+
+    /// Settled ranges are served from the snapshot where it holds them and
+    /// read in one call otherwise, without counting as snapshot misses.
+    #[test]
+    fn settled_batches_are_one_read_and_no_miss() {
+        let mut img = ImageMemory::new();
+        img.insert(0x10000, (0..3 * PAGE).map(|i| (i % 241) as u8).collect());
+        let cache = PageCache::new(&img);
+        cache.read_u64(0x10000).unwrap();
+        cache.clear();
+        let before = cache.stats();
+        let (mut a, mut b, mut c) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+        let mut reqs: Vec<(u64, &mut [u8])> = vec![
+            (0x10000 + 8, &mut a),
+            (0x10000 + PAGE + 16, &mut b),
+            (0x10000 + 2 * PAGE + 24, &mut c),
+        ];
+        assert_eq!(cache.read_many_settled(&mut reqs), 3);
+        drop(reqs);
+        assert_eq!(a[0], 8);
+        assert_eq!(b[0], ((PAGE + 16) % 241) as u8);
+        assert_eq!(c[0], ((2 * PAGE + 24) % 241) as u8);
+        let after = cache.stats();
+        assert_eq!(after.page_fetches, before.page_fetches);
+        assert_eq!(after.settled_fetches, before.settled_fetches + 1);
+        // A range it cannot read ends the count there.
+        let (mut d, mut e) = ([0u8; 8], [0u8; 8]);
+        let mut reqs: Vec<(u64, &mut [u8])> = vec![(0x10000, &mut d), (0x90000, &mut e)];
+        assert_eq!(cache.read_many_settled(&mut reqs), 1);
     }
 }

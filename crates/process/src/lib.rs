@@ -19,7 +19,7 @@ pub use cache::{CacheStats, PageCache, PAGE};
 pub use elf::{Binary, Section};
 pub use error::{MemoryError, ProcessError};
 pub use maps::{parse_maps, MapEntry};
-pub use memory::{ImageMemory, Memory, Settled};
+pub use memory::{ImageMemory, Memory, Settled, Transient};
 pub use namespace::{parse_nspid, NsTidMap};
 pub use process::{stat_fields, Process, SchedState};
 pub use ptrace::StoppedThreads;

@@ -31,6 +31,28 @@ pub trait Memory {
         self.read(addr, buf)
     }
 
+    /// [`Memory::read_many`] of settled bytes: a snapshotting source serves
+    /// what its snapshot holds and reads the rest in one go, without making
+    /// the walk torn.
+    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        let mut n = 0;
+        for (addr, buf) in reqs.iter_mut() {
+            if self.read_settled(*addr, buf).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Fill `buf` with bytes of objects a sample reads after its walk (a
+    /// web request's dict and strings): read like [`Memory::read`], but a
+    /// snapshotting source need not keep them for long, as they are new with
+    /// every request. Defaults to [`Memory::read`].
+    fn read_transient(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read(addr, buf)
+    }
+
     /// Read a little-endian `u64`.
     fn read_u64(&self, addr: u64) -> Result<u64, MemoryError> {
         let mut b = [0u8; 8];
@@ -76,6 +98,12 @@ impl<M: Memory + ?Sized> Memory for &M {
     fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         (**self).read_settled(addr, buf)
     }
+    fn read_transient(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read_transient(addr, buf)
+    }
+    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        (**self).read_many_settled(reqs)
+    }
 }
 
 /// A view of `M` whose every read is [`Memory::read_settled`]: hand it to
@@ -87,8 +115,34 @@ impl<M: Memory> Memory for Settled<M> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.0.read_settled(addr, buf)
     }
+    fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        self.0.read_many_settled(reqs)
+    }
+    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        self.0.read_many_settled(reqs)
+    }
     fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.0.read_settled(addr, buf)
+    }
+}
+
+/// A view of `M` whose every read is [`Memory::read_transient`]: hand it to
+/// readers of per-request objects.
+#[derive(Debug, Clone, Copy)]
+pub struct Transient<M>(pub M);
+
+impl<M: Memory> Memory for Transient<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.read_transient(addr, buf)
+    }
+    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+        self.0.read_many_settled(reqs)
+    }
+    fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.read_settled(addr, buf)
+    }
+    fn read_transient(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.read_transient(addr, buf)
     }
 }
 

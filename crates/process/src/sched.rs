@@ -19,6 +19,9 @@ use crate::process::SchedState;
 
 /// A `wchan` that says running is checked against `stat` this often.
 const CHECK_EVERY: u32 = 64;
+/// A contradiction between `wchan` and `stat` is believed when it holds for
+/// this many more reads of both in a row.
+const CONFIRM_ROUNDS: usize = 4;
 /// Threads whose `wchan` contradicted `stat` before `wchan` is given up.
 const MAX_DISAGREEMENTS: u32 = 3;
 
@@ -103,9 +106,15 @@ impl ThreadStatReader {
             files.stat_only = true;
         } else if by_stat == SchedState::Sleeping
             && read_wchan(files, &mut self.buf, pid, tid) == Some(SchedState::Running)
+            && (0..CONFIRM_ROUNDS).all(|_| {
+                read_stat(files, &mut self.buf, pid, tid) == SchedState::Sleeping
+                    && read_wchan(files, &mut self.buf, pid, tid) == Some(SchedState::Running)
+            })
         {
-            // Still "running" after stat said sleeping: not a race with the
-            // thread falling asleep, wchan does not tell for this thread.
+            // Still "running" after stat said sleeping, again and again: not
+            // a thread that fell asleep and woke between two reads (a web
+            // worker does that thousands of times a second), wchan does not
+            // tell for this thread.
             files.stat_only = true;
             self.disagreements += 1;
             if self.disagreements >= MAX_DISAGREEMENTS {
@@ -115,7 +124,17 @@ impl ThreadStatReader {
         by_stat
     }
 
-    /// Forget threads that are not in `alive`.
+    /// Threads whose files are open.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether no thread's files are open.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// Forget threads that are not in `alive` (closing their files).
     pub fn retain(&mut self, alive: &[i32]) {
         self.threads.retain(|tid, _| alive.contains(tid));
     }
@@ -256,5 +275,52 @@ mod tests {
         assert!(fast.uses_wchan(), "wchan was given up on this kernel");
         assert!(eventually(|| fast.state(pid, spin) == SchedState::Gone));
         assert_eq!(fast.state(pid, i32::MAX), SchedState::Gone);
+    }
+
+    /// A thread that falls asleep and wakes thousands of times a second (a
+    /// web worker between requests) races every check of `wchan` against
+    /// `stat`: that must not be taken for a kernel whose `wchan` cannot tell
+    /// (which would read the costlier `stat` from then on).
+    #[test]
+    fn a_thread_that_naps_briefly_keeps_wchan() {
+        let pid = std::process::id() as i32;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tid = Arc::new(AtomicI32::new(0));
+        let napper = {
+            let (stop, tid) = (stop.clone(), tid.clone());
+            std::thread::spawn(move || {
+                tid.store(gettid(), Ordering::SeqCst);
+                while !stop.load(Ordering::Relaxed) {
+                    // Run a little, then sleep a little.
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(30) {
+                        std::hint::spin_loop();
+                    }
+                    std::thread::sleep(Duration::from_micros(30));
+                }
+            })
+        };
+        assert!(eventually(|| tid.load(Ordering::SeqCst) != 0));
+        let tid = tid.load(Ordering::SeqCst);
+        let mut reader = ThreadStatReader::new();
+        let (mut running, mut sleeping) = (0, 0);
+        for _ in 0..64 * 300 {
+            match reader.state(pid, tid) {
+                SchedState::Running => running += 1,
+                SchedState::Sleeping => sleeping += 1,
+                _ => {}
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        napper.join().unwrap();
+        assert!(
+            running > 0 && sleeping > 0,
+            "{running} running, {sleeping} sleeping"
+        );
+        assert!(
+            !reader.threads.get(&tid).is_some_and(|f| f.stat_only),
+            "a napping thread was switched to stat"
+        );
+        assert!(reader.uses_wchan());
     }
 }

@@ -26,6 +26,10 @@ const RETRY_AFTER: Duration = Duration::from_micros(20);
 /// like ones that needed pages beyond it.
 const SLOW_SNAPSHOT: Duration = Duration::from_micros(40);
 
+/// Ended threads whose scheduler-state files may stay open (see
+/// `Target::close_files_of_ended_threads`).
+const ENDED_THREADS_KEPT: usize = 16;
+
 /// What a thread was doing when sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ThreadState {
@@ -589,7 +593,21 @@ impl Target {
     /// Sample every Python thread once. `time` is stamped on the samples.
     pub fn sample(&mut self, time: Duration) -> Result<Vec<Sample>, SampleError> {
         let stacks = self.read_stacks()?;
-        Ok(self.make_samples(&stacks, time))
+        let samples = self.make_samples(&stacks, time);
+        self.close_files_of_ended_threads(&samples);
+        Ok(samples)
+    }
+
+    /// Threads come and go (thread pools, one thread per task): the
+    /// scheduler-state files of those that ended are closed once they
+    /// outnumber the live ones, so a long recording neither runs out of
+    /// file descriptors nor grows.
+    fn close_files_of_ended_threads(&mut self, samples: &[Sample]) {
+        if self.stat.len() <= samples.len() + ENDED_THREADS_KEPT {
+            return;
+        }
+        let alive: Vec<i32> = samples.iter().filter_map(|s| s.native_id).collect();
+        self.stat.retain(&alive);
     }
 
     /// Resolve frames the allocation hook captured inside the target (code
