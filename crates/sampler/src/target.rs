@@ -164,7 +164,7 @@ impl From<CpythonError> for SampleError {
 /// Counters of one target.
 #[derive(Debug, Default, Clone)]
 pub struct TargetStats {
-    /// Ticks at which the target was read.
+    /// Ticks at which the target was sampled (read, or found not to have run).
     pub ticks: u64,
     /// Thread samples taken.
     pub samples: u64,

@@ -75,17 +75,7 @@ fn forced_reads(elapsed: Duration) -> u64 {
 
 fn check_one_sleeper(interp: &Interp) -> Vec<String> {
     let mut failures = Vec::new();
-    let dir = std::env::temp_dir().join(format!(
-        "pyrometer-unscheduled-{}-{}",
-        std::process::id(),
-        interp.label
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = dir.join("wake");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let (dir, fifo) = make_fifo(interp, "sleeper");
     let (child, _) = spawn_python(
         interp,
         &target_script("one_sleeper.py"),
@@ -190,6 +180,70 @@ fn check_one_sleeper(interp: &Interp) -> Vec<String> {
     }
     drop(child);
     drop(writer);
+    let _ = std::fs::remove_dir_all(&dir);
+    failures
+}
+
+/// A FIFO in a fresh directory (removed with it by the caller).
+fn make_fifo(interp: &Interp, name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "pyrometer-unscheduled-{name}-{}-{}",
+        std::process::id(),
+        interp.label
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("wake");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    (dir, fifo)
+}
+
+fn check_ending_thread(interp: &Interp) -> Vec<String> {
+    let mut failures = Vec::new();
+    let (dir, fifo) = make_fifo(interp, "ending");
+    let (child, _) = spawn_python(
+        interp,
+        &target_script("ending_thread.py"),
+        &[fifo.to_str().unwrap()],
+    );
+    let pid = child.pid();
+    let mut target = attach(pid);
+    target.set_idle_stacks(true);
+    let has_worker = |s: &[Sample]| {
+        s.iter()
+            .any(|x| x.frames.iter().any(|f| &*f.name == "ending_worker"))
+    };
+    if !sample_until(&mut target, |s| s.len() == 2 && has_worker(s)) {
+        return vec!["never saw both threads asleep".into()];
+    }
+    // Both asleep and reused, the whole process unread.
+    let unread_before = target.stats.unread_ticks;
+    for _ in 0..20 {
+        let _ = target.sample(Duration::ZERO);
+    }
+    if target.stats.unread_ticks <= unread_before {
+        failures.push("two sleeping threads were read on every tick".into());
+    }
+    // The worker gets its byte and ends; the main thread does not run.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    std::io::Write::write_all(&mut writer, b"x").unwrap();
+    drop(writer);
+    let gone = sample_until(&mut target, |s| s.len() == 1 && !has_worker(s));
+    if !gone {
+        failures.push("the ended thread was still reported".into());
+    }
+    for i in 0..50 {
+        match target.sample(Duration::ZERO) {
+            Ok(s) if s.len() == 1 && innermost(&s, pid).as_deref() == Some("main_wait") => {}
+            other => {
+                failures.push(format!("tick {i} after the thread ended: {other:?}"));
+                break;
+            }
+        }
+    }
+    drop(child);
     let _ = std::fs::remove_dir_all(&dir);
     failures
 }
@@ -311,6 +365,13 @@ fn a_sleeping_thread_is_not_read_until_it_runs() {
     let interps = require_all();
     let rows = par_map(&interps, 2, check_one_sleeper);
     report("one sleeping thread", &interps, rows);
+}
+
+#[test]
+fn a_thread_that_ends_while_nothing_else_runs_is_dropped() {
+    let interps = require_all();
+    let rows = par_map(&interps, 2, check_ending_thread);
+    report("a thread ending", &interps, rows);
 }
 
 #[test]
