@@ -350,7 +350,7 @@ impl Target {
 
     /// Whether a thread that has not been on a CPU since the last tick is
     /// reported again from it without reading it (on by default; off, every
-    /// tick reads every thread, as `bench-sample` may want to measure).
+    /// tick reads every thread, as before: for comparisons).
     pub fn set_reuse_unscheduled(&mut self, on: bool) {
         self.reuse_unscheduled = on;
         self.last_tick = LastTick::default();
