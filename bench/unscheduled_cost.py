@@ -39,6 +39,10 @@ def record_cpu(binary, pid, seconds, tmp):
     return ru.ru_utime + ru.ru_stime, err
 
 
+def ticks_of(summary):
+    return max(int(re.search(r"s, (\d+) ticks at", summary).group(1)), 1)
+
+
 def wrk_async(port, seconds):
     return subprocess.Popen(["wrk", "-t2", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
                             stdout=subprocess.PIPE, text=True)
@@ -60,6 +64,8 @@ def main():
     venv = Path(subprocess.check_output([str(ROOT / "scripts" / "webenv.sh"), "image-service"],
                                         text=True).strip())
     cpu = {("web", k): [] for k in bins} | {("deep", k): [] for k in bins}
+    # CPU µs per tick: late ticks (skipped) lower the CPU of a slow build.
+    per_tick = {k: [] for k in cpu}
     rps = {k: [] for k in ["none", *bins]}
     with tempfile.TemporaryDirectory() as tmp:
         port = web_overhead.free_port()
@@ -72,9 +78,10 @@ def main():
                 for name, binary in bins.items():
                     w = wrk_async(port, a.seconds + 1)
                     time.sleep(0.5)
-                    c, _ = record_cpu(binary, svc.pid, a.seconds, tmp)
+                    c, err = record_cpu(binary, svc.pid, a.seconds, tmp)
                     rps[name].append(wrk_rate(w))
                     cpu[("web", name)].append(100 * c / a.seconds)
+                    per_tick[("web", name)].append(1e6 * c / ticks_of(err))
         finally:
             os.killpg(svc.pid, signal.SIGTERM)
             svc.wait()
@@ -84,18 +91,22 @@ def main():
             time.sleep(1.0)
             for _ in range(a.rounds):
                 for name, binary in bins.items():
-                    c, _ = record_cpu(binary, deep.pid, a.seconds, tmp)
+                    c, err = record_cpu(binary, deep.pid, a.seconds, tmp)
                     cpu[("deep", name)].append(100 * c / a.seconds)
+                    per_tick[("deep", name)].append(1e6 * c / ticks_of(err))
         finally:
             deep.kill()
             deep.wait()
     med = {k: statistics.median(v) for k, v in cpu.items()}
-    print("| target, record -r 1000 --subprocesses | before: pyrometer CPU, % of one core "
-          "| after | after / before |")
+    tick = {k: statistics.median(v) for k, v in per_tick.items()}
+    print("| target, record -r 1000 --subprocesses | before: pyrometer CPU, % of one core (µs/tick) "
+          "| after | after / before (per tick) |")
     print("|---|---|---|---|")
     for t, label in (("web", "gunicorn 4 sync workers under wrk -t2 -c16"), ("deep", "deep.py 1 busy + 50 idle threads")):
         b, f = med[(t, "before")], med[(t, "after")]
-        print(f"| {label} | {b:.1f} ({cpu[(t, 'before')]}) | {f:.1f} ({cpu[(t, 'after')]}) | {f / b:.2f} |")
+        tb, tf = tick[(t, "before")], tick[(t, "after")]
+        print(f"| {label} | {b:.1f} ({tb:.0f}) | {f:.1f} ({tf:.0f}) | {f / b:.2f} ({tf / tb:.2f}) |")
+    print("runs, CPU %:", {f"{t} {k}": [round(x, 1) for x in v] for (t, k), v in cpu.items()})
     base = statistics.median(rps["none"])
     print(f"\nwrk requests/s: unprofiled {base:.0f} {rps['none']}; " + "; ".join(
         f"{k} {statistics.median(rps[k]):.0f} ({100 * statistics.median(rps[k]) / base:.1f} %) {rps[k]}" for k in bins))
