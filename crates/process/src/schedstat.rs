@@ -15,6 +15,10 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+/// Most files one reader keeps open: beyond, threads read `None` (they are
+/// then read in full on every tick) rather than use up descriptors.
+const MAX_OPEN: usize = 512;
+
 /// One reading of a thread's `schedstat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchedStat {
@@ -96,8 +100,10 @@ impl SchedstatReader {
         if !self.available {
             return None;
         }
+        let full = self.files.len() >= MAX_OPEN;
         let file = match self.files.entry(tid) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) if full => return None,
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(File::open(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?)
             }
