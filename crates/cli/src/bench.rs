@@ -62,6 +62,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             - before.page_fetches - before.direct_reads) as f64 / n,
         "torn_threads": stats.torn_threads - stat_before.torn_threads,
         "torn_ticks": stats.torn - stat_before.torn,
+        "reused_thread_samples": stats.reused_samples - stat_before.reused_samples,
+        "unread_ticks": stats.unread_ticks - stat_before.unread_ticks,
         "memory_readings": memory_readings,
         "memory_reading_wall_us": memory_wall.as_secs_f64() * 1e6 / f64::from(memory_readings),
         "memory_reading_cpu_us": memory_cpu.as_secs_f64() * 1e6 / f64::from(memory_readings),

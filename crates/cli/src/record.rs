@@ -239,6 +239,7 @@ struct Outcome {
     late_ticks: u64,
     errors: u64,
     torn_threads: u64,
+    reused_samples: u64,
     last_error: Option<String>,
     ended_by: &'static str,
     cpu: Duration,
@@ -330,6 +331,7 @@ fn sample_loop(
         late_ticks: clock.late_ticks,
         errors,
         torn_threads: session.stats.torn_threads,
+        reused_samples: session.stats.reused_samples,
         last_error: session.last_error.clone(),
         ended_by,
         cpu: own_cpu_time().saturating_sub(cpu_start),
@@ -421,8 +423,16 @@ fn print_summary(
     } else {
         0.0
     };
+    let reused = if o.reused_samples > 0 {
+        format!(
+            "; {} thread reads saved (threads that had not run since the tick before)",
+            o.reused_samples
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks had a failed read), {} thread samples dropped as torn",
+        "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks had a failed read), {} thread samples dropped as torn{reused}",
         o.errors, o.torn_threads
     );
     if let (true, Some(e)) = (o.errors > 0, &o.last_error) {

@@ -13,6 +13,7 @@ mod namespace;
 mod process;
 mod ptrace;
 mod sched;
+mod schedstat;
 mod statm;
 
 pub use cache::{CacheStats, PageCache, PAGE};
@@ -24,4 +25,5 @@ pub use namespace::{parse_nspid, NsTidMap};
 pub use process::{stat_fields, Process, SchedState};
 pub use ptrace::StoppedThreads;
 pub use sched::ThreadStatReader;
+pub use schedstat::{parse_schedstat, SchedStat, SchedstatReader, ThreadCounter};
 pub use statm::{parse_statm_resident, StatmReader};

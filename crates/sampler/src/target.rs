@@ -12,8 +12,8 @@ use pyrometer_cpython::{
     locate, top_frame_of, CpythonError, Interpreter, StackReader, ThreadStack,
 };
 use pyrometer_process::{
-    CacheStats, MemoryError, NsTidMap, PageCache, Process, ProcessError, SchedState, StatmReader,
-    StoppedThreads, ThreadStatReader,
+    CacheStats, MemoryError, NsTidMap, PageCache, Process, ProcessError, SchedStat, SchedState,
+    SchedstatReader, StatmReader, StoppedThreads, ThreadCounter, ThreadStatReader,
 };
 
 /// Reads of a tick before a thread whose stack kept changing under the
@@ -25,6 +25,10 @@ const RETRY_AFTER: Duration = Duration::from_micros(20);
 /// (a few dozen pages copy in under 10 µs): its running stacks are checked
 /// like ones that needed pages beyond it.
 const SLOW_SNAPSHOT: Duration = Duration::from_micros(40);
+/// Samples of threads that have not run are reused for at most this long:
+/// then every thread is read again (a native thread pyrometer does not
+/// watch may have created a Python thread state meanwhile).
+const FULL_READ_EVERY: Duration = Duration::from_millis(100);
 
 /// Ended threads whose scheduler-state files may stay open (see
 /// `Target::close_files_of_ended_threads`).
@@ -164,7 +168,7 @@ impl From<CpythonError> for SampleError {
 /// Counters of one target.
 #[derive(Debug, Default, Clone)]
 pub struct TargetStats {
-    /// Ticks at which the target was read.
+    /// Ticks at which the target was sampled (read, or found not to have run).
     pub ticks: u64,
     /// Thread samples taken.
     pub samples: u64,
@@ -172,6 +176,12 @@ pub struct TargetStats {
     pub torn: u64,
     /// Thread samples dropped because the thread's stack changed during the walk.
     pub torn_threads: u64,
+    /// Thread samples reported again from the last tick, unread, because
+    /// the thread has not been on a CPU since (included in `samples`).
+    pub reused_samples: u64,
+    /// Ticks at which no thread had run since the last one, so no memory
+    /// of the target was read (included in `ticks`).
+    pub unread_ticks: u64,
 }
 
 /// A process being sampled.
@@ -203,6 +213,39 @@ pub struct Target {
     exe_identity: Option<(u64, u64)>,
     /// `/proc/PID/statm`, kept open for RSS readings.
     statm: Option<StatmReader>,
+    /// Report threads that have not run since the last tick from it, unread.
+    reuse_unscheduled: bool,
+    /// Threads' `schedstat`: which have not been on a CPU since the last tick.
+    schedstat: SchedstatReader,
+    /// `/proc/PID/task`, to see the thread count change.
+    thread_counter: Option<ThreadCounter>,
+    /// The last tick, to be reported again while its threads do not run.
+    last_tick: LastTick,
+}
+
+/// What the last tick read, and what is needed to tell that it still holds.
+#[derive(Debug, Default)]
+struct LastTick {
+    /// Every Python thread, in the interpreter's order.
+    threads: Vec<LastThread>,
+    /// The process's thread count before the read (`None`: unknown).
+    thread_count: Option<u64>,
+    /// Every thread was read (none dropped as torn or unreadable).
+    complete: bool,
+    /// When every thread was last read from memory, none reused.
+    full_read_at: Option<Instant>,
+}
+
+/// One thread of the last tick.
+#[derive(Debug)]
+struct LastThread {
+    /// Our id of the thread (`None`: unknown, never reused).
+    host_tid: Option<i32>,
+    /// Its `schedstat` before the tick's read (`None`: never reused).
+    before: Option<SchedStat>,
+    /// What was read, with the sample made of it: kept only for a thread
+    /// that was not on a CPU (a running one is read again anyway).
+    asleep: Option<(ThreadStack, SchedState, Sample)>,
 }
 
 /// One memory reading of one process (attach mode: read from outside).
@@ -219,6 +262,10 @@ pub struct MemoryReading {
     /// Why the heap cannot be read in this process, if it cannot.
     pub heap_unavailable: Option<Arc<str>>,
 }
+
+/// What [`Target::read_stacks`] read: each thread with its scheduler state,
+/// and for each, the index of the last tick's thread it was taken from.
+type ReadStacks = (Vec<(ThreadStack, SchedState)>, Vec<Option<usize>>);
 
 /// A sleeping thread's stack, kept to be reused while it does not move.
 #[derive(Debug)]
@@ -261,6 +308,10 @@ impl Target {
             endpoints: EndpointNamer::default(),
             exe_identity,
             statm: None,
+            reuse_unscheduled: true,
+            schedstat: SchedstatReader::new(),
+            thread_counter: ThreadCounter::open(pid).ok(),
+            last_tick: LastTick::default(),
         })
     }
 
@@ -298,6 +349,15 @@ impl Target {
     /// Cap on frames per stack.
     pub fn set_max_depth(&mut self, depth: usize) {
         self.reader.max_depth = depth.max(1);
+        self.last_tick = LastTick::default();
+    }
+
+    /// Whether a thread that has not been on a CPU since the last tick is
+    /// reported again from it without reading it (on by default; off, every
+    /// tick reads every thread, as before: for comparisons).
+    pub fn set_reuse_unscheduled(&mut self, on: bool) {
+        self.reuse_unscheduled = on;
+        self.last_tick = LastTick::default();
     }
 
     fn refresh_names(&mut self, force: bool) {
@@ -319,7 +379,15 @@ impl Target {
     /// `--blocking`. Each thread's scheduler state is read first: stacks of
     /// sleeping threads are not walked when idle stacks are not wanted, and
     /// are reused from the last sample when the thread has not moved.
-    fn read_stacks(&mut self) -> Result<Vec<(ThreadStack, SchedState)>, SampleError> {
+    /// Threads in `unscheduled` (our thread id → index in `last`) have not
+    /// run since the last tick: only their header is read (not their state
+    /// nor their stack), they come back with `last`'s state and no frames,
+    /// and the second vector gives the index in `last` to take them from.
+    fn read_stacks(
+        &mut self,
+        unscheduled: &FxHashMap<i32, usize>,
+        last: &[LastThread],
+    ) -> Result<ReadStacks, SampleError> {
         self.stats.ticks += 1;
         let _stopped = if self.blocking {
             let tids = self
@@ -348,10 +416,22 @@ impl Target {
             let parked = &self.parked;
             let serving = &self.serving;
             let mut reuse: Vec<bool> = Vec::new();
+            let mut from_last: Vec<Option<usize>> = Vec::new();
             let result = self.reader.read_all_filtered(|st| {
                 let host =
                     st.native_id
                         .and_then(|ns| if in_ns { tid_map.to_host(ns) } else { Some(ns) });
+                let unmoved = host.and_then(|tid| {
+                    let index = *unscheduled.get(&tid)?;
+                    let (stack, sched, _) = last.get(index)?.asleep.as_ref()?;
+                    (stack.tstate == st.tstate).then_some((index, *sched))
+                });
+                from_last.push(unmoved.map(|(index, _)| index));
+                if let Some((_, sched)) = unmoved {
+                    scheds.push(sched);
+                    reuse.push(false);
+                    return false;
+                }
                 let sched = match host {
                     Some(tid) => stat.state(pid, tid),
                     None => SchedState::Running,
@@ -425,8 +505,9 @@ impl Target {
             let layout = self.reader.layout();
             let live = self.reader.memory().inner();
             let mut out = Vec::with_capacity(stacks.len());
+            let mut out_from_last = Vec::with_capacity(stacks.len());
             let mut dropped = 0;
-            for (st, sched) in stacks.into_iter().zip(scheds) {
+            for ((st, sched), index) in stacks.into_iter().zip(scheds).zip(from_last) {
                 let moved =
                     || !top_frame_of(live, layout, st.tstate).is_ok_and(|top| top == st.top_frame);
                 if st.torn
@@ -436,6 +517,7 @@ impl Target {
                     continue;
                 }
                 out.push((st, sched));
+                out_from_last.push(index);
             }
             if dropped > 0 && attempt < READ_ATTEMPTS {
                 // A stack that changes fast is likely still in the same busy
@@ -448,8 +530,14 @@ impl Target {
             // Remember where sleeping threads are parked.
             {
                 let mut parked = FxHashMap::default();
-                for (st, sched) in &out {
-                    if *sched != SchedState::Running && st.walked {
+                let mut parked_before = std::mem::take(&mut self.parked);
+                for ((st, sched), index) in out.iter().zip(&out_from_last) {
+                    if index.is_some() {
+                        // Not run since: parked where it was (not read again).
+                        if let Some(p) = parked_before.remove(&st.tstate) {
+                            parked.insert(st.tstate, p);
+                        }
+                    } else if *sched != SchedState::Running && st.walked {
                         let position = self.reader.frame_position(st.top_frame).unwrap_or(u64::MAX);
                         parked.insert(
                             st.tstate,
@@ -464,14 +552,18 @@ impl Target {
                 }
                 self.parked = parked;
             }
-            return Ok(out);
+            return Ok((out, out_from_last));
         }
     }
 
+    /// Samples of `stacks`; those with an index in `from_last` are `last`'s
+    /// samples again, at `time` (the thread has not run: same request too).
     fn make_samples(
         &mut self,
         stacks: &[(ThreadStack, SchedState)],
         time: Duration,
+        from_last: &[Option<usize>],
+        last: &[LastThread],
     ) -> Vec<Sample> {
         if stacks
             .iter()
@@ -481,7 +573,19 @@ impl Target {
         }
         let pid = self.pid();
         let mut out = Vec::with_capacity(stacks.len());
-        for (st, sched) in stacks {
+        for (i, (st, sched)) in stacks.iter().enumerate() {
+            let earlier = from_last
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|index| last.get(index)?.asleep.as_ref());
+            if let Some((_, _, sample)) = earlier {
+                out.push(Sample {
+                    time,
+                    ..sample.clone()
+                });
+                continue;
+            }
             let host_tid = st.native_id.and_then(|ns| self.host_tid(ns));
             let state = match sched {
                 _ if st.gil_requested && !st.holds_gil => ThreadState::GilWait,
@@ -591,10 +695,115 @@ impl Target {
     }
 
     /// Sample every Python thread once. `time` is stamped on the samples.
+    ///
+    /// A thread that was not on a CPU at the last tick and has not been
+    /// switched onto one since (its `schedstat` did not move) cannot have
+    /// changed its stack, state, GIL flags or request: its last sample is
+    /// reported again without reading its memory or its state. When that
+    /// holds for every thread and the thread count is the same, nothing of
+    /// the process is read at all. Every thread is read again at least every
+    /// [`FULL_READ_EVERY`].
     pub fn sample(&mut self, time: Duration) -> Result<Vec<Sample>, SampleError> {
-        let stacks = self.read_stacks()?;
-        let samples = self.make_samples(&stacks, time);
+        // Stopping threads with ptrace wakes each of them: nothing would be
+        // found unscheduled.
+        if !self.reuse_unscheduled || self.blocking || !self.schedstat.available() {
+            let (stacks, _) = self.read_stacks(&FxHashMap::default(), &[])?;
+            let samples = self.make_samples(&stacks, time, &[], &[]);
+            self.close_files_of_ended_threads(&samples);
+            return Ok(samples);
+        }
+        let started = Instant::now();
+        let mut last = std::mem::take(&mut self.last_tick);
+        let pid = self.pid();
+        // Read before the memory is: the baseline of the next tick, so that
+        // any run after it shows.
+        let thread_count = self.thread_counter.as_ref().and_then(|c| c.count());
+        let full_due = last
+            .full_read_at
+            .is_none_or(|at| started.saturating_duration_since(at) >= FULL_READ_EVERY);
+        let mut readings: FxHashMap<i32, SchedStat> = FxHashMap::default();
+        let mut unscheduled: FxHashMap<i32, usize> = FxHashMap::default();
+        for (index, thread) in last.threads.iter().enumerate() {
+            let Some(tid) = thread.host_tid else { continue };
+            let Some(now) = self.schedstat.read(pid, tid) else {
+                continue;
+            };
+            readings.insert(tid, now);
+            if thread.asleep.is_some() && thread.before.is_some_and(|b| !now.ran_since(&b)) {
+                unscheduled.insert(tid, index);
+            }
+        }
+        if full_due {
+            unscheduled.clear();
+        }
+        let nothing_ran = !unscheduled.is_empty()
+            && unscheduled.len() == last.threads.len()
+            && last.complete
+            && thread_count.is_some()
+            && thread_count == last.thread_count;
+        if nothing_ran {
+            let samples: Vec<Sample> = last
+                .threads
+                .iter()
+                .filter_map(|t| t.asleep.as_ref())
+                .map(|(_, _, sample)| Sample {
+                    time,
+                    ..sample.clone()
+                })
+                .collect();
+            let n = samples.len() as u64;
+            self.stats.ticks += 1;
+            self.stats.unread_ticks += 1;
+            self.stats.samples += n;
+            self.stats.reused_samples += n;
+            self.last_tick = last;
+            return Ok(samples);
+        }
+        let torn_before = self.stats.torn_threads;
+        let (stacks, from_last) = self.read_stacks(&unscheduled, &last.threads)?;
+        let complete = self.stats.torn_threads == torn_before;
+        let samples = self.make_samples(&stacks, time, &from_last, &last.threads);
+        let reused = from_last.iter().flatten().count();
+        self.stats.reused_samples += reused as u64;
+        let in_ns = self.in_pid_namespace;
+        let mut threads = Vec::with_capacity(stacks.len());
+        for (((st, sched), sample), index) in stacks.into_iter().zip(&samples).zip(&from_last) {
+            let native_id = st.native_id;
+            let asleep = match index.and_then(|i| last.threads.get_mut(i)) {
+                // Not run since: what was read then still holds.
+                Some(earlier) => earlier.asleep.take(),
+                None => (sched != SchedState::Running).then(|| (st, sched, sample.clone())),
+            };
+            let host_tid = native_id.and_then(|ns| {
+                if in_ns {
+                    self.tid_map.to_host(ns)
+                } else {
+                    Some(ns)
+                }
+            });
+            threads.push(LastThread {
+                host_tid,
+                before: host_tid.and_then(|tid| readings.get(&tid).copied()),
+                asleep,
+            });
+        }
+        if thread_count != last.thread_count {
+            // Threads ended or started: close the files of those gone.
+            let alive: Vec<i32> = threads.iter().filter_map(|t| t.host_tid).collect();
+            self.schedstat.retain(&alive);
+            self.stat.retain(&alive);
+        }
         self.close_files_of_ended_threads(&samples);
+        self.last_tick = LastTick {
+            threads,
+            thread_count,
+            complete,
+            full_read_at: if reused == 0 {
+                Some(started)
+            } else {
+                last.full_read_at
+            },
+        };
         Ok(samples)
     }
 
@@ -648,12 +857,14 @@ impl Target {
     /// default; it costs a dict read per thread serving a request).
     pub fn set_web_attribution(&mut self, on: bool) {
         self.web = on;
+        self.last_tick = LastTick::default();
     }
 
     /// Whether stacks of idle threads are read (`--idle`, `dump`). Without
     /// it, idle threads are still counted (their state) but not walked.
     pub fn set_idle_stacks(&mut self, on: bool) {
         self.idle_stacks = on;
+        self.last_tick = LastTick::default();
         if !on {
             self.parked.clear();
         }
@@ -666,14 +877,14 @@ impl Target {
         let mut last = SampleError::NotInitialized;
         for attempt in 0..10 {
             let torn_before = self.stats.torn_threads;
-            let stacks = match self.read_stacks() {
+            let stacks = match self.read_stacks(&FxHashMap::default(), &[]) {
                 // A dump shows every thread: if one was torn, read again.
                 Ok(_) if self.stats.torn_threads > torn_before && attempt < 9 => {
                     last = SampleError::Torn("a thread's stack changed while it was read".into());
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
-                Ok(s) => s,
+                Ok((s, _)) => s,
                 Err(SampleError::Torn(e)) => {
                     last = SampleError::Torn(e);
                     std::thread::sleep(Duration::from_millis(5));
@@ -681,7 +892,7 @@ impl Target {
                 }
                 Err(e) => return Err(e),
             };
-            let samples = self.make_samples(&stacks, Duration::ZERO);
+            let samples = self.make_samples(&stacks, Duration::ZERO, &[], &[]);
             let out = samples
                 .into_iter()
                 .zip(stacks.iter().map(|(st, _)| st))
