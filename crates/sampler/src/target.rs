@@ -724,6 +724,13 @@ impl Target {
         let mut readings: FxHashMap<i32, SchedStat> = FxHashMap::default();
         let mut unscheduled: FxHashMap<i32, usize> = FxHashMap::default();
         for (index, thread) in last.threads.iter().enumerate() {
+            // A thread that was on a CPU at the last tick is read in full
+            // whatever it did since; its baseline is taken once it is found
+            // asleep (so it is read in full one more tick after falling
+            // asleep), which saves a schedstat read per busy thread per tick.
+            if thread.asleep.is_none() {
+                continue;
+            }
             let Some(tid) = thread.host_tid else { continue };
             let Some(now) = self.schedstat.read(pid, tid) else {
                 continue;
