@@ -1201,16 +1201,17 @@ impl DataStackBounds {
             } else {
                 end
             };
-            let end = match self.layout.top {
-                Some(off) => {
-                    let top = mem.u64_at(self.tstate, off)?;
-                    if top < start || top > end {
-                        return Err(CpythonError::Corrupt("data stack top outside its chunk"));
-                    }
-                    top
+            // The part in use ends at `top`, but a frame may lie above the
+            // `top` read: on 3.11 and 3.12 the innermost frame pointer is on
+            // the C stack, another page than the thread state, copied at
+            // another instant while the stack moves. Frames are checked
+            // against the whole chunk; `top` only has to be in it.
+            if let Some(off) = self.layout.top {
+                let top = mem.u64_at(self.tstate, off)?;
+                if top < start || top > end {
+                    return Err(CpythonError::Corrupt("data stack top outside its chunk"));
                 }
-                None => end,
-            };
+            }
             self.ranges.push((start, end));
             self.next = mem.u64_at(chunk, self.layout.chunk_previous)?;
         }

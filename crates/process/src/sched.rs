@@ -6,24 +6,28 @@
 //! same scheduler state and costs a quarter of that for a running thread,
 //! half for a sleeping one: `0` for a task that is running, runnable or
 //! waking, the kernel function it sleeps in otherwise.
-//! A `0` can also mean "cannot tell" (no kallsyms, a kernel that hides it,
-//! a zombie), so every thread's first `0` and every 64th after it are
-//! checked against `stat`; a thread where they disagree is read through
-//! `stat` from then on, and after a few such threads every thread is.
+//!
+//! A `0` can also mean "cannot tell": a kernel that hides it (no kallsyms)
+//! says `0` for every thread. That is probed once per process, on a thread
+//! of ours blocked on a channel; where it cannot tell, `stat` is read. A
+//! zombie's `wchan` is `0` too: every thread's first `0` and every 64th
+//! after it are checked against `stat`, which tells a gone thread. (A thread
+//! `stat` calls sleeping while `wchan` says `0` is not proof of anything: a
+//! thread falling asleep sets its state before it leaves the run queue, and
+//! a web worker naps and wakes thousands of times a second. Giving up
+//! `wchan` for such a thread, as an earlier version did, read `stat` for
+//! every busy worker.)
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::process::SchedState;
 
 /// A `wchan` that says running is checked against `stat` this often.
 const CHECK_EVERY: u32 = 64;
-/// A contradiction between `wchan` and `stat` is believed when it holds for
-/// this many more reads of both in a row.
-const CONFIRM_ROUNDS: usize = 4;
-/// Threads whose `wchan` contradicted `stat` before `wchan` is given up.
-const MAX_DISAGREEMENTS: u32 = 3;
 
 /// The open files of one thread.
 #[derive(Debug, Default)]
@@ -32,7 +36,8 @@ struct ThreadFiles {
     stat: Option<File>,
     /// `wchan` reads that said running since the last check.
     unchecked: u32,
-    /// `wchan` cannot be trusted for this thread: read `stat`.
+    /// `wchan` cannot be read for this thread (or it is a zombie): read
+    /// `stat`.
     stat_only: bool,
 }
 
@@ -42,8 +47,6 @@ struct ThreadFiles {
 pub struct ThreadStatReader {
     threads: HashMap<i32, ThreadFiles>,
     buf: Vec<u8>,
-    /// Threads where `wchan` said running and `stat` did not.
-    disagreements: u32,
     /// Whether `wchan` is used at all.
     use_wchan: bool,
 }
@@ -54,14 +57,57 @@ impl Default for ThreadStatReader {
     }
 }
 
+/// Whether this kernel's `wchan` names what a sleeping thread waits in:
+/// probed once, on a thread of ours blocked on a channel.
+pub fn wchan_tells_sleeping_threads() -> bool {
+    static TELLS: OnceLock<bool> = OnceLock::new();
+    *TELLS.get_or_init(probe_wchan)
+}
+
+fn probe_wchan() -> bool {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel::<i32>();
+    let (wake_tx, wake_rx) = std::sync::mpsc::channel::<()>();
+    let Ok(sleeper) = std::thread::Builder::new()
+        .name("pyrometer-wchan-probe".into())
+        .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let _ = tid_tx.send(unsafe { libc::syscall(libc::SYS_gettid) } as i32);
+            let _ = wake_rx.recv();
+        })
+    else {
+        return false;
+    };
+    let pid = std::process::id() as i32;
+    let mut files = ThreadFiles::default();
+    let mut buf = vec![0u8; 1024];
+    let mut tells = false;
+    if let Ok(tid) = tid_rx.recv() {
+        // Asleep in the channel within moments; a kernel that cannot tell
+        // says `0` all along.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            if read_stat(&mut files, &mut buf, pid, tid) == SchedState::Sleeping
+                && read_wchan(&mut files, &mut buf, pid, tid) == Some(SchedState::Sleeping)
+            {
+                tells = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let _ = wake_tx.send(());
+    let _ = sleeper.join();
+    tells
+}
+
 impl ThreadStatReader {
-    /// A reader with no open files.
+    /// A reader with no open files (it reads `wchan` where the kernel's
+    /// tells sleeping threads apart).
     pub fn new() -> Self {
         Self {
             threads: HashMap::new(),
             buf: vec![0; 1024],
-            disagreements: 0,
-            use_wchan: true,
+            use_wchan: wchan_tells_sleeping_threads(),
         }
     }
 
@@ -73,7 +119,7 @@ impl ThreadStatReader {
         }
     }
 
-    /// Whether `wchan` is still in use (false once it contradicted `stat`).
+    /// Whether `wchan` is in use.
     pub fn uses_wchan(&self) -> bool {
         self.use_wchan
     }
@@ -104,22 +150,6 @@ impl ThreadStatReader {
         if by_stat == SchedState::Gone {
             // A zombie's wchan says 0 too.
             files.stat_only = true;
-        } else if by_stat == SchedState::Sleeping
-            && read_wchan(files, &mut self.buf, pid, tid) == Some(SchedState::Running)
-            && (0..CONFIRM_ROUNDS).all(|_| {
-                read_stat(files, &mut self.buf, pid, tid) == SchedState::Sleeping
-                    && read_wchan(files, &mut self.buf, pid, tid) == Some(SchedState::Running)
-            })
-        {
-            // Still "running" after stat said sleeping, again and again: not
-            // a thread that fell asleep and woke between two reads (a web
-            // worker does that thousands of times a second), wchan does not
-            // tell for this thread.
-            files.stat_only = true;
-            self.disagreements += 1;
-            if self.disagreements >= MAX_DISAGREEMENTS {
-                self.use_wchan = false;
-            }
         }
         by_stat
     }
@@ -275,6 +305,15 @@ mod tests {
         assert!(fast.uses_wchan(), "wchan was given up on this kernel");
         assert!(eventually(|| fast.state(pid, spin) == SchedState::Gone));
         assert_eq!(fast.state(pid, i32::MAX), SchedState::Gone);
+    }
+
+    #[test]
+    fn this_kernels_wchan_tells_sleeping_threads() {
+        // The tests of pyrometer's thread states rely on it; a kernel that
+        // hides wchan would be read through stat.
+        assert!(wchan_tells_sleeping_threads());
+        assert!(ThreadStatReader::new().uses_wchan());
+        assert!(!ThreadStatReader::stat_only().uses_wchan());
     }
 
     /// A thread that falls asleep and wakes thousands of times a second (a
