@@ -84,14 +84,16 @@ struct CachedPage {
 }
 
 impl CachedPage {
+    #[inline]
     fn touch(&self, off: u32, end: u32, transient: bool) {
         if transient {
             self.used_transient.set(true);
+            // Only transient pages are copied by span (walked ones whole).
+            let (lo, hi) = self.span.get();
+            self.span.set((lo.min(off), hi.max(end)));
         } else {
             self.used.set(true);
         }
-        let (lo, hi) = self.span.get();
-        self.span.set((lo.min(off), hi.max(end)));
     }
 }
 
@@ -311,6 +313,7 @@ impl<M: Memory> PageCache<M> {
     /// Serve `[off, end)` of `page` (an ordinary or a transient read): from
     /// the snapshot when it holds those bytes, else from the whole page
     /// fetched now (a miss).
+    #[inline]
     fn with_page<R>(
         &self,
         page: u64,

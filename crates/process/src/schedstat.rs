@@ -124,6 +124,16 @@ impl SchedstatReader {
     pub fn retain(&mut self, alive: &[i32]) {
         self.files.retain(|tid, _| alive.contains(tid));
     }
+
+    /// Threads whose file is open.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no thread's file is open.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
 }
 
 /// The number of threads of a process from the link count of its kept-open

@@ -717,7 +717,16 @@ impl Target {
         let pid = self.pid();
         // Read before the memory is: the baseline of the next tick, so that
         // any run after it shows.
-        let thread_count = self.thread_counter.as_ref().and_then(|c| c.count());
+        // Only a tick after one at which every thread was asleep may find
+        // that nothing ran (a thread on a CPU then has no baseline now): the
+        // thread count is needed, and read, only then.
+        let all_asleep =
+            !last.threads.is_empty() && last.threads.iter().all(|t| t.asleep.is_some());
+        let thread_count = if all_asleep {
+            self.thread_counter.as_ref().and_then(|c| c.count())
+        } else {
+            None
+        };
         let full_due = last
             .full_read_at
             .is_none_or(|at| started.saturating_duration_since(at) >= FULL_READ_EVERY);
@@ -794,12 +803,6 @@ impl Target {
                 asleep,
             });
         }
-        if thread_count != last.thread_count {
-            // Threads ended or started: close the files of those gone.
-            let alive: Vec<i32> = threads.iter().filter_map(|t| t.host_tid).collect();
-            self.schedstat.retain(&alive);
-            self.stat.retain(&alive);
-        }
         self.close_files_of_ended_threads(&samples);
         self.last_tick = LastTick {
             threads,
@@ -819,11 +822,13 @@ impl Target {
     /// outnumber the live ones, so a long recording neither runs out of
     /// file descriptors nor grows.
     fn close_files_of_ended_threads(&mut self, samples: &[Sample]) {
-        if self.stat.len() <= samples.len() + ENDED_THREADS_KEPT {
+        let open = self.stat.len().max(self.schedstat.len());
+        if open <= samples.len() + ENDED_THREADS_KEPT {
             return;
         }
         let alive: Vec<i32> = samples.iter().filter_map(|s| s.native_id).collect();
         self.stat.retain(&alive);
+        self.schedstat.retain(&alive);
     }
 
     /// Resolve frames the allocation hook captured inside the target (code
