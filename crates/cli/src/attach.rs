@@ -68,6 +68,7 @@ pub fn launch_with_env(
     let mut cmd = Command::new(program);
     cmd.args(args);
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    crate::limits::launch_with_original_limits(&mut cmd);
     if silent {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -23,6 +23,7 @@ mod bench;
 mod diff;
 mod dump;
 mod exit;
+mod limits;
 mod memory;
 mod meta;
 mod output;
@@ -41,6 +42,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    limits::raise_open_files();
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Dump(a) => dump::run(a),

@@ -122,3 +122,85 @@ fn launcher_scripts_are_followed_to_the_interpreter() {
         "record --subprocesses -- parent.sh: {n} samples\n{folded}\n{stderr}"
     );
 }
+
+/// pyrometer raises its own soft open-file limit (it keeps files open per
+/// sampled thread) but a command it launches gets the limit pyrometer was
+/// started with: profiling does not change the target's environment.
+#[test]
+fn open_file_limit_is_raised_for_pyrometer_not_for_the_command() {
+    use std::os::unix::process::CommandExt;
+    let interp = one_interp();
+    let scratch = Scratch::new("launch-nofile");
+    let seen = scratch.file("limit.txt");
+    let script = scratch.file("limit.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import resource, time\n\
+             open({seen:?}, 'w').write(str(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))\n\
+             end = time.time() + 1.0\n\
+             while time.time() < end:\n    sum(range(1000))\n",
+            seen = seen.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let out = scratch.file("limit-out.txt");
+    let mut cmd = std::process::Command::new(PYROMETER);
+    cmd.args(["record", "-r", "100", "-f", "raw", "--quiet", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(&script);
+    // Start pyrometer with a low soft limit, as many systems do (1024).
+    // SAFETY: one setrlimit between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            lim.rlim_cur = 256.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let run = Background::spawn(&mut cmd);
+    // pyrometer's own soft limit, from /proc while it runs.
+    let limits = format!("/proc/{}/limits", run.pid());
+    let mut own = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while own.is_none() && std::time::Instant::now() < deadline {
+        own = std::fs::read_to_string(&limits).ok().and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        });
+        if own.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    // Read it once recording is under way (the limit is raised first thing).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let own = std::fs::read_to_string(&limits)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        })
+        .or(own)
+        .expect("pyrometer's limits");
+    let f = run
+        .wait(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("record: {e}"));
+    assert!(f.status.success(), "record failed: {}", f.stderr);
+    let child: u64 = std::fs::read_to_string(&seen)
+        .expect("the command wrote its limit")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(child, 256, "the launched command's soft limit changed");
+    let own: u64 = own.parse().unwrap_or(u64::MAX);
+    assert!(own > 256, "pyrometer's soft limit was not raised: {own}");
+}
