@@ -347,7 +347,9 @@ fn thread_created_and_destroyed_every_millisecond() {
         "thread churn: pyrometer had {fds_early} files open after 1.5 s, {fds_late} after 3.5 s"
     );
     assert!(
-        fds_early > 0 && fds_late < fds_early + 20,
+        // Files of up to 16 ended threads are kept (wchan, stat and
+        // schedstat each): the bound is 48 more, whenever it is reached.
+        fds_early > 0 && fds_late <= fds_early + 64,
         "pyrometer's open files grew from {fds_early} to {fds_late} while threads churned"
     );
     println!("thread churn: {}: {}", f.status, f.stderr.trim());
