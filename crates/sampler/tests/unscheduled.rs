@@ -169,8 +169,11 @@ fn check_one_sleeper(interp: &Interp) -> Vec<String> {
         failures.push("never saw the thread in second_nap once woken".into());
     }
     // Then asleep again (it blocks at once): reused again, the new stack.
+    // (It may take a while to block on a loaded machine: ticks until an
+    // unread one, with a deadline.)
     let unread_before = target.stats.unread_ticks;
-    for _ in 0..50 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while target.stats.unread_ticks <= unread_before && Instant::now() < deadline {
         let name = target
             .sample(Duration::ZERO)
             .ok()
@@ -179,6 +182,7 @@ fn check_one_sleeper(interp: &Interp) -> Vec<String> {
             failures.push(format!("after waking: {name:?}, not second_nap"));
             break;
         }
+        std::thread::sleep(Duration::from_millis(1));
     }
     if target.stats.unread_ticks <= unread_before {
         failures.push("second_nap was never reused".into());
