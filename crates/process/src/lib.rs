@@ -15,6 +15,8 @@ mod ptrace;
 mod sched;
 mod schedstat;
 mod statm;
+#[cfg(test)]
+mod testutil;
 
 pub use cache::{CacheStats, PageCache, PAGE};
 pub use elf::{Binary, Section};

@@ -235,22 +235,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    fn gettid() -> i32 {
-        // SAFETY: gettid has no preconditions.
-        unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-    }
-
-    /// Waits for `cond` (re-evaluated) with a deadline: robust on a loaded machine.
-    fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if cond() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
-    }
+    use crate::testutil::{eventually, gettid};
 
     #[test]
     fn tells_a_spinning_thread_from_a_sleeping_one_like_stat() {

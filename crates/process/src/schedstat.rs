@@ -165,24 +165,9 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
     use std::sync::{Arc, Barrier};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    fn gettid() -> i32 {
-        // SAFETY: gettid has no preconditions.
-        unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-    }
-
-    /// Waits for `cond` (re-evaluated) with a deadline: robust on a loaded machine.
-    fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if cond() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
-    }
+    use crate::testutil::{eventually, gettid};
 
     #[test]
     fn parses_the_three_numbers_and_refuses_the_rest() {
