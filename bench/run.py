@@ -193,6 +193,16 @@ def impossible_stacks(path):
     return bad
 
 
+def measure_timer(seconds):
+    """CPU per tick of pyrometer's sampling clock at 1 kHz doing nothing else
+    (on the profiler's core, as the profilers run): the cost of sleeping and
+    waking that any profiler sampling at 1 kHz pays."""
+    out = subprocess.run(PROFILER_CPU + [str(PYROMETER), "bench-timer", "--rate", "1000",
+                                         "--duration", str(seconds)],
+                         capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    return json.loads(out)["cpu_us_per_tick"]
+
+
 def measure_torn(python, seconds):
     """Share of thread samples dropped as torn at 1 kHz on churn.py, and the
     share of kept ones with an impossible caller line."""
@@ -312,6 +322,7 @@ def main():
           f"{rounds} rounds, medians; load average before: {os.getloadavg()[0]:.1f}\n")
     if "cost" in parts:
         runs = {}
+        timer = []
         for _ in range(rounds):
             for depth in (20, 100):
                 for tool in ("pyrometer", "py-spy"):
@@ -323,6 +334,8 @@ def main():
             for tool in ("pyrometer", "py-spy"):
                 runs.setdefault((tool + " 1kHz", 20), []).append(
                     measure_cost(tool, pyspy, a.python, 20, secs, rate=1000))
+            timer.append(measure_timer(secs))
+        result["cost"]["timer 1kHz"] = {"cpu_us_per_tick": statistics.median(timer), "runs": timer}
         for (tool, depth), values in runs.items():
             if tool == "work":
                 result["cost"][f"pyrometer work depth {depth}"] = {
@@ -346,6 +359,11 @@ def main():
         s = result["cost"]["py-spy 1kHz depth 20"]
         print(f"\nAt 1 kHz, 20 frames: pyrometer {p['cpu_us_per_sample']:.1f} µs CPU/sample, py-spy --nonblocking "
               f"{s['cpu_us_per_sample']:.1f} µs CPU/sample ({s['cpu_us_per_sample'] / p['cpu_us_per_sample']:.1f}× cheaper)")
+        floor = result["cost"]["timer 1kHz"]["cpu_us_per_tick"]
+        pw, sw = p["cpu_us_per_sample"] - floor, s["cpu_us_per_sample"] - floor
+        print(f"The clock alone at 1 kHz (pyrometer bench-timer: sleep and wake-up, no sampling) costs {floor:.1f} µs "
+              f"CPU/tick; above it, pyrometer {pw:.1f} µs, py-spy {sw:.1f} µs"
+              + (f" ({sw / pw:.1f}× cheaper)" if pw > 0 else ""))
     if "torn" in parts:
         runs = [measure_torn(a.python, secs) for _ in range(rounds)]
         result["torn"] = {"runs": runs,

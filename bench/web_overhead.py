@@ -2,8 +2,13 @@
 """Throughput of the example Flask service under gunicorn (4 sync workers)
 driven by wrk, with no profiler, with pyrometer --subprocesses at 100 Hz and
 1 kHz (request attribution on), and py-spy --subprocesses at 100 Hz and
-1 kHz, in the same run, as ratios. Alternates the configurations over rounds
-and takes medians.
+1 kHz, in the same run, as ratios. Each round runs every configuration once,
+in an order rotated from round to round (so a drift of the service over the
+run does not favour whichever configuration comes first), and each
+configuration is compared with the unprofiled run of its own round; the
+medians and ranges of those ratios over rounds are printed. An unprofiled
+configuration measured a second time in each round (A/A) shows the noise of
+the setup: a difference smaller than its range is not a measured slowdown.
 
 Usage: bench/web_overhead.py [--rounds N] [--seconds S] [--pin]
 
@@ -104,7 +109,8 @@ def main():
         CLIENT_CPU.extend(["taskset", "-c", "1"])
     venv = Path(subprocess.check_output([str(ROOT / "scripts" / "webenv.sh"), "image-service"],
                                         text=True).strip())
-    configs = [("none", 0), ("pyrometer", 100), ("pyrometer", 1000), ("py-spy", 100), ("py-spy", 1000)]
+    configs = [("none", 0), ("none-again", 0), ("pyrometer", 100), ("pyrometer", 1000),
+               ("py-spy", 100), ("py-spy", 1000)]
     results = {c: [] for c in configs}
     cpu = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,9 +118,11 @@ def main():
         svc = start_service(venv, port, tmp)
         try:
             wrk(port, 2)  # warm up
-            for _ in range(a.rounds):
-                for tool, rate in configs:
-                    prof = None if tool == "none" else profiler(tool, rate, svc.pid, tmp)
+            for round_no in range(a.rounds):
+                shift = round_no % len(configs)
+                for tool, rate in configs[shift:] + configs[:shift]:
+                    profiled = not tool.startswith("none")
+                    prof = profiler(tool, rate, svc.pid, tmp) if profiled else None
                     started = time.monotonic()
                     time.sleep(1.5)
                     results[(tool, rate)].append(wrk(port, a.seconds))
@@ -124,16 +132,20 @@ def main():
         finally:
             os.killpg(svc.pid, signal.SIGTERM)
             svc.wait()
-    base = statistics.median(results[("none", 0)])
+    base = results[("none", 0)]
     where = "service on core 0, wrk and profiler on core 1" if a.pin else "all on both cores"
-    print(f"| gunicorn, 4 sync workers, wrk -t2 -c16 GET / ({where}) | requests/s | vs unprofiled "
+    print(f"| gunicorn, 4 sync workers, wrk -t2 -c16 GET / ({where}), {a.rounds} rounds "
+          "| requests/s | vs unprofiled of the same round: median (range) "
           "| profiler CPU, % of one core |")
     print("|---|---|---|---|")
     for (tool, rate), v in results.items():
-        label = "unprofiled" if tool == "none" else f"{tool} --subprocesses {rate} Hz"
-        m = statistics.median(v)
+        label = {"none": "unprofiled", "none-again": "unprofiled again (A/A)"}.get(
+            tool, f"{tool} --subprocesses {rate} Hz")
+        ratios = [100 * x / b for x, b in zip(v, base)]
+        spread = "" if tool == "none" else f" ({min(ratios):.1f}–{max(ratios):.1f})"
         share = f"{100 * statistics.median(cpu[(tool, rate)]):.1f} %" if cpu[(tool, rate)] else ""
-        print(f"| {label} | {m:.0f} | {100 * m / base:.1f} % | {share} |")
+        print(f"| {label} | {statistics.median(v):.0f} | {statistics.median(ratios):.1f} %{spread} "
+              f"| {share} |")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,19 @@ pub enum Command {
     /// Measure the cost of one sample of a process (for benchmarks).
     #[command(hide = true)]
     BenchSample(BenchArgs),
+    /// Measure the CPU cost of the sampling clock alone (for benchmarks).
+    #[command(hide = true)]
+    BenchTimer(BenchTimerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTimerArgs {
+    /// Ticks per second.
+    #[arg(short, long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Seconds to tick for.
+    #[arg(short, long, default_value_t = 5.0)]
+    pub duration: f64,
 }
 
 #[derive(Debug, Args)]

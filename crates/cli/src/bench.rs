@@ -1,6 +1,10 @@
 //! `pyrometer bench-sample` (hidden): sample back to back and report the
 //! cost of one sample, in CPU time and in reads of the target. Used by
 //! `bench/` to compare with other profilers.
+//!
+//! `pyrometer bench-timer` (hidden): tick the sampling clock of `record` at
+//! a rate and do nothing else: the CPU a tick costs before any sampling
+//! (the sleep and the wake-up, which on a virtual machine are tens of µs).
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +12,7 @@ use anyhow::Result;
 use pyrometer_profile::Profile;
 use serde_json::json;
 
-use crate::args::BenchArgs;
+use crate::args::{BenchArgs, BenchTimerArgs};
 use crate::attach::attach_pid;
 use crate::record::own_cpu_time;
 
@@ -67,6 +71,32 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "memory_readings": memory_readings,
         "memory_reading_wall_us": memory_wall.as_secs_f64() * 1e6 / f64::from(memory_readings),
         "memory_reading_cpu_us": memory_cpu.as_secs_f64() * 1e6 / f64::from(memory_readings),
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+pub fn run_timer(args: BenchTimerArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.rate > 0
+            && args.duration.is_finite()
+            && args.duration > 0.0
+            && args.duration <= 3600.0,
+        "--rate must be positive and --duration between 0 and 3600 seconds"
+    );
+    let cpu0 = own_cpu_time();
+    let mut clock = pyrometer_sampler::Clock::new(f64::from(args.rate));
+    let deadline = clock.start() + Duration::from_secs_f64(args.duration);
+    while let Some(tick) = clock.wait(Some(deadline), || false) {
+        std::hint::black_box(tick);
+    }
+    let cpu = own_cpu_time().saturating_sub(cpu0);
+    let ticks = clock.ticks.max(1) as f64;
+    let doc = json!({
+        "rate": args.rate,
+        "ticks": clock.ticks,
+        "late_ticks": clock.late_ticks,
+        "cpu_us_per_tick": cpu.as_secs_f64() * 1e6 / ticks,
     });
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())

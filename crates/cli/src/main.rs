@@ -51,6 +51,7 @@ fn main() {
         args::Command::Top(a) => top::run(a),
         args::Command::Diff(a) => diff::run(a),
         args::Command::BenchSample(a) => bench::run(a),
+        args::Command::BenchTimer(a) => bench::run_timer(a),
         args::Command::Completions(a) => meta::completions(a),
         args::Command::Man(a) => meta::man(a),
     };

@@ -234,7 +234,9 @@ fn man_pages_are_valid_roff() {
         "pyrometer-record.1 lacks --subprocesses or examples:\n{record}"
     );
     assert!(
-        !dir.join("pyrometer-bench-sample.1").exists() && !dir.join("pyrometer-man.1").exists(),
+        !dir.join("pyrometer-bench-sample.1").exists()
+            && !dir.join("pyrometer-bench-timer.1").exists()
+            && !dir.join("pyrometer-man.1").exists(),
         "hidden subcommands got pages"
     );
 }
@@ -262,6 +264,25 @@ fn changelog_has_this_version_dated_as_the_man_pages() {
         th.contains(&format!("\"{date}\"")) || th.contains(&format!(" {date} ")),
         "the man page's date ({th}) is not the changelog's {date}: update RELEASE_DATE in crates/cli/src/meta.rs"
     );
+}
+
+/// `bench-timer` (hidden, for bench/run.py) ticks the clock of `record` at
+/// the rate asked and reports the CPU a tick costs.
+#[test]
+fn the_bench_timer_ticks_at_the_rate_asked() {
+    let out = pyrometer(&["bench-timer", "--rate", "200", "--duration", "0.5"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("bench-timer prints JSON");
+    let ticks = doc["ticks"].as_u64().expect("ticks");
+    let late = doc["late_ticks"].as_u64().expect("late_ticks");
+    // 100 ticks are due in 0.5 s; a loaded machine may skip some, never add.
+    assert!((95..=102).contains(&(ticks + late)), "{doc}");
+    let cpu = doc["cpu_us_per_tick"].as_f64().expect("cpu_us_per_tick");
+    assert!(cpu > 0.0 && cpu < 5_000.0, "{doc}");
+    let bad = pyrometer(&["bench-timer", "--duration", "0"]);
+    assert!(!bad.status.success());
+    assert!(stderr_of(&bad).contains("--duration"), "{}", stderr_of(&bad));
 }
 
 #[test]

@@ -72,6 +72,19 @@ impl<K: Hash + Eq + Copy, V: Weigh> BoundedMap<K, V> {
         self.young.get(key)
     }
 
+    /// The entry for `key` to update in place, if cached (an old entry is
+    /// made young again). Unlike [`BoundedMap::insert`], the entry keeps its
+    /// weight: the caller must not change what it weighs.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        if !self.young.contains_key(key) {
+            let v = self.old.remove(key)?;
+            let w = v.weigh();
+            self.old_bytes = self.old_bytes.saturating_sub(w);
+            self.insert_weighed(*key, v, w);
+        }
+        self.young.get_mut(key)
+    }
+
     /// Whether `key` is cached (nothing moves).
     pub fn contains_key(&self, key: &K) -> bool {
         self.young.contains_key(key) || self.old.contains_key(key)
@@ -150,6 +163,21 @@ impl<K: Hash + Eq + Copy, V: Weigh> BoundedMap<K, V> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn get_mut_updates_in_place_and_makes_old_entries_young() {
+        let mut m: BoundedMap<u64, (Arc<str>, u64)> = BoundedMap::new(2, 1 << 20);
+        m.insert(1, (Arc::from("a"), 0));
+        m.insert(2, (Arc::from("b"), 0));
+        // A third entry turns the generation: 1 and 2 are old now.
+        m.insert(3, (Arc::from("c"), 0));
+        let bytes = m.bytes();
+        m.get_mut(&1).expect("cached").1 = 7;
+        assert_eq!(m.get(&1).map(|v| v.1), Some(7));
+        assert_eq!(m.bytes(), bytes, "moving an entry keeps its weight");
+        assert!(m.get_mut(&9).is_none());
+        assert_eq!(m.len(), 3);
+    }
 
     #[test]
     fn bounded_by_entries_and_bytes_and_keeps_what_is_used() {

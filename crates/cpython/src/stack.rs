@@ -710,8 +710,8 @@ impl<M: Memory> StackReader<M> {
     /// On 3.13+ `f_executable` may hold objects that are not code (frames
     /// of C functions on some builds): those are skipped.
     fn code_if_code(&mut self, addr: u64) -> Result<Option<Arc<CodeInfo>>, CpythonError> {
-        if self.codes.contains_key(&addr) {
-            return self.code(addr).map(Some);
+        if let Some(cached) = self.cached_code(addr) {
+            return Ok(Some(cached));
         }
         if !addr.is_multiple_of(8) || addr > MAX_USER_ADDRESS {
             return Err(CpythonError::Corrupt("bad code object pointer"));
@@ -739,46 +739,8 @@ impl<M: Memory> StackReader<M> {
     /// 3.14+ also drops the cache when the interpreter's code-object
     /// generation changes.
     pub fn code(&mut self, addr: u64) -> Result<Arc<CodeInfo>, CpythonError> {
-        let served = served_mark(self.epoch);
-        if let Some((c, mark)) = self.codes.get(&addr).map(|(c, e)| (c.clone(), *e)) {
-            if mark == served {
-                return Ok(c);
-            }
-            if mark == checked_mark(self.epoch) {
-                // Checked at the start of this epoch: now also served in it.
-                self.recent_codes.insert(addr, self.epoch);
-                self.codes.insert(addr, (c.clone(), served));
-                return Ok(c);
-            }
-            // Checked at the end of this read, with the others due, in one
-            // vectored read: one by one they cost a system call each.
-            if self.unverified_codes.len() < MAX_UNVERIFIED_CODES {
-                self.unverified_codes.push(addr);
-                self.recent_codes.insert(addr, self.epoch);
-                self.codes.insert(addr, (c.clone(), served));
-                return Ok(c);
-            }
-            let l = &self.interp.layout;
-            let m = Settled(&self.mem);
-            let filename = m.u64_at(addr, l.code_filename);
-            // The process exited: its code cannot have changed since (the
-            // allocation hook's captured frames are resolved after exit).
-            if matches!(
-                filename,
-                Err(CpythonError::Memory(
-                    pyrometer_process::MemoryError::ProcessGone
-                ))
-            ) {
-                return Ok(c.clone());
-            }
-            let same = filename.ok() == Some(c.identity.0)
-                && m.u64_at(addr, l.code_name).ok() == Some(c.identity.1);
-            if same {
-                self.recent_codes.insert(addr, self.epoch);
-                self.codes.insert(addr, (c.clone(), served));
-                return Ok(c);
-            }
-            self.codes.remove(&addr);
+        if let Some(cached) = self.cached_code(addr) {
+            return Ok(cached);
         }
         if addr == 0 || !addr.is_multiple_of(8) || addr > MAX_USER_ADDRESS {
             return Err(CpythonError::Corrupt("bad code object pointer"));
@@ -789,8 +751,56 @@ impl<M: Memory> StackReader<M> {
         if self.recent_codes.len() < MAX_UNVERIFIED_CODES {
             self.recent_codes.insert(addr, self.epoch);
         }
-        self.codes.insert(addr, (info.clone(), served));
+        self.codes
+            .insert(addr, (info.clone(), served_mark(self.epoch)));
         Ok(info)
+    }
+
+    /// The cached code object at `addr`, if it is cached and still the same
+    /// object (see [`StackReader::code`]). One map lookup when it was already
+    /// served this epoch: this runs for every frame of every sample.
+    fn cached_code(&mut self, addr: u64) -> Option<Arc<CodeInfo>> {
+        let served = served_mark(self.epoch);
+        let entry = self.codes.get_mut(&addr)?;
+        if entry.1 == served {
+            return Some(entry.0.clone());
+        }
+        if entry.1 == checked_mark(self.epoch) {
+            // Checked at the start of this epoch: now also served in it.
+            entry.1 = served;
+            self.recent_codes.insert(addr, self.epoch);
+            return Some(entry.0.clone());
+        }
+        // Checked at the end of this read, with the others due, in one
+        // vectored read: one by one they cost a system call each.
+        if self.unverified_codes.len() < MAX_UNVERIFIED_CODES {
+            entry.1 = served;
+            self.unverified_codes.push(addr);
+            self.recent_codes.insert(addr, self.epoch);
+            return Some(entry.0.clone());
+        }
+        let l = &self.interp.layout;
+        let m = Settled(&self.mem);
+        let filename = m.u64_at(addr, l.code_filename);
+        // The process exited: its code cannot have changed since (the
+        // allocation hook's captured frames are resolved after exit).
+        if matches!(
+            filename,
+            Err(CpythonError::Memory(
+                pyrometer_process::MemoryError::ProcessGone
+            ))
+        ) {
+            return Some(entry.0.clone());
+        }
+        let same = filename.ok() == Some(entry.0.identity.0)
+            && m.u64_at(addr, l.code_name).ok() == Some(entry.0.identity.1);
+        if same {
+            entry.1 = served;
+            self.recent_codes.insert(addr, self.epoch);
+            return Some(entry.0.clone());
+        }
+        self.codes.remove(&addr);
+        None
     }
 
     fn read_code(&self, addr: u64) -> Result<CodeInfo, CpythonError> {

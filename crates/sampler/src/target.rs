@@ -209,6 +209,7 @@ pub struct Target {
     /// Live thread states that have served a request.
     serving: rustc_hash::FxHashSet<u64>,
     endpoints: EndpointNamer,
+    categories: crate::web::CategoryCache,
     /// The executable at attach time, to tell an exec from a torn read.
     exe_identity: Option<(u64, u64)>,
     /// `/proc/PID/statm`, kept open for RSS readings.
@@ -306,6 +307,7 @@ impl Target {
             web: true,
             serving: Default::default(),
             endpoints: EndpointNamer::default(),
+            categories: Default::default(),
             exe_identity,
             statm: None,
             reuse_unscheduled: true,
@@ -630,7 +632,7 @@ impl Target {
                     None
                 },
                 category: if self.web {
-                    crate::web::stack_category(&st.frames)
+                    self.categories.stack_category(&st.frames)
                 } else {
                     None
                 },

@@ -178,25 +178,78 @@ pub fn category_of(filename: &str) -> Category {
     Category::App
 }
 
-/// The category of a stack: that of the innermost frame outside the
-/// generic standard library (so `socket` under a database driver counts as
-/// the driver, `json` under the app as serialization); the standard library
-/// when the stack has nothing else.
-pub fn stack_category(frames: &[Frame]) -> Option<Category> {
-    frames.first()?;
-    Some(
-        frames
-            .iter()
-            .take(256)
-            .map(|f| category_of(&f.code.filename))
-            .find(|c| *c != Category::Stdlib)
-            .unwrap_or(Category::Stdlib),
-    )
+/// Categories of the files of one process's code objects, so that a
+/// sample's category costs lookups, not path searches for every frame.
+/// Keyed by the filename string the code cache shares between a file's code
+/// objects; holding it keeps its address from being reused by another.
+#[derive(Debug, Default)]
+pub struct CategoryCache {
+    by_filename: rustc_hash::FxHashMap<usize, (Arc<str>, Category)>,
+}
+
+/// Filenames remembered before the cache starts afresh (a process that
+/// keeps compiling code under new names must not grow pyrometer's memory).
+const MAX_CACHED_FILENAMES: usize = 4096;
+
+impl CategoryCache {
+    /// [`category_of`] `filename`.
+    pub fn category(&mut self, filename: &Arc<str>) -> Category {
+        let key = Arc::as_ptr(filename) as *const u8 as usize;
+        if let Some((_, c)) = self.by_filename.get(&key) {
+            return *c;
+        }
+        let c = category_of(filename);
+        if self.by_filename.len() >= MAX_CACHED_FILENAMES {
+            self.by_filename.clear();
+        }
+        self.by_filename.insert(key, (filename.clone(), c));
+        c
+    }
+
+    /// The category of a stack: that of the innermost frame outside the
+    /// generic standard library (so `socket` under a database driver counts
+    /// as the driver, `json` under the app as serialization); the standard
+    /// library when the stack has nothing else.
+    pub fn stack_category(&mut self, frames: &[Frame]) -> Option<Category> {
+        frames.first()?;
+        Some(
+            frames
+                .iter()
+                .take(256)
+                .map(|f| self.category(&f.code.filename))
+                .find(|c| *c != Category::Stdlib)
+                .unwrap_or(Category::Stdlib),
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_categories_are_those_of_the_paths() {
+        let mut cache = CategoryCache::default();
+        let paths = [
+            "/venv/lib/python3.11/site-packages/flask/app.py",
+            "/usr/lib/python3.11/json/decoder.py",
+            "/srv/app/views.py",
+        ];
+        let names: Vec<Arc<str>> = paths.iter().map(|p| Arc::from(*p)).collect();
+        for _ in 0..2 {
+            for (name, path) in names.iter().zip(paths) {
+                assert_eq!(cache.category(name), category_of(path), "{path}");
+            }
+        }
+        // More filenames than it keeps: it starts afresh and stays right.
+        for i in 0..MAX_CACHED_FILENAMES + 10 {
+            let name: Arc<str> =
+                Arc::from(format!("/venv/lib/python3.11/site-packages/redis/m{i}.py"));
+            assert_eq!(cache.category(&name), Category::Database);
+        }
+        assert!(cache.by_filename.len() <= MAX_CACHED_FILENAMES);
+        assert_eq!(cache.category(&names[2]), Category::App);
+    }
 
     #[test]
     fn categories_from_paths() {
