@@ -411,7 +411,9 @@ fn uvicorn_fastapi_two_workers() {
         9.0,
         6,
         "post:/compute=3,get:/sleep=2,get:/sync=2,health=1",
-        &["--body", "{\"n\": 40000}"],
+        // Keep-alive connections stick to the worker that accepted them:
+        // all four can land on one, leaving the other without samples.
+        &["--body", "{\"n\": 40000}", "--close"],
     );
     std::thread::sleep(Duration::from_secs(1));
     let p = start_record(&scratch, server.master(), 6.0, &[]).finish();
@@ -510,7 +512,9 @@ fn uvicorn_fastapi_sync_endpoint_in_the_threadpool() {
         load_seconds,
         4,
         "get:/burn?n=40000=3,post:/compute=1,health=1",
-        &["--body", "{\"n\": 40000}"],
+        // Keep-alive connections stick to the worker that accepted them:
+        // all four can land on one, leaving the other without samples.
+        &["--body", "{\"n\": 40000}", "--close"],
     );
     std::thread::sleep(Duration::from_secs(1));
     let p = start_record(
