@@ -282,7 +282,11 @@ fn the_bench_timer_ticks_at_the_rate_asked() {
     assert!(cpu > 0.0 && cpu < 5_000.0, "{doc}");
     let bad = pyrometer(&["bench-timer", "--duration", "0"]);
     assert!(!bad.status.success());
-    assert!(stderr_of(&bad).contains("--duration"), "{}", stderr_of(&bad));
+    assert!(
+        stderr_of(&bad).contains("--duration"),
+        "{}",
+        stderr_of(&bad)
+    );
 }
 
 #[test]

@@ -657,6 +657,9 @@ impl<M: Memory> StackReader<M> {
                         name,
                         frame_addr: frame,
                     });
+                    // Frames are pushed and popped in place: their pages
+                    // are copied whole by the next snapshot.
+                    self.mem.keep_whole(frame);
                     frame = self.mem.u64_at(frame, back)?;
                 }
                 FrameModel::Interpreter {
@@ -695,6 +698,7 @@ impl<M: Memory> StackReader<M> {
                             });
                         }
                     }
+                    self.mem.keep_whole(frame);
                     frame = self.mem.u64_at(frame, previous)?;
                 }
             }

@@ -53,6 +53,11 @@ pub trait Memory {
         self.read(addr, buf)
     }
 
+    /// `addr` lies in memory that moves between samples (a thread's frames,
+    /// pushed and popped next to each other): a snapshotting source copies
+    /// its page whole next time, not only the bytes read. Nothing for others.
+    fn keep_whole(&self, _addr: u64) {}
+
     /// Read a little-endian `u64`.
     fn read_u64(&self, addr: u64) -> Result<u64, MemoryError> {
         let mut b = [0u8; 8];
@@ -103,6 +108,9 @@ impl<M: Memory + ?Sized> Memory for &M {
     }
     fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
         (**self).read_many_settled(reqs)
+    }
+    fn keep_whole(&self, addr: u64) {
+        (**self).keep_whole(addr)
     }
 }
 
