@@ -300,13 +300,13 @@ impl<M: Memory> StackReader<M> {
                 let j = 2 * i + k;
                 read_ok[j].then(|| u64::from_le_bytes(fields[j]))
             };
-            let Some((c, mark)) = self.codes.get(addr).map(|(c, m)| (c.clone(), *m)) else {
+            let Some((c, mark)) = self.codes.get_mut(addr) else {
                 continue;
             };
             if field(0) != Some(c.identity.0) || field(1) != Some(c.identity.1) {
                 self.codes.remove(addr);
-            } else if mark != served_mark(self.epoch) {
-                self.codes.insert(*addr, (c, checked_mark(self.epoch)));
+            } else if *mark != served_mark(self.epoch) {
+                *mark = checked_mark(self.epoch);
             }
         }
         let mut addrs = addrs;
