@@ -278,15 +278,9 @@ impl<M: Memory> StackReader<M> {
             }
             // (The kernel pins the page once per range: side by side ranges
             // of one object merge into one in `Process::read_many`.)
-            // A source stops at the first range it cannot read: skip it.
-            let mut start = 0;
-            while start < reqs.len() {
-                let n = self.mem.read_many_settled(&mut reqs[start..]);
-                for ok in read_ok.iter_mut().skip(start).take(n) {
-                    *ok = true;
-                }
-                start += n + 1;
-            }
+            // One it cannot read (a code object freed and unmapped) is
+            // skipped, the others still read.
+            self.mem.read_each_settled(&mut reqs, &mut read_ok);
         }
         if let Some(j) = read_ok.iter().position(|ok| !ok) {
             let again = Settled(&self.mem).read_u64(addrs[j / 2].wrapping_add(file_at));

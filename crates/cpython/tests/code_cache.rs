@@ -32,8 +32,8 @@ impl Memory for Mutable {
             .set(self.batched_ranges.get() + reqs.len() as u64);
         self.image.borrow().read_many(reqs)
     }
-    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
-        self.read_many(reqs)
+    fn read_each_settled(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
+        self.read_each(reqs, read)
     }
 }
 

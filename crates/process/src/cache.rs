@@ -227,24 +227,21 @@ impl<M: Memory> PageCache<M> {
             .zip(&spans)
             .map(|((h, b), &(lo, hi))| (h.addr + u64::from(lo), &mut b[lo as usize..hi as usize]))
             .collect();
-        // A source stops at the first range it cannot read (a page unmapped
-        // since): skip that one and read the rest, at most once per page.
+        // A page unmapped since is skipped; the rest are still read.
         let mut read_ok = vec![false; reqs.len()];
-        let mut start = 0;
         let started = Instant::now();
-        while start < reqs.len() {
-            let n = self.inner.read_many(&mut reqs[start..]);
-            self.page_fetches.set(self.page_fetches.get() + 1);
-            self.prefetched.set(self.prefetched.get() + n as u64);
-            let bytes: usize = reqs[start..start + n].iter().map(|(_, b)| b.len()).sum();
-            self.prefetched_bytes
-                .set(self.prefetched_bytes.get() + bytes as u64);
-            for ok in read_ok.iter_mut().skip(start).take(n) {
-                *ok = true;
-            }
-            start += n + 1;
-        }
+        let calls = self.inner.read_each(&mut reqs, &mut read_ok);
         self.snapshot_took.set(started.elapsed());
+        let (mut pages_read, mut bytes) = (0u64, 0u64);
+        for ((_, b), _) in reqs.iter().zip(&read_ok).filter(|(_, ok)| **ok) {
+            pages_read += 1;
+            bytes += b.len() as u64;
+        }
+        self.page_fetches
+            .set(self.page_fetches.get() + calls as u64);
+        self.prefetched.set(self.prefetched.get() + pages_read);
+        self.prefetched_bytes
+            .set(self.prefetched_bytes.get() + bytes);
         drop(reqs);
         let mut spare = self.spare.borrow_mut();
         for (((h, buf), ok), loaded) in hot.into_iter().zip(bufs).zip(read_ok).zip(spans) {
@@ -476,13 +473,18 @@ impl<M: Memory> Memory for PageCache<M> {
     }
 
     /// Ranges within one page that this sample's snapshot or settled pages
-    /// hold are served from them; the others are read from the target in
-    /// one vectored read (counted as one settled fetch), not cached.
-    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+    /// hold are served from them; the others are read from the target with
+    /// [`Memory::read_each`] (one vectored read, more only past ranges it
+    /// cannot read; each counted as a settled fetch), not cached.
+    fn read_each_settled(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
         let held = |addr: u64, len: usize| -> bool {
             let page = addr & !(PAGE - 1);
             let off = (addr - page) as u32;
-            let Some(end) = off.checked_add(len as u32).filter(|e| *e <= PAGE as u32) else {
+            let Some(end) = u32::try_from(len)
+                .ok()
+                .and_then(|len| off.checked_add(len))
+                .filter(|e| *e <= PAGE as u32)
+            else {
                 return false;
             };
             self.pages
@@ -491,20 +493,17 @@ impl<M: Memory> Memory for PageCache<M> {
                 .any(|p| p.addr == page && p.loaded.0 <= off && end <= p.loaded.1)
                 || self.settled.borrow().iter().any(|(a, _)| *a == page)
         };
-        // Served ones first, then the rest in one call; the answer counts
-        // how many from the first were read, as for `read_many`.
+        read.fill(false);
+        // Served ones first, then the rest from the target.
         let mut missing: Vec<usize> = Vec::new();
-        for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
-            if held(*addr, buf.len()) {
-                if self.read_settled(*addr, buf).is_err() {
-                    missing.push(i);
-                }
-            } else {
+        for (i, ((addr, buf), ok)) in reqs.iter_mut().zip(read.iter_mut()).enumerate() {
+            *ok = held(*addr, buf.len()) && self.read_settled(*addr, buf).is_ok();
+            if !*ok {
                 missing.push(i);
             }
         }
         if missing.is_empty() {
-            return reqs.len();
+            return 0;
         }
         let mut rest: Vec<(u64, &mut [u8])> = Vec::with_capacity(missing.len());
         let mut it = missing.iter().peekable();
@@ -514,10 +513,16 @@ impl<M: Memory> Memory for PageCache<M> {
                 rest.push((*addr, &mut buf[..]));
             }
         }
-        self.settled_fetches.set(self.settled_fetches.get() + 1);
-        let n = self.inner.read_many(&mut rest);
-        // Ranges up to the first one not read are complete.
-        missing.get(n).copied().unwrap_or(reqs.len())
+        let mut rest_read = vec![false; rest.len()];
+        let calls = self.inner.read_each(&mut rest, &mut rest_read);
+        self.settled_fetches
+            .set(self.settled_fetches.get() + calls as u64);
+        for (&i, ok) in missing.iter().zip(rest_read) {
+            if let Some(r) = read.get_mut(i) {
+                *r = ok;
+            }
+        }
+        calls
     }
 }
 
@@ -654,8 +659,12 @@ mod tests {
                 whole: false,
             },
         );
+        let fetches = cache.stats().page_fetches;
         cache.clear();
         assert_eq!(cache.stats().prefetched, 2);
+        assert_eq!(cache.stats().prefetched_bytes, 2 * PAGE);
+        // One vectored read, and one more for the page after the unmapped one.
+        assert_eq!(cache.stats().page_fetches, fetches + 2);
         let fetches = cache.stats().page_fetches;
         assert_eq!(cache.read_u8(0x30000).unwrap(), 3);
         assert_eq!(cache.stats().page_fetches, fetches);
@@ -776,7 +785,9 @@ mod tests {
             (0x10000 + PAGE + 16, &mut b),
             (0x10000 + 2 * PAGE + 24, &mut c),
         ];
-        assert_eq!(cache.read_many_settled(&mut reqs), 3);
+        let mut read = [false; 3];
+        assert_eq!(cache.read_each_settled(&mut reqs, &mut read), 1);
+        assert_eq!(read, [true; 3]);
         drop(reqs);
         assert_eq!(a[0], 8);
         assert_eq!(b[0], ((PAGE + 16) % 241) as u8);
@@ -784,9 +795,20 @@ mod tests {
         let after = cache.stats();
         assert_eq!(after.page_fetches, before.page_fetches);
         assert_eq!(after.settled_fetches, before.settled_fetches + 1);
-        // A range it cannot read ends the count there.
-        let (mut d, mut e) = ([0u8; 8], [0u8; 8]);
-        let mut reqs: Vec<(u64, &mut [u8])> = vec![(0x10000, &mut d), (0x90000, &mut e)];
-        assert_eq!(cache.read_many_settled(&mut reqs), 1);
+        // A range it cannot read is skipped, the ones after it still read
+        // (one more call); one the snapshot holds costs none.
+        let (mut d, mut e, mut f) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+        let mut reqs: Vec<(u64, &mut [u8])> = vec![
+            (0x10000, &mut d),
+            (0x90000, &mut e),
+            (0x10000 + PAGE + 40, &mut f),
+        ];
+        let mut read = [false; 3];
+        assert_eq!(cache.read_each_settled(&mut reqs, &mut read), 2);
+        drop(reqs);
+        assert_eq!(read, [true, false, true]);
+        assert_eq!(f[0], ((PAGE + 40) % 241) as u8);
+        assert_eq!(cache.stats().settled_fetches, after.settled_fetches + 2);
+        assert_eq!(cache.stats().page_fetches, before.page_fetches);
     }
 }

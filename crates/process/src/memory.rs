@@ -23,6 +23,33 @@ pub trait Memory {
         n
     }
 
+    /// Read every range of `reqs` that can be read: `read[i]` says whether
+    /// range `i` was read in full. Returns how many [`Memory::read_many`]
+    /// calls that took: one (one `process_vm_readv` on a live process) when
+    /// every range is readable; a range that is not (a page unmapped since)
+    /// is skipped and the ones after it read in one more call each time.
+    /// Ranges beyond `read.len()` are not read.
+    fn read_each(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
+        let len = reqs.len().min(read.len());
+        read.fill(false);
+        let mut calls = 0;
+        let mut start = 0;
+        while let Some(rest) = reqs.get_mut(start..len) {
+            if rest.is_empty() {
+                break;
+            }
+            // A source stops at the first range it cannot read (and reports
+            // how many it read before it, never more than it was given).
+            let n = self.read_many(rest).min(rest.len());
+            calls += 1;
+            for ok in read.iter_mut().skip(start).take(n) {
+                *ok = true;
+            }
+            start += n + 1;
+        }
+        calls
+    }
+
     /// Fill `buf` with bytes that do not change while the target runs
     /// (code objects, their strings and line tables): a snapshotting source
     /// may fetch them late without that making the walk inconsistent, and
@@ -31,18 +58,19 @@ pub trait Memory {
         self.read(addr, buf)
     }
 
-    /// [`Memory::read_many`] of settled bytes: a snapshotting source serves
+    /// [`Memory::read_each`] of settled bytes: a snapshotting source serves
     /// what its snapshot holds and reads the rest in one go, without making
-    /// the walk torn.
-    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
-        let mut n = 0;
-        for (addr, buf) in reqs.iter_mut() {
-            if self.read_settled(*addr, buf).is_err() {
-                break;
-            }
-            n += 1;
+    /// the walk torn. Returns how many reads of the source that took (a
+    /// vectored read counting one); the default reads each range on its own
+    /// with [`Memory::read_settled`]. Ranges beyond `read.len()` are not read.
+    fn read_each_settled(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
+        read.fill(false);
+        let mut calls = 0;
+        for ((addr, buf), ok) in reqs.iter_mut().zip(read.iter_mut()) {
+            *ok = self.read_settled(*addr, buf).is_ok();
+            calls += 1;
         }
-        n
+        calls
     }
 
     /// Fill `buf` with bytes of objects a sample reads after its walk (a
@@ -100,14 +128,17 @@ impl<M: Memory + ?Sized> Memory for &M {
     fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
         (**self).read_many(reqs)
     }
+    fn read_each(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
+        (**self).read_each(reqs, read)
+    }
     fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         (**self).read_settled(addr, buf)
     }
     fn read_transient(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         (**self).read_transient(addr, buf)
     }
-    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
-        (**self).read_many_settled(reqs)
+    fn read_each_settled(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
+        (**self).read_each_settled(reqs, read)
     }
     fn keep_whole(&self, addr: u64) {
         (**self).keep_whole(addr)
@@ -123,11 +154,11 @@ impl<M: Memory> Memory for Settled<M> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.0.read_settled(addr, buf)
     }
-    fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
-        self.0.read_many_settled(reqs)
+    fn read_each(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
+        self.0.read_each_settled(reqs, read)
     }
-    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
-        self.0.read_many_settled(reqs)
+    fn read_each_settled(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
+        self.0.read_each_settled(reqs, read)
     }
     fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.0.read_settled(addr, buf)
@@ -143,8 +174,8 @@ impl<M: Memory> Memory for Transient<M> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.0.read_transient(addr, buf)
     }
-    fn read_many_settled(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
-        self.0.read_many_settled(reqs)
+    fn read_each_settled(&self, reqs: &mut [(u64, &mut [u8])], read: &mut [bool]) -> usize {
+        self.0.read_each_settled(reqs, read)
     }
     fn read_settled(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.0.read_settled(addr, buf)
@@ -194,5 +225,143 @@ impl Memory for ImageMemory {
         let src = region.get(off..end).ok_or_else(fail)?;
         buf.copy_from_slice(src);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// An image that counts the batched reads made of it and the ranges
+    /// they were given.
+    struct Counting {
+        image: ImageMemory,
+        batches: Cell<usize>,
+        ranges: Cell<usize>,
+    }
+
+    impl Memory for Counting {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            self.image.read(addr, buf)
+        }
+        fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> usize {
+            self.batches.set(self.batches.get() + 1);
+            self.ranges.set(self.ranges.get() + reqs.len());
+            self.image.read_many(reqs)
+        }
+    }
+
+    const MAPPED: u64 = 0x10000;
+    const UNMAPPED: u64 = 0x90000;
+
+    fn counting() -> Counting {
+        let mut image = ImageMemory::new();
+        image.insert(MAPPED, (0..=255).collect());
+        Counting {
+            image,
+            batches: Cell::new(0),
+            ranges: Cell::new(0),
+        }
+    }
+
+    /// Reads 8-byte ranges at `MAPPED + 8 * i` for a `true` in `mapped`,
+    /// at `UNMAPPED` otherwise: (what was read, the first byte of each
+    /// range, the calls `read_each` reported).
+    fn read_each_of(mem: &impl Memory, mapped: &[bool]) -> (Vec<bool>, Vec<u8>, usize) {
+        let mut bufs = vec![[0xEEu8; 8]; mapped.len()];
+        let mut reqs: Vec<(u64, &mut [u8])> = mapped
+            .iter()
+            .zip(bufs.iter_mut())
+            .enumerate()
+            .map(|(i, (m, b))| {
+                let addr = if *m { MAPPED + 8 * i as u64 } else { UNMAPPED };
+                (addr, &mut b[..])
+            })
+            .collect();
+        let mut read = vec![false; mapped.len()];
+        let calls = mem.read_each(&mut reqs, &mut read);
+        drop(reqs);
+        (read, bufs.iter().map(|b| b[0]).collect(), calls)
+    }
+
+    #[test]
+    fn read_each_is_one_batch_when_every_range_is_readable() {
+        let mem = counting();
+        let (read, first, calls) = read_each_of(&mem, &[true; 5]);
+        assert_eq!(read, [true; 5]);
+        assert_eq!(first, [0, 8, 16, 24, 32]);
+        assert_eq!((calls, mem.batches.get(), mem.ranges.get()), (1, 1, 5));
+    }
+
+    #[test]
+    fn read_each_skips_an_unreadable_first_range() {
+        let mem = counting();
+        let (read, first, calls) = read_each_of(&mem, &[false, true, true, true]);
+        assert_eq!(read, [false, true, true, true]);
+        assert_eq!(first, [0xEE, 8, 16, 24]);
+        // The whole list, then the three after the unreadable one.
+        assert_eq!((calls, mem.batches.get(), mem.ranges.get()), (2, 2, 4 + 3));
+    }
+
+    #[test]
+    fn read_each_skips_an_unreadable_middle_range() {
+        let mem = counting();
+        let (read, first, calls) = read_each_of(&mem, &[true, true, false, true, true]);
+        assert_eq!(read, [true, true, false, true, true]);
+        assert_eq!(first, [0, 8, 0xEE, 24, 32]);
+        assert_eq!((calls, mem.batches.get(), mem.ranges.get()), (2, 2, 5 + 2));
+    }
+
+    #[test]
+    fn read_each_makes_no_call_past_an_unreadable_last_range() {
+        let mem = counting();
+        let (read, _, calls) = read_each_of(&mem, &[true, true, false]);
+        assert_eq!(read, [true, true, false]);
+        assert_eq!((calls, mem.batches.get()), (1, 1));
+    }
+
+    #[test]
+    fn read_each_makes_one_call_per_unreadable_range_at_most() {
+        let mem = counting();
+        let (read, first, calls) = read_each_of(&mem, &[false, false, true, false, true]);
+        assert_eq!(read, [false, false, true, false, true]);
+        assert_eq!(first, [0xEE, 0xEE, 16, 0xEE, 32]);
+        assert_eq!((calls, mem.batches.get()), (4, 4));
+        let mem = counting();
+        let (read, _, calls) = read_each_of(&mem, &[false; 3]);
+        assert_eq!(read, [false; 3]);
+        assert_eq!((calls, mem.batches.get()), (3, 3));
+        let mem = counting();
+        let (read, _, calls) = read_each_of(&mem, &[]);
+        assert!(read.is_empty());
+        assert_eq!((calls, mem.batches.get()), (0, 0));
+    }
+
+    /// Flags for fewer ranges than given: only those are read, and a stale
+    /// `true` is not kept for a range not read.
+    #[test]
+    fn read_each_reads_only_the_ranges_it_has_flags_for() {
+        let mem = counting();
+        let (mut a, mut b, mut c) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+        let mut reqs: Vec<(u64, &mut [u8])> =
+            vec![(UNMAPPED, &mut a), (MAPPED, &mut b), (MAPPED + 8, &mut c)];
+        let mut read = [true; 2];
+        assert_eq!(mem.read_each(&mut reqs, &mut read), 2);
+        drop(reqs);
+        assert_eq!(read, [false, true]);
+        assert_eq!(c, [0; 8]);
+        assert_eq!(mem.ranges.get(), 2 + 1);
+    }
+
+    /// A settled view reads through `read_each_settled` (by default each
+    /// range on its own), with the same answer.
+    #[test]
+    fn settled_read_each_reads_each_range() {
+        let mem = counting();
+        let (read, first, calls) = read_each_of(&Settled(&mem), &[true, false, true]);
+        assert_eq!(read, [true, false, true]);
+        assert_eq!(first, [0, 0xEE, 16]);
+        assert_eq!((calls, mem.batches.get()), (3, 0));
     }
 }

@@ -351,4 +351,26 @@ mod tests {
         assert_eq!(&c[..], &data[8242..8342]);
         assert_eq!(d, other);
     }
+
+    /// The ranges after an unmapped one are read by a second
+    /// `process_vm_readv`; when all are mapped, one does.
+    #[test]
+    fn read_each_skips_an_unmapped_range_of_a_live_process() {
+        let me = Process::attach(std::process::id() as i32).unwrap();
+        let data: Vec<u8> = (0..2 * 4096).map(|i| (i % 251) as u8).collect();
+        let base = data.as_ptr() as u64;
+        let (mut a, mut b, mut c) = ([0u8; 64], [0u8; 8], [0u8; 64]);
+        let mut reqs: Vec<(u64, &mut [u8])> =
+            vec![(base, &mut a), (8, &mut b), (base + 4096, &mut c)];
+        let mut read = [false; 3];
+        assert_eq!(me.read_each(&mut reqs, &mut read), 2);
+        drop(reqs);
+        assert_eq!(read, [true, false, true]);
+        assert_eq!(&a[..], &data[..64]);
+        assert_eq!(&c[..], &data[4096..4096 + 64]);
+        let (mut a, mut c) = ([0u8; 64], [0u8; 64]);
+        let mut reqs: Vec<(u64, &mut [u8])> = vec![(base + 100, &mut a), (base + 5000, &mut c)];
+        assert_eq!(me.read_each(&mut reqs, &mut read[..2]), 1);
+        assert_eq!(read[..2], [true, true]);
+    }
 }
