@@ -314,6 +314,12 @@ impl Memory for Process {
     }
 }
 
+/// The calling thread's id (as in `/proc/PID/task/TID`).
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
 /// Split `/proc/*/stat` after the command name (which may hold spaces and
 /// parentheses): element 0 is the state letter.
 pub fn stat_fields(stat: &str) -> Vec<&str> {
@@ -350,6 +356,20 @@ mod tests {
         assert_eq!(&b[..], &data[4096..8192]);
         assert_eq!(&c[..], &data[8242..8342]);
         assert_eq!(d, other);
+    }
+
+    #[test]
+    fn gettid_names_the_calling_thread() {
+        let pid = std::process::id() as i32;
+        let tid = std::thread::spawn(gettid).join().unwrap();
+        assert_ne!(tid, pid);
+        assert_ne!(tid, gettid());
+        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{}/status", gettid()))
+            .expect("the calling thread's task directory");
+        assert!(
+            status.contains(&format!("\nPid:\t{}\n", gettid())),
+            "{status}"
+        );
     }
 
     /// The ranges after an unmapped one are read by a second

@@ -24,7 +24,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::process::SchedState;
+use crate::process::{gettid, SchedState};
 
 /// A `wchan` that says running is checked against `stat` this often.
 const CHECK_EVERY: u32 = 64;
@@ -70,8 +70,7 @@ fn probe_wchan() -> bool {
     let Ok(sleeper) = std::thread::Builder::new()
         .name("pyrometer-wchan-probe".into())
         .spawn(move || {
-            // SAFETY: gettid has no preconditions.
-            let _ = tid_tx.send(unsafe { libc::syscall(libc::SYS_gettid) } as i32);
+            let _ = tid_tx.send(gettid());
             let _ = wake_rx.recv();
         })
     else {
@@ -235,7 +234,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use crate::testutil::{eventually, gettid};
+    use crate::testutil::eventually;
 
     #[test]
     fn tells_a_spinning_thread_from_a_sleeping_one_like_stat() {

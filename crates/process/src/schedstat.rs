@@ -167,7 +167,8 @@ mod tests {
     use std::sync::{Arc, Barrier};
     use std::time::Duration;
 
-    use crate::testutil::{eventually, gettid};
+    use crate::process::gettid;
+    use crate::testutil::eventually;
 
     #[test]
     fn parses_the_three_numbers_and_refuses_the_rest() {
