@@ -18,7 +18,8 @@ into ~/.cache/pyrometer/bench-venv from PyPI. Measures:
      profiler, with pyrometer, with py-spy (default, blocking) and py-spy
      --nonblocking; also with 50 idle threads.
   4. The same slowdown within one target process (paired): unprofiled and
-     profiled windows alternate, which cancels process-to-process noise.
+     profiled windows alternate, which cancels process-to-process noise;
+     with no idle thread and with 50.
 Prints a markdown table (and writes JSON with --out).
 """
 import argparse
@@ -266,13 +267,13 @@ def profiler_cmd(tool, pyspy, pid, seconds):
                            "-o", os.path.join(tempfile.gettempdir(), "bench-pyspy.txt")] + extra
 
 
-def measure_paired(tool, pyspy, python, pairs, window=3):
+def measure_paired(tool, pyspy, python, pairs, idle=0, window=3):
     """Slowdown within ONE target process: windows of `window` one-second
     work reports alternate unprofiled / profiled, so differences between
     processes (memory placement, which core's cache state) cancel. Returns
     the ratio profiled / mean of the unprofiled windows either side, per
     pair."""
-    target = start_target(python, 20, report=True)
+    target = start_target(python, 20, idle=idle, report=True)
     ratios = []
     try:
         def window_rate():
@@ -401,15 +402,17 @@ def main():
                 print(f"| 1 busy + {idle} idle threads, {label} | {v:.0f} loops/s | {100 * v / base:.1f} % |")
     if "paired" in parts:
         pairs = 4 if a.quick else 8
-        print(f"\n| one 20-frame busy thread at 1 kHz, {pairs} on/off pairs in one process "
+        print(f"\n| one 20-frame busy thread at 1 kHz (and 50 idle ones), {pairs} on/off pairs in one process "
               "| median profiled / unprofiled | range |")
         print("|---|---|---|")
         result["paired"] = {}
-        for tool in ("pyrometer", "py-spy --nonblocking"):
-            ratios = measure_paired(tool, pyspy, a.python, pairs)
-            result["paired"][tool] = ratios
-            print(f"| {tool} | {100 * statistics.median(ratios):.1f} % "
-                  f"| {100 * min(ratios):.1f}–{100 * max(ratios):.1f} % |")
+        for idle in (0, 50):
+            for tool in ("pyrometer", "py-spy --nonblocking"):
+                ratios = measure_paired(tool, pyspy, a.python, pairs, idle=idle)
+                label = tool if idle == 0 else f"{tool}, 50 idle threads"
+                result["paired"][label] = ratios
+                print(f"| {label} | {100 * statistics.median(ratios):.1f} % "
+                      f"| {100 * min(ratios):.1f}–{100 * max(ratios):.1f} % |")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=2))
