@@ -49,19 +49,25 @@ SERVICE_CPU = []
 CLIENT_CPU = []
 
 
-def start_service(venv, port, tmp):
+def start_service(venv, port, tmp, cpu=None):
+    """The example service under gunicorn (4 sync workers) on 127.0.0.1:port,
+    started under the `cpu` command prefix (default SERVICE_CPU), once it
+    answers /health."""
     env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="4",
                GUNICORN_WORKER_CLASS="sync", GUNICORN_ACCESS_LOG=os.path.join(tmp, "access.log"))
-    p = subprocess.Popen(SERVICE_CPU + [str(venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+    prefix = SERVICE_CPU if cpu is None else cpu
+    p = subprocess.Popen(prefix + [str(venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
                          cwd=ROOT / "examples" / "image-service", env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(200):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
             return p
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("gunicorn did not start")
+    os.killpg(p.pid, signal.SIGTERM)
+    raise RuntimeError("gunicorn did not start within 30 s")
 
 
 def wrk(port, seconds):

@@ -23,42 +23,19 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from web_overhead import free_port, start_service
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_CPU = ["taskset", "-c", "0"]
 CLIENT_CPU = ["taskset", "-c", "1"]
 KEYS = ["cpu_us_per_sample", "wall_us_per_sample", "bytes_prefetched_per_sample",
         "pages_prefetched_per_sample", "memory_reads_per_sample", "torn_threads", "thread_samples"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_service(venv, port, tmp):
-    env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="4",
-               GUNICORN_WORKER_CLASS="sync", GUNICORN_ACCESS_LOG=os.path.join(tmp, "access.log"))
-    p = subprocess.Popen(SERVICE_CPU + [str(venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-                         cwd=ROOT / "examples" / "image-service", env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
-            return p
-        except OSError:
-            time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGTERM)
-    raise RuntimeError("gunicorn did not start within 30 s")
 
 
 def workers(master, want=4):
@@ -176,7 +153,7 @@ def main():
     results = {name: [] for name, _ in builds}
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        svc = start_service(venv, port, tmp)
+        svc = start_service(venv, port, tmp, cpu=SERVICE_CPU)
         try:
             pids = workers(svc.pid)
             for r in range(a.rounds):
