@@ -63,13 +63,7 @@ impl<K: Hash + Eq + Copy, V: Weigh> BoundedMap<K, V> {
 
     /// The entry for `key`, if cached (an old entry is made young again).
     pub fn get(&mut self, key: &K) -> Option<&V> {
-        if !self.young.contains_key(key) {
-            let v = self.old.remove(key)?;
-            let w = v.weigh();
-            self.old_bytes = self.old_bytes.saturating_sub(w);
-            self.insert_weighed(*key, v, w);
-        }
-        self.young.get(key)
+        self.get_mut(key).map(|v| &*v)
     }
 
     /// The entry for `key` to update in place, if cached (an old entry is
