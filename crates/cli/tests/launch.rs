@@ -168,29 +168,24 @@ fn open_file_limit_is_raised_for_pyrometer_not_for_the_command() {
     let run = Background::spawn(&mut cmd);
     // pyrometer's own soft limit, from /proc while it runs.
     let limits = format!("/proc/{}/limits", run.pid());
-    let mut own = None;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while own.is_none() && std::time::Instant::now() < deadline {
-        own = std::fs::read_to_string(&limits).ok().and_then(|t| {
+    let soft_open_files = || {
+        std::fs::read_to_string(&limits).ok().and_then(|t| {
             t.lines()
                 .find(|l| l.starts_with("Max open files"))
                 .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
-        });
+        })
+    };
+    let mut own = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while own.is_none() && std::time::Instant::now() < deadline {
+        own = soft_open_files();
         if own.is_none() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
     // Read it once recording is under way (the limit is raised first thing).
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let own = std::fs::read_to_string(&limits)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
-        })
-        .or(own)
-        .expect("pyrometer's limits");
+    let own = soft_open_files().or(own).expect("pyrometer's limits");
     let f = run
         .wait(std::time::Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("record: {e}"));

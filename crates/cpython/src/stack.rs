@@ -766,42 +766,38 @@ impl<M: Memory> StackReader<M> {
         if entry.1 == served {
             return Some(entry.0.clone());
         }
-        if entry.1 == checked_mark(self.epoch) {
-            // Checked at the start of this epoch: now also served in it.
-            entry.1 = served;
-            self.recent_codes.insert(addr, self.epoch);
-            return Some(entry.0.clone());
-        }
-        // Checked at the end of this read, with the others due, in one
-        // vectored read: one by one they cost a system call each.
-        if self.unverified_codes.len() < MAX_UNVERIFIED_CODES {
-            entry.1 = served;
+        // Checked at the start of this epoch; or else checked at the end of
+        // this read, with the others due, in one vectored read (one by one
+        // they cost a system call each); or else, past that many, now.
+        let trusted = if entry.1 == checked_mark(self.epoch) {
+            true
+        } else if self.unverified_codes.len() < MAX_UNVERIFIED_CODES {
             self.unverified_codes.push(addr);
-            self.recent_codes.insert(addr, self.epoch);
-            return Some(entry.0.clone());
+            true
+        } else {
+            let l = &self.interp.layout;
+            let m = Settled(&self.mem);
+            let filename = m.u64_at(addr, l.code_filename);
+            // The process exited: its code cannot have changed since (the
+            // allocation hook's captured frames are resolved after exit).
+            if matches!(
+                filename,
+                Err(CpythonError::Memory(
+                    pyrometer_process::MemoryError::ProcessGone
+                ))
+            ) {
+                return Some(entry.0.clone());
+            }
+            filename.ok() == Some(entry.0.identity.0)
+                && m.u64_at(addr, l.code_name).ok() == Some(entry.0.identity.1)
+        };
+        if !trusted {
+            self.codes.remove(&addr);
+            return None;
         }
-        let l = &self.interp.layout;
-        let m = Settled(&self.mem);
-        let filename = m.u64_at(addr, l.code_filename);
-        // The process exited: its code cannot have changed since (the
-        // allocation hook's captured frames are resolved after exit).
-        if matches!(
-            filename,
-            Err(CpythonError::Memory(
-                pyrometer_process::MemoryError::ProcessGone
-            ))
-        ) {
-            return Some(entry.0.clone());
-        }
-        let same = filename.ok() == Some(entry.0.identity.0)
-            && m.u64_at(addr, l.code_name).ok() == Some(entry.0.identity.1);
-        if same {
-            entry.1 = served;
-            self.recent_codes.insert(addr, self.epoch);
-            return Some(entry.0.clone());
-        }
-        self.codes.remove(&addr);
-        None
+        entry.1 = served;
+        self.recent_codes.insert(addr, self.epoch);
+        Some(entry.0.clone())
     }
 
     fn read_code(&self, addr: u64) -> Result<CodeInfo, CpythonError> {
