@@ -147,6 +147,10 @@ int main(void) {
     P("info.sizeof_owner", sizeof(((_PyInterpreterFrame *)0)->owner));
 #if PY_VERSION_HEX >= 0x030C0000
     P("info.frame_owned_by_cstack", FRAME_OWNED_BY_CSTACK);
+    OFF("frame.return_offset", _PyInterpreterFrame, return_offset);
+    P("info.sizeof_return_offset", sizeof(((_PyInterpreterFrame *)0)->return_offset));
+#else
+    OFF("frame.entry_flag", _PyInterpreterFrame, is_entry);
 #endif
 #endif
 
@@ -173,6 +177,7 @@ int main(void) {
     OFF("code_varnames", PyCodeObject, co_localsplusnames);
     OFF("code_localspluskinds", PyCodeObject, co_localspluskinds);
     OFF("code_code_adaptive", PyCodeObject, co_code_adaptive);
+    P("info.code_ob_size", offsetof(PyVarObject, ob_size));
 #endif
 
     /* PyObject / PyTypeObject / PyHeapTypeObject */

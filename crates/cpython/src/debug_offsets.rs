@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use pyrometer_process::Memory;
 
 use crate::error::CpythonError;
-use crate::layout::{FrameModel, FrameRoot, Layout, Version};
+use crate::layout::{CallOps, FrameModel, FrameRoot, Layout, Version, CALLS_313, CALLS_314};
 
 /// `_Py_Debug_Cookie`.
 pub const COOKIE: &[u8; 8] = b"xdebugpy";
@@ -603,11 +603,15 @@ pub fn layout_from_debug_offsets(
     // 3.13 FRAME_OWNED_BY_CSTACK = 3; 3.14 FRAME_OWNED_BY_INTERPRETER = 3 and
     // FRAME_OWNED_BY_CSTACK = 4; 3.15 FRAME_OWNED_BY_INTERPRETER = 3 (the
     // C-stack owner is gone).
-    let (skip_owners, tag_mask): (&'static [u8], u64) = match version.minor {
-        13 => (&[3], 0),
-        14 => (&[3, 4], 3),
-        _ => (&[3], 3),
-    };
+    // The call instructions are per minor too (see `layout::CallOps`);
+    // 3.15's opcode numbers are not confirmed, so its callers go unchecked.
+    let (skip_owners, tag_mask, calls): (&'static [u8], u64, Option<&'static CallOps>) =
+        match version.minor {
+            13 => (&[3], 0, Some(&CALLS_313)),
+            14 => (&[3, 4], 3, Some(&CALLS_314)),
+            _ => (&[3], 3, None),
+        };
+    let owner = d.req("interpreter_frame.owner")?;
     let compact = d
         .get("unicode_object.compactunicodeobject_size")
         .unwrap_or(base.unicode_compact_data);
@@ -646,9 +650,14 @@ pub fn layout_from_debug_offsets(
             instr_ptr: d.req("interpreter_frame.instr_ptr")?,
             instr_ptr_is_previous: false,
             localsplus: d.req("interpreter_frame.localsplus")?,
-            owner: d.req("interpreter_frame.owner")?,
+            owner,
             skip_owners,
             executable_tag_mask: tag_mask,
+            calls,
+            // The table does not carry it: a `uint16_t` just before `owner`
+            // in every version that has it (3.12–3.15).
+            return_offset: owner.checked_sub(2),
+            entry_flag: None,
         },
         code_filename: d.req("code_object.filename")?,
         code_name: d.req("code_object.name")?,

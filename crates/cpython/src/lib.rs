@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod callsite;
 pub mod debug_offsets;
 pub mod discover;
 mod error;

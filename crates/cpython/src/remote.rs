@@ -30,6 +30,12 @@ pub(crate) trait ReadField: Memory {
     fn u32_at(&self, base: u64, off: u64) -> Result<u32, CpythonError> {
         Ok(self.read_u32(field(base, off)?)?)
     }
+    /// The little-endian `u16` at `base + off`.
+    fn u16_at(&self, base: u64, off: u64) -> Result<u16, CpythonError> {
+        let mut b = [0u8; 2];
+        self.read(field(base, off)?, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
     /// The byte at `base + off`.
     fn u8_at(&self, base: u64, off: u64) -> Result<u8, CpythonError> {
         Ok(self.read_u8(field(base, off)?)?)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use pyrometer_process::{Memory, Settled};
 
+use crate::callsite::CallSites;
 use crate::discover::Interpreter;
 use crate::error::CpythonError;
 use crate::layout::{FrameModel, FrameRoot, Layout};
@@ -38,6 +39,9 @@ fn cut_name(prefix: String, len: u64) -> Arc<str> {
 }
 /// Largest line table read (bytes).
 const MAX_LINETABLE: usize = 1 << 20;
+/// Largest bytecode scanned for call sites (code units); a larger one is
+/// not checked.
+const MAX_CODE_UNITS: u64 = 1 << 19;
 /// Highest user-space address on x86-64 / aarch64 (47-bit): a pointer above
 /// it is garbage, and adding a field offset to it could overflow.
 pub(crate) const MAX_USER_ADDRESS: u64 = 0x0000_7fff_ffff_ffff;
@@ -70,6 +74,9 @@ pub struct CodeInfo {
     pub lines: LineTable,
     /// Address of the first code unit (3.11+), for instruction offsets.
     pub code_start: u64,
+    /// 3.11+: its call instructions, to tell a caller caught off them (a
+    /// torn read).
+    pub calls: CallSites,
     /// The fast local holding a WSGI `environ` or ASGI `scope`, if any.
     pub request_slot: Option<(usize, crate::request::RequestKind)>,
     /// The locals of anyio's worker loop, if this is its code.
@@ -92,6 +99,7 @@ impl crate::cache::Weigh for Arc<CodeInfo> {
             + strs(&self.cellvars)
             + self.kinds.capacity()
             + self.lines.heap_bytes()
+            + self.calls.heap_bytes()
     }
 }
 
@@ -607,6 +615,9 @@ impl<M: Memory> StackReader<M> {
         // Interpreter-owned frames are skipped but still count against the
         // bound, so a cycle cannot loop forever.
         let step_limit = self.max_depth.saturating_mul(2).max(16);
+        // The last frame walked was pushed inline by the one it links to
+        // (3.11+), which must then be stopped on a call instruction.
+        let mut pushed_by_next = false;
         while frame != 0 {
             if base != 0 && frame == base {
                 return Ok((frames, false));
@@ -663,9 +674,12 @@ impl<M: Memory> StackReader<M> {
                     previous,
                     executable,
                     instr_ptr,
+                    instr_ptr_is_previous,
                     owner,
                     skip_owners,
                     executable_tag_mask,
+                    return_offset,
+                    entry_flag,
                     ..
                 } => {
                     let owner_value = self.mem.u8_at(frame, owner)?;
@@ -679,6 +693,7 @@ impl<M: Memory> StackReader<M> {
                         }
                     }
                     let code_addr = self.mem.u64_at(frame, executable)? & !executable_tag_mask;
+                    let called_inline = std::mem::take(&mut pushed_by_next);
                     if !skip_owners.contains(&owner_value) && code_addr != 0 {
                         if let Some(info) = self.code_if_code(code_addr)? {
                             let ip = self.mem.u64_at(frame, instr_ptr)?;
@@ -687,12 +702,40 @@ impl<M: Memory> StackReader<M> {
                             } else {
                                 info.lines.line_at(ip - info.code_start)
                             };
-                            frames.push(Frame {
-                                name: info.qualname.clone(),
-                                code: info,
-                                line,
-                                frame_addr: frame,
-                            });
+                            if called_inline && info.calls.known() {
+                                // Before the first instruction (a frame not
+                                // started yet) is no call either.
+                                let offset = ip.checked_sub(info.code_start).unwrap_or(u64::MAX);
+                                let returns = match return_offset {
+                                    Some(off) => Some(self.mem.u16_at(frame, off)?),
+                                    None => None,
+                                };
+                                if offset % 2 != 0
+                                    || !info.calls.may_be_calling(
+                                        offset / 2,
+                                        instr_ptr_is_previous,
+                                        returns,
+                                    )
+                                {
+                                    return Err(CpythonError::Corrupt(
+                                        "a caller is not stopped on a call (torn read)",
+                                    ));
+                                }
+                            }
+                            pushed_by_next = match entry_flag {
+                                Some(off) => self.mem.u8_at(frame, off)? == 0,
+                                None => true,
+                            };
+                            // `__init__`'s shim (3.13+) is checked as a
+                            // caller but not shown: it is not code anyone wrote.
+                            if !info.calls.is_init_shim() {
+                                frames.push(Frame {
+                                    name: info.qualname.clone(),
+                                    code: info,
+                                    line,
+                                    frame_addr: frame,
+                                });
+                            }
                         }
                     }
                     self.mem.keep_whole(frame);
@@ -873,6 +916,7 @@ impl<M: Memory> StackReader<M> {
             Some(o) => field(addr, o)?,
             None => 0,
         };
+        let calls = self.read_call_sites(addr, code_start);
         let request_slot = crate::request::request_slot(&varnames, nlocals);
         let worker_slots = crate::request::worker_slots(&filename, &name, &varnames, nlocals);
         Ok(CodeInfo {
@@ -887,11 +931,40 @@ impl<M: Memory> StackReader<M> {
             cellvars,
             lines,
             code_start,
+            calls,
             addr,
             request_slot,
             worker_slots,
             identity: (filename_ptr, name_ptr),
         })
+    }
+
+    /// 3.11+: the call instructions of the code object at `addr`, whose
+    /// bytecode starts at `code_start`. Bytecode that cannot be read (or is
+    /// huge) leaves its frames unchecked rather than failing the read.
+    fn read_call_sites(&self, addr: u64, code_start: u64) -> CallSites {
+        let l = &self.interp.layout;
+        let FrameModel::Interpreter {
+            calls: Some(calls), ..
+        } = l.frame
+        else {
+            return CallSites::unknown();
+        };
+        if l.code_code_adaptive.is_none() {
+            return CallSites::unknown();
+        }
+        let m = &Settled(&self.mem);
+        // Every `PyVarObject` keeps `ob_size` where a tuple does: for a code
+        // object it counts code units.
+        let units = match m.u64_at(addr, l.tuple_size) {
+            Ok(n) if n > 0 && n <= MAX_CODE_UNITS => n,
+            _ => return CallSites::unknown(),
+        };
+        let mut bytecode = vec![0u8; units as usize * 2];
+        match m.read(code_start, &mut bytecode) {
+            Ok(()) => CallSites::scan(calls, &bytecode),
+            Err(_) => CallSites::unknown(),
+        }
     }
 
     /// ≤3.10 has no `co_qualname`: name methods `Class.method` when the

@@ -637,6 +637,8 @@ fn make_code(b: &mut Builder, spec: &ImageSpec, types: &Types, c: &CodeSpec) -> 
     let kinds = make_bytes(b, spec, types, &vec![0x20; c.varnames.len()]);
     b.u64(o, 1);
     b.u64(o + spec.off("pyobject.ob_type"), types.code);
+    // `ob_size`: the bytecode's length in code units.
+    b.u64(o + spec.off("tuple_object.ob_size"), u64::from(c.units()));
     b.u64(o + spec.off("code_object.filename"), filename);
     b.u64(o + spec.off("code_object.name"), name);
     b.u64(o + spec.off("code_object.qualname"), qualname);
@@ -664,6 +666,24 @@ pub fn build(spec: &ImageSpec) -> Image {
         runtime + spec.off("runtime_state.interpreters_head"),
         interp,
     );
+
+    // What the reader will make of the table: where a caller's call
+    // instruction and return offset go.
+    let calls = debug_offsets::DebugOffsets::parse(&table)
+        .ok()
+        .flatten()
+        .and_then(|d| {
+            debug_offsets::layout_from_debug_offsets(Version::from_hex(spec.hex_version), &d).ok()
+        })
+        .and_then(|l| match l.frame {
+            crate::layout::FrameModel::Interpreter {
+                calls: Some(calls),
+                return_offset,
+                ..
+            } => Some((calls, return_offset)),
+            crate::layout::FrameModel::Interpreter { calls: None, .. } => None,
+            crate::layout::FrameModel::FrameObject { .. } => None,
+        });
 
     let types = make_types(&mut b, spec);
     let codes: Vec<u64> = spec
@@ -724,6 +744,21 @@ pub fn build(spec: &ImageSpec) -> Image {
             };
             b.u64(addr + spec.off("interpreter_frame.executable"), executable);
             b.u64(addr + spec.off("interpreter_frame.instr_ptr"), ip);
+            // A Python frame whose callee it pushed inline is stopped on a
+            // `CALL`, with the return offset that call set.
+            let callee_inline = i > 0 && matches!(t.frames[i - 1], FrameSpec::Python { .. });
+            if let (true, FrameSpec::Python { code, unit, .. }, Some((calls, return_offset))) =
+                (callee_inline, *f, calls)
+            {
+                if unit < spec.codes[code].units() {
+                    b.write(ip, &[calls.call, 0]);
+                    if let (Some(off), crate::layout::CallOp::Call { units, .. }) =
+                        (return_offset, calls.op(calls.call))
+                    {
+                        b.write(addr + off, &u16::from(units).to_le_bytes());
+                    }
+                }
+            }
             b.write(addr + spec.off("interpreter_frame.owner"), &[owner]);
         }
         if let Some(base) = base {

@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pyrometer_cpython::layout::{
-    DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout, LineTableFormat,
-    LongModel, Version,
+    CallOp, DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout,
+    LineTableFormat, LongModel, Version,
 };
 
 const DEFAULT_EXPECTED: &str = "3.8,3.9,3.10,3.11,3.12,3.13,/usr/bin/python3.11";
@@ -211,6 +211,8 @@ fn flatten(l: &Layout) -> Fields {
             instr_ptr,
             localsplus,
             owner,
+            return_offset,
+            entry_flag,
             ..
         } => {
             put("frame.previous", previous);
@@ -218,6 +220,12 @@ fn flatten(l: &Layout) -> Fields {
             put("frame.instr_ptr", instr_ptr);
             put("frame.localsplus", localsplus);
             put("frame.owner", owner);
+            if let Some(off) = return_offset {
+                put("frame.return_offset", off);
+            }
+            if let Some(off) = entry_flag {
+                put("frame.entry_flag", off);
+            }
         }
     }
     put("code_filename", l.code_filename);
@@ -324,6 +332,7 @@ fn models(l: &Layout) -> Vec<(&'static str, String)> {
             instr_ptr_is_previous,
             skip_owners,
             executable_tag_mask,
+            calls,
             ..
         } => {
             v.push(("frame_model", "\"Interpreter\"".to_string()));
@@ -331,6 +340,17 @@ fn models(l: &Layout) -> Vec<(&'static str, String)> {
             let owners: Vec<String> = skip_owners.iter().map(u8::to_string).collect();
             v.push(("skip_owners", format!("[{}]", owners.join(","))));
             v.push(("executable_tag_mask", executable_tag_mask.to_string()));
+            let ops: Vec<String> = (0..=255u8)
+                .filter_map(|op| match calls.map_or(CallOp::NotCall, |c| c.op(op)) {
+                    CallOp::NotCall => None,
+                    CallOp::Call {
+                        units,
+                        sets_return_offset,
+                    } => Some(format!("[{op}, {units}, {}]", u8::from(sets_return_offset))),
+                    CallOp::Hidden => Some(format!("[{op}, 0, 0]")),
+                })
+                .collect();
+            v.push(("call_ops", format!("[{}]", ops.join(", "))));
         }
     }
     let root = match l.frame_root {
@@ -430,8 +450,21 @@ fn compare_with_headers(layout: &Layout, headers: &Fields) -> (usize, Vec<String
         FrameModel::FrameObject { .. } => {
             facts.push(("sizeof(f_lasti)", info("sizeof_f_lasti"), 4))
         }
-        FrameModel::Interpreter { skip_owners, .. } => {
+        FrameModel::Interpreter {
+            skip_owners,
+            return_offset,
+            ..
+        } => {
             facts.push(("sizeof(owner)", info("sizeof_owner"), 1));
+            if return_offset.is_some() {
+                facts.push(("sizeof(return_offset)", info("sizeof_return_offset"), 2));
+            }
+            // The reader takes a code object's length from where a tuple keeps it.
+            facts.push((
+                "offsetof(PyVarObject, ob_size) (code objects)",
+                info("code_ob_size"),
+                layout.tuple_size as i64,
+            ));
             compared += 1;
             match (skip_owners, info("frame_owned_by_cstack")) {
                 ([], None) => {}
@@ -575,11 +608,19 @@ def probe(marker):
         raw = ip - (chain[1][1] + L['code_code_adaptive'])
     else:
         raw = I32(chain[1][0] + L['frame.lasti']).value
-    return cur, chain, lp0, raw, caller.f_lasti
+    # `outer` called `probe` inline: 3.13+ sets its return_offset to the
+    # CALL's length (3.12 leaves 0: prev_instr tells); 3.11 marks only a
+    # frame entered from C (the module's) `is_entry`.
+    flags = {}
+    if 'frame.return_offset' in L:
+        flags['return_offset'] = ctypes.c_uint16.from_address(chain[1][0] + L['frame.return_offset']).value
+    if 'frame.entry_flag' in L:
+        flags['entry'] = [U8(f + L['frame.entry_flag']).value for f, _ in chain]
+    return cur, chain, lp0, raw, caller.f_lasti, flags
 def outer():
     return probe(marker_obj), sys._getframe()
 marker_obj = object()
-(cur, chain, lp0, raw_lasti, caller_lasti), outer_frame = outer()
+(cur, chain, lp0, raw_lasti, caller_lasti, flags), outer_frame = outer()
 want, g = [], outer_frame
 while g is not None:
     want.append(id(g.f_code))
@@ -592,6 +633,37 @@ if interp_frames:
     op = dis.opname[cc[raw_lasti]] if 0 <= raw_lasti < len(cc) else None
     # prev_instr (3.11/3.12) sits on the CALL's last cache unit; instr_ptr (3.13) on the CALL.
     check('instr_ptr_is_previous (opcode at instr_ptr)', op, 'CACHE' if L['instr_ptr_is_previous'] else 'CALL')
+    if 'frame.return_offset' in L:
+        check('frame.return_offset of a caller', flags['return_offset'], 4 if sys.version_info >= (3, 13) else 0)
+    if 'frame.entry_flag' in L:
+        check('frame.entry_flag (only the module frame is entered from C)', flags['entry'], [0] * (len(chain) - 1) + [1])
+    # The call instructions: every opcode of each family that pushes frames
+    # inline (specialized and instrumented forms too), with its length.
+    import opcode
+    if hasattr(dis, '_all_opmap'):
+        allmap, deopt = dis._all_opmap, dis.deoptmap
+    else:
+        import _opcode_metadata as meta
+        allmap = dict(opcode.opmap); allmap.update(meta._specialized_opmap)
+        deopt = {s: b for b, f in meta._specializations.items() for s in f}
+    ce = opcode._inline_cache_entries
+    caches = (lambda b: ce[allmap[b]]) if isinstance(ce, list) else (lambda b: ce.get(b, 0))
+    bases = {(3, 11): ['CALL', 'BINARY_SUBSCR'],
+             (3, 12): ['CALL', 'CALL_FUNCTION_EX', 'BINARY_SUBSCR', 'LOAD_ATTR', 'FOR_ITER', 'SEND'],
+             (3, 13): ['CALL', 'CALL_KW', 'CALL_FUNCTION_EX', 'BINARY_SUBSCR', 'LOAD_ATTR', 'FOR_ITER', 'SEND', 'EXIT_INIT_CHECK']}[sys.version_info[:2]]
+    hidden = ['INSTRUMENTED_LINE', 'INSTRUMENTED_INSTRUCTION']
+    sets = sys.version_info >= (3, 13)
+    want = []
+    for name, num in allmap.items():
+        base = deopt.get(name, name)
+        if name in hidden:
+            want.append([num, 0, 0])
+            continue
+        if base.startswith('INSTRUMENTED_'):
+            base = base[len('INSTRUMENTED_'):]
+        if base in bases:
+            want.append([num, 1 + caches(base), int(sets and base != 'EXIT_INIT_CHECK')])
+    check('call instructions', sorted(L['call_ops']), sorted(want))
 else:
     check('frame.lasti * lasti_unit == f_lasti', raw_lasti * L['lasti_unit'], caller_lasti)
     check('frame address is the frame object', chain[1][0], id(outer_frame))

@@ -314,6 +314,7 @@ mod tests {
             cellvars: Vec::new(),
             lines: Default::default(),
             code_start: 0,
+            calls: Default::default(),
             request_slot: None,
             worker_slots: None,
             addr: 0,

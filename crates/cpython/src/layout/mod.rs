@@ -7,9 +7,15 @@
 //! 3.13+ can also be filled from CPython's own `_Py_DebugOffsets`. The single
 //! dispatch point from a version to a layout is [`Layout::for_version`].
 
+mod calls;
 mod tables;
 
+pub use calls::{CallOp, CallOps};
 pub use tables::known_layout;
+
+/// Each version's call instructions (3.13+ layouts from `_Py_DebugOffsets`
+/// take theirs by minor).
+pub use calls::{PY311 as CALLS_311, PY312 as CALLS_312, PY313 as CALLS_313, PY314 as CALLS_314};
 
 /// A CPython version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,6 +157,14 @@ pub enum FrameModel {
         skip_owners: &'static [u8],
         /// Low bits of `f_executable` used as tags (3.14+: `Py_TAG_BITS` = 3).
         executable_tag_mask: u64,
+        /// The instructions a caller stops on while a frame it pushed runs
+        /// (`None`: not known for this version, and callers go unchecked).
+        calls: Option<&'static CallOps>,
+        /// 3.12+: `offsetof(_PyInterpreterFrame, return_offset)` (a `uint16_t`).
+        return_offset: Option<u64>,
+        /// 3.11: `offsetof(_PyInterpreterFrame, is_entry)` (a `bool`): the
+        /// frame was entered from C.
+        entry_flag: Option<u64>,
     },
 }
 

@@ -13,8 +13,8 @@
 //! so a diff between two tables reads as "what changed in that release".
 
 use super::{
-    CoroFrame, DataStack, DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel,
-    Layout, LineTableFormat, LongModel, Version, STACK_CHUNK,
+    calls, CoroFrame, DataStack, DictKeysModel, FrameModel, FrameRoot, HeapModel,
+    InstanceDictModel, Layout, LineTableFormat, LongModel, Version, STACK_CHUNK,
 };
 
 /// `FRAME_OWNED_BY_CSTACK` (3.12/3.13): the entry shim frame, not Python code.
@@ -174,6 +174,9 @@ const PY311: Layout = Layout {
         owner: 69,
         skip_owners: &[],
         executable_tag_mask: 0,
+        calls: Some(&calls::PY311),
+        return_offset: None,
+        entry_flag: Some(68),
     },
 
     code_filename: 112,
@@ -236,6 +239,9 @@ const PY312: Layout = Layout {
         owner: 70,
         skip_owners: &[FRAME_OWNED_BY_CSTACK],
         executable_tag_mask: 0,
+        calls: Some(&calls::PY312),
+        return_offset: Some(68),
+        entry_flag: None,
     },
 
     code_firstlineno: 68,
@@ -278,6 +284,9 @@ const PY313: Layout = Layout {
         owner: 70,
         skip_owners: &[FRAME_OWNED_BY_CSTACK],
         executable_tag_mask: 0,
+        calls: Some(&calls::PY313),
+        return_offset: Some(68),
+        entry_flag: None,
     },
 
     code_code_adaptive: Some(200),

@@ -1,0 +1,207 @@
+//! Every way Python calls Python keeps its stack, on every interpreter of
+//! the machine (pyenv 3.8–3.13 and Debian's /usr/bin/python3.11): the
+//! reader drops a stack whose caller is not stopped on a call instruction
+//! (a torn read, 3.11+), and must never drop a real one.
+//!
+//! `tests/data/call_kinds_target.py` parks one thread under each kind of
+//! call (plain, keyword, star, method, super(), property, `__getattribute__`,
+//! `__getitem__`, `__init__`, generators, `yield from`, `await`, calls back
+//! from C, a thread under `sys.settrace`), each path specialized first, and
+//! prints each thread's frames as `sys._current_frames()` sees them. Parked
+//! stacks do not change: every read from outside must give those frames,
+//! and none may come back torn. Then the same stacks are read through a
+//! memory that moves one caller off its call (or, 3.13+, clears its return
+//! offset): that read must come back torn, unless the callee was entered
+//! from C.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pyrometer_cpython::layout::FrameModel;
+use pyrometer_cpython::{locate, StackReader};
+use pyrometer_process::{Memory, MemoryError, Process};
+use pyrometer_testsupport::serde_json::{self, Value};
+use pyrometer_testsupport::{par_map, require_all, spawn_python, Interp};
+
+/// Reads of the parked threads per interpreter.
+const READS: usize = 20;
+
+/// A live process read with some bytes replaced.
+struct Patched<'a> {
+    inner: &'a Process,
+    patches: Vec<(u64, Vec<u8>)>,
+}
+
+impl Memory for Patched<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.inner.read(addr, buf)?;
+        let end = addr + buf.len() as u64;
+        for (at, bytes) in &self.patches {
+            for (k, b) in bytes.iter().enumerate() {
+                let a = at + k as u64;
+                if a >= addr && a < end {
+                    buf[(a - addr) as usize] = *b;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Problems found on `i`, one line each, and how many patched reads were
+/// checked.
+fn check(i: &Interp) -> (Vec<String>, usize) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/call_kinds_target.py");
+    let (child, ready) = spawn_python(i, &script, &[]);
+    let doc: Value = serde_json::from_str(&ready).unwrap_or_else(|e| panic!("{i}: {ready}: {e}"));
+    let threads = doc["threads"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{i}: no threads in {ready}"));
+    assert_eq!(
+        doc["parked"].as_u64(),
+        Some(threads.len() as u64),
+        "{i}: not every path parked: {ready}"
+    );
+    let want: BTreeMap<u64, (String, Vec<String>)> = threads
+        .iter()
+        .map(|(id, t)| {
+            let frames = t["frames"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{i}: no frames for {id}"))
+                .iter()
+                .map(|f| f.as_str().unwrap_or("?").to_string())
+                .collect();
+            let path = t["path"].as_str().unwrap_or("?").to_string();
+            (id.parse().expect("a thread id"), (path, frames))
+        })
+        .collect();
+    let process = Process::attach(child.pid()).expect("attach");
+    let interp = locate(&process).expect("locate");
+    let mut reader = StackReader::new(&process, interp);
+    let mut problems = Vec::new();
+    for read in 0..READS {
+        let stacks = reader.read_all().expect("read the stacks");
+        for (id, (path, frames)) in &want {
+            let Some(st) = stacks.iter().find(|s| s.thread_id == *id) else {
+                problems.push(format!("{i}: read {read}: thread {path} not found"));
+                continue;
+            };
+            if st.torn {
+                problems.push(format!("{i}: read {read}: {path} dropped as torn"));
+                continue;
+            }
+            let got: Vec<&str> = st.frames.iter().map(|f| &*f.code.name).collect();
+            if got != *frames {
+                problems.push(format!(
+                    "{i}: read {read}: {path}: got {got:?}, want {frames:?}"
+                ));
+            }
+        }
+    }
+    problems.dedup();
+
+    // The `plain` thread: leaf ← plain ← run … Move `plain`'s instruction
+    // pointer to its first instruction (RESUME, no call), or clear its
+    // return offset: each is a stack that never existed.
+    let FrameModel::Interpreter {
+        instr_ptr,
+        return_offset,
+        entry_flag,
+        ..
+    } = reader.layout().frame
+    else {
+        return (problems, 0);
+    };
+    let stacks = reader.read_all().expect("read the stacks");
+    let plain_id = want
+        .iter()
+        .find(|(_, (path, _))| path == "plain")
+        .map(|(id, _)| *id)
+        .expect("a plain thread");
+    let st = stacks
+        .iter()
+        .find(|s| s.thread_id == plain_id)
+        .expect("the plain thread");
+    let (leaf, plain) = (&st.frames[0], &st.frames[1]);
+    assert_eq!(&*plain.code.name, "plain", "{i}");
+    let mut cases = vec![(
+        "caller on RESUME",
+        vec![(
+            plain.frame_addr + instr_ptr,
+            plain.code.code_start.to_le_bytes().to_vec(),
+        )],
+        true,
+    )];
+    if let (Some(off), true) = (return_offset, i.minor() >= (3, 13)) {
+        cases.push((
+            "caller with return offset 0",
+            vec![(plain.frame_addr + off, vec![0, 0])],
+            true,
+        ));
+    }
+    if let Some(off) = entry_flag {
+        // 3.11: a callee entered from C may have a caller anywhere.
+        cases.push((
+            "caller on RESUME, callee entered from C",
+            vec![
+                (
+                    plain.frame_addr + instr_ptr,
+                    plain.code.code_start.to_le_bytes().to_vec(),
+                ),
+                (leaf.frame_addr + off, vec![1]),
+            ],
+            false,
+        ));
+    }
+    let checked = cases.len();
+    for (what, patches, torn) in cases {
+        let patched = Patched {
+            inner: &process,
+            patches,
+        };
+        let interp = locate(&process).expect("locate");
+        let mut reader = StackReader::new(&patched, interp);
+        let stacks = reader
+            .read_all_filtered(|_| true)
+            .expect("read the patched stacks");
+        let st = stacks
+            .iter()
+            .find(|s| s.thread_id == plain_id)
+            .expect("the plain thread");
+        if st.torn != torn {
+            problems.push(format!(
+                "{i}: {what}: torn {}, want {torn} (frames {:?})",
+                st.torn,
+                st.frames.iter().map(|f| &*f.code.name).collect::<Vec<_>>()
+            ));
+        }
+        // The other threads are untouched.
+        let others_torn = stacks
+            .iter()
+            .filter(|s| s.thread_id != plain_id && s.torn)
+            .count();
+        if others_torn > 0 {
+            problems.push(format!("{i}: {what}: {others_torn} other thread(s) torn"));
+        }
+    }
+    (problems, checked)
+}
+
+#[test]
+fn every_kind_of_call_keeps_its_whole_stack() {
+    let interps = require_all();
+    let results = par_map(&interps, 3, |i| (i.clone(), check(i)));
+    let mut failures = Vec::new();
+    for (i, (problems, patched)) in results {
+        println!(
+            "{i}: {} problem(s), {patched} patched read(s) checked",
+            problems.len()
+        );
+        // From 3.11 callers are checked: every such interpreter made some.
+        if i.minor() >= (3, 11) && patched == 0 {
+            failures.push(format!("{i}: no torn stack was made"));
+        }
+        failures.extend(problems);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
