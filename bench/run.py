@@ -169,7 +169,7 @@ def measure_syscalls(tool, pyspy, python, depth, seconds):
 # churn.py's callers can only be at their call lines, calling what those
 # lines call: `down` calls itself at line 10, the module calls `down` and
 # `random.randint` at line 14.
-CHURN_CALLS = {"down": (10, {"down"}), "<module>": (14, {"down", "Random.randint"})}
+CHURN_CALLS = {"down": (10, {"down"}), "<module>": (14, {"down", "Random.randint", "randint"})}
 
 
 def impossible_stacks(path):
@@ -204,28 +204,46 @@ def measure_timer(seconds):
     return json.loads(out)["cpu_us_per_tick"]
 
 
-def measure_torn(python, seconds):
-    """Share of thread samples dropped as torn at 1 kHz on churn.py, and the
-    share of kept ones with an impossible caller line."""
+def kept_samples(path):
+    return sum(int(line.rsplit(" ", 1)[1]) for line in open(path) if line.strip())
+
+
+def measure_torn(python, seconds, pyspy=None):
+    """Share of thread samples dropped as torn at 1 kHz on churn.py, the
+    share of kept ones with an impossible caller line, and how many reads
+    were torn and read again. With `pyspy`, py-spy --nonblocking's share of
+    impossible samples on the same target instead."""
     churn = ROOT / "bench" / "targets" / "churn.py"
     target = subprocess.Popen(TARGET_CPU + [python, str(churn)])
     time.sleep(1.0)
     try:
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "out.txt")
-            text, cpu, _ = run_child([str(PYROMETER), "record", "--pid", str(target.pid), "-r", "1000",
-                                      "-d", str(seconds), "-f", "raw", "-o", out], seconds + 30)
+            if pyspy:
+                cmd = [str(pyspy), "record", "--pid", str(target.pid), "--nonblocking", "-r", "1000",
+                                      "-d", str(seconds), "-f", "raw", "-o", out]
+            else:
+                cmd = [str(PYROMETER), "record", "--pid", str(target.pid), "-r", "1000",
+                       "-d", str(seconds), "-f", "raw", "-o", out]
+            text, cpu, _ = run_child(cmd, seconds + 30)
             impossible = impossible_stacks(out)
+            kept = kept_samples(out)
     finally:
         target.kill()
         target.wait()
+    if pyspy:
+        return {"kept": kept, "impossible": impossible, "cpu_s": cpu,
+                "impossible_pct": 100.0 * impossible / max(1, kept)}
     kept = int(re.search(r"samples: (\d+) thread samples", text).group(1))
     torn = int(re.search(r"(\d+) thread samples dropped as torn", text).group(1))
+    retried = re.search(r"\((\d+) torn reads read again\)", text)
+    retried = int(retried.group(1)) if retried else 0
     failed = int(re.search(r"errors: (\d+)", text).group(1))
     ticks = int(re.search(r"(\d+) ticks at", text).group(1))
-    return {"kept": kept, "torn_threads": torn, "failed_ticks": failed, "ticks": ticks,
+    return {"kept": kept, "torn_threads": torn, "failed_ticks": failed, "ticks": ticks, "retried": retried,
             "impossible": impossible, "cpu_s": cpu,
             "torn_pct": 100.0 * (torn + failed) / max(1, kept + torn + failed),
+            "retried_per_tick": retried / max(1, ticks),
             "impossible_pct": 100.0 * impossible / max(1, kept)}
 
 
@@ -367,16 +385,23 @@ def main():
               + (f" ({sw / pw:.1f}× cheaper)" if pw > 0 else ""))
     if "torn" in parts:
         # Rounds of churn.py vary several-fold on this VM: at least five.
-        runs = [measure_torn(a.python, secs) for _ in range(max(rounds, 5))]
-        result["torn"] = {"runs": runs,
+        runs, pyspy_runs = [], []
+        for _ in range(max(rounds, 5)):
+            runs.append(measure_torn(a.python, secs))
+            pyspy_runs.append(measure_torn(a.python, secs, pyspy))
+        result["torn"] = {"runs": runs, "pyspy_runs": pyspy_runs,
                           "torn_pct": statistics.median(r["torn_pct"] for r in runs),
-                          "impossible_pct": statistics.median(r["impossible_pct"] for r in runs)}
-        print("\n| churn.py at 1 kHz, round | thread samples kept | dropped as torn | kept with an impossible caller | pyrometer CPU |")
-        print("|---|---|---|---|---|")
-        for i, t in enumerate(runs):
-            print(f"| {i + 1} | {t['kept']} | {t['torn_threads'] + t['failed_ticks']} ({t['torn_pct']:.2f} %) | "
-                  f"{t['impossible']} ({t['impossible_pct']:.2f} %) | {t['cpu_s']:.2f} s |")
-        print(f"| median | | {result['torn']['torn_pct']:.2f} % | {result['torn']['impossible_pct']:.2f} % | |")
+                          "impossible_pct": statistics.median(r["impossible_pct"] for r in runs),
+                          "pyspy_impossible_pct": statistics.median(r["impossible_pct"] for r in pyspy_runs)}
+        print("\n| churn.py at 1 kHz, round | pyrometer samples kept | torn reads read again, per tick | dropped as torn | "
+              "kept with an impossible caller | pyrometer CPU | py-spy --nonblocking: kept with an impossible caller |")
+        print("|---|---|---|---|---|---|---|")
+        for i, (t, s) in enumerate(zip(runs, pyspy_runs)):
+            print(f"| {i + 1} | {t['kept']} | {t['retried_per_tick']:.2f} | {t['torn_threads'] + t['failed_ticks']} ({t['torn_pct']:.2f} %) | "
+                  f"{t['impossible']} ({t['impossible_pct']:.2f} %) | {t['cpu_s']:.2f} s | "
+                  f"{s['impossible']} of {s['kept']} ({s['impossible_pct']:.2f} %) |")
+        print(f"| median | | | {result['torn']['torn_pct']:.2f} % | {result['torn']['impossible_pct']:.2f} % | | "
+              f"{result['torn']['pyspy_impossible_pct']:.2f} % |")
     if "syscalls" in parts:
         result["syscalls"] = {tool: measure_syscalls(tool, pyspy, a.python, 20, secs)
                               for tool in ("pyrometer", "py-spy")}

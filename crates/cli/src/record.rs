@@ -239,6 +239,7 @@ struct Outcome {
     late_ticks: u64,
     errors: u64,
     torn_threads: u64,
+    torn_retries: u64,
     reused_samples: u64,
     last_error: Option<String>,
     ended_by: &'static str,
@@ -331,6 +332,7 @@ fn sample_loop(
         late_ticks: clock.late_ticks,
         errors,
         torn_threads: session.stats.torn_threads,
+        torn_retries: session.stats.torn_retries,
         reused_samples: session.stats.reused_samples,
         last_error: session.last_error.clone(),
         ended_by,
@@ -431,8 +433,13 @@ fn print_summary(
     } else {
         String::new()
     };
+    let retried = if o.torn_retries > 0 {
+        format!(" ({} torn reads read again)", o.torn_retries)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks had a failed read), {} thread samples dropped as torn{reused}",
+        "  samples: {total} thread samples; errors: {} ({err_pct:.2} % of ticks had a failed read), {} thread samples dropped as torn{retried}{reused}",
         o.errors, o.torn_threads
     );
     if let (true, Some(e)) = (o.errors > 0, &o.last_error) {

@@ -39,26 +39,41 @@ impl CallSites {
     }
 
     /// Find the call instructions of `bytecode` (`co_code_adaptive`: 2-byte
-    /// code units, opcode first). Every unit is looked at: one that is an
-    /// inline cache entry may look like a call, which only makes the check
-    /// accept more, never reject a real call.
+    /// code units, opcode first), instruction by instruction: inline cache
+    /// entries are stepped over, so none is taken for a call. After an
+    /// instruction hidden by instrumentation (whose length is not known)
+    /// every unit is looked at: a cache entry that looks like a call then
+    /// only makes the check accept more, never reject a real call.
     pub fn scan(ops: &CallOps, bytecode: &[u8]) -> CallSites {
         let units = u32::try_from(bytecode.len() / 2).unwrap_or(u32::MAX);
         let mut sites = Vec::new();
-        for (start, unit) in (0..units).zip(bytecode.chunks_exact(2)) {
-            let site = match ops.op(unit[0]) {
+        let mut in_step = true;
+        let mut start = 0u32;
+        while let Some(&opcode) = bytecode.get(start as usize * 2) {
+            if start >= units {
+                break;
+            }
+            let at = start;
+            start = match ops.caches_after(opcode) {
+                Some(caches) if in_step => at.saturating_add(1 + u32::from(caches)),
+                _ => {
+                    in_step = false;
+                    at.saturating_add(1)
+                }
+            };
+            let site = match ops.op(opcode) {
                 CallOp::NotCall => continue,
                 CallOp::Call {
                     units,
                     sets_return_offset,
                 } => Site {
-                    start,
+                    start: at,
                     units,
                     sets_return_offset,
                     hidden: false,
                 },
                 CallOp::Hidden => Site {
-                    start,
+                    start: at,
                     units: ops.max_units,
                     sets_return_offset: false,
                     hidden: true,
@@ -173,6 +188,26 @@ mod tests {
         for unit in [0, 2, 4, 5] {
             assert!(!sites.may_be_calling(unit, false, Some(4)), "unit {unit}");
         }
+    }
+
+    #[test]
+    fn cache_entries_are_never_taken_for_calls() {
+        // CALL whose three cache entries look like CALLs, then LOAD_FAST.
+        let sites = CallSites::scan(&CALLS_312, &code(&[171, 171, 171, 171, 124]));
+        assert!(sites.may_be_calling(3, true, None));
+        assert!(!sites.may_be_calling(4, true, None));
+        assert!(!sites.may_be_calling(5, true, None));
+        let sites = CallSites::scan(&CALLS_313, &code(&[53, 53, 53, 53, 85]));
+        assert!(sites.may_be_calling(0, false, Some(4)));
+        for unit in 1..5 {
+            assert!(!sites.may_be_calling(unit, false, Some(4)), "unit {unit}");
+        }
+        // LOAD_ATTR (9 caches) whose caches look like calls.
+        let mut units = vec![82];
+        units.extend([53; 9]);
+        units.push(85);
+        let sites = CallSites::scan(&CALLS_313, &code(&units));
+        assert!(!sites.may_be_calling(10, false, Some(4)));
     }
 
     #[test]

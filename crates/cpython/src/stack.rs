@@ -29,6 +29,64 @@ pub const DEFAULT_MAX_DEPTH: usize = 4096;
 /// Longest name or file name read.
 const MAX_NAME: usize = 1024;
 
+/// Longest `_PyInterpreterFrame` header read in one go (bytes): every field
+/// the walk reads lies before `localsplus` (72–80 bytes in 3.11–3.15).
+const MAX_FRAME_HEADER: usize = 128;
+/// Low bits of an address within its page.
+const PAGE_MASK: u64 = 4095;
+
+/// Bytes of a `_PyInterpreterFrame` that hold every field the walk reads.
+fn frame_header_len(model: &FrameModel) -> Result<usize, CpythonError> {
+    let FrameModel::Interpreter {
+        previous,
+        executable,
+        instr_ptr,
+        owner,
+        return_offset,
+        entry_flag,
+        ..
+    } = *model
+    else {
+        return Ok(0);
+    };
+    let ends = [
+        previous.checked_add(8),
+        executable.checked_add(8),
+        instr_ptr.checked_add(8),
+        owner.checked_add(1),
+        return_offset.map_or(Some(0), |o| o.checked_add(2)),
+        entry_flag.map_or(Some(0), |o| o.checked_add(1)),
+    ];
+    let mut len = 0u64;
+    for end in ends {
+        len = len.max(end.ok_or(CpythonError::Corrupt("frame field offset overflows"))?);
+    }
+    usize::try_from(len)
+        .ok()
+        .filter(|&n| n <= MAX_FRAME_HEADER)
+        .ok_or(CpythonError::Corrupt(
+            "frame fields lie beyond the frame header",
+        ))
+}
+
+/// The little-endian field of `N` bytes at `off` in a frame header.
+fn header_field<const N: usize>(header: &[u8], off: u64) -> Result<[u8; N], CpythonError> {
+    usize::try_from(off)
+        .ok()
+        .and_then(|o| header.get(o..o.checked_add(N)?))
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or(CpythonError::Corrupt("frame field outside the header read"))
+}
+fn header_u64(header: &[u8], off: u64) -> Result<u64, CpythonError> {
+    header_field::<8>(header, off).map(u64::from_le_bytes)
+}
+fn header_u16(header: &[u8], off: u64) -> Result<u16, CpythonError> {
+    header_field::<2>(header, off).map(u16::from_le_bytes)
+}
+fn header_u8(header: &[u8], off: u64) -> Result<u8, CpythonError> {
+    header_field::<1>(header, off).map(|[b]| b)
+}
+
 /// A string read as a prefix of `len` code points, marked `…` when cut.
 fn cut_name(prefix: String, len: u64) -> Arc<str> {
     if (prefix.chars().count() as u64) < len {
@@ -618,6 +676,9 @@ impl<M: Memory> StackReader<M> {
         // The last frame walked was pushed inline by the one it links to
         // (3.11+), which must then be stopped on a call instruction.
         let mut pushed_by_next = false;
+        let header_len = frame_header_len(&model)?;
+        let mut header_buf = [0u8; MAX_FRAME_HEADER];
+        let mut last_page = u64::MAX;
         while frame != 0 {
             if base != 0 && frame == base {
                 return Ok((frames, false));
@@ -682,7 +743,11 @@ impl<M: Memory> StackReader<M> {
                     entry_flag,
                     ..
                 } => {
-                    let owner_value = self.mem.u8_at(frame, owner)?;
+                    // One read of the frame's header serves every field.
+                    let header = &mut header_buf[..header_len];
+                    self.mem.read(frame, header)?;
+                    let header = &*header;
+                    let owner_value = header_u8(header, owner)?;
                     if owner_value == FRAME_OWNED_BY_THREAD {
                         if let Some(bounds) = data_stack.as_mut() {
                             if !bounds.contains(&self.mem, frame)? {
@@ -692,11 +757,11 @@ impl<M: Memory> StackReader<M> {
                             }
                         }
                     }
-                    let code_addr = self.mem.u64_at(frame, executable)? & !executable_tag_mask;
+                    let code_addr = header_u64(header, executable)? & !executable_tag_mask;
                     let called_inline = std::mem::take(&mut pushed_by_next);
                     if !skip_owners.contains(&owner_value) && code_addr != 0 {
                         if let Some(info) = self.code_if_code(code_addr)? {
-                            let ip = self.mem.u64_at(frame, instr_ptr)?;
+                            let ip = header_u64(header, instr_ptr)?;
                             let line = if ip < info.code_start {
                                 Some(info.first_line)
                             } else {
@@ -707,7 +772,7 @@ impl<M: Memory> StackReader<M> {
                                 // started yet) is no call either.
                                 let offset = ip.checked_sub(info.code_start).unwrap_or(u64::MAX);
                                 let returns = match return_offset {
-                                    Some(off) => Some(self.mem.u16_at(frame, off)?),
+                                    Some(off) => Some(header_u16(header, off)?),
                                     None => None,
                                 };
                                 if offset % 2 != 0
@@ -723,7 +788,7 @@ impl<M: Memory> StackReader<M> {
                                 }
                             }
                             pushed_by_next = match entry_flag {
-                                Some(off) => self.mem.u8_at(frame, off)? == 0,
+                                Some(off) => header_u8(header, off)? == 0,
                                 None => true,
                             };
                             // `__init__`'s shim (3.13+) is checked as a
@@ -738,8 +803,13 @@ impl<M: Memory> StackReader<M> {
                             }
                         }
                     }
-                    self.mem.keep_whole(frame);
-                    frame = self.mem.u64_at(frame, previous)?;
+                    // Frames are pushed and popped in place: their pages
+                    // are copied whole by the next snapshot.
+                    if frame & !PAGE_MASK != last_page {
+                        last_page = frame & !PAGE_MASK;
+                        self.mem.keep_whole(frame);
+                    }
+                    frame = header_u64(header, previous)?;
                 }
             }
         }

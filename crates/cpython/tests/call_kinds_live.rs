@@ -205,3 +205,58 @@ fn every_kind_of_call_keeps_its_whole_stack() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The cache counts of `layout/calls.rs` are what `tools/opcodes/cache_table.py`
+/// prints from each installed interpreter's `dis`/`opcode` modules: the
+/// walk over a code object's instructions steps over the right units.
+#[test]
+fn cache_tables_match_each_interpreters_opcode_module() {
+    let interps = require_all();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/opcodes/cache_table.py");
+    let mut checked = Vec::new();
+    for i in interps.iter().filter(|i| i.minor() >= (3, 11)) {
+        let out = std::process::Command::new(&i.path)
+            .arg(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("{i}: {e}"));
+        assert!(
+            out.status.success(),
+            "{i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut want = [0u8; 256];
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // `    (N, &[a, b, c]),`
+            let line = line.trim().trim_start_matches('(').trim_end_matches("]),");
+            let (n, ops) = line
+                .split_once(", &[")
+                .unwrap_or_else(|| panic!("{i}: {line}"));
+            let n: u8 = n.parse().expect("a count");
+            for op in ops.split(", ") {
+                want[op.parse::<usize>().expect("an opcode")] = n;
+            }
+        }
+        let (major, minor) = i.minor();
+        let layout = pyrometer_cpython::layout::known_layout(pyrometer_cpython::Version::new(
+            major, minor, 0,
+        ))
+        .unwrap_or_else(|| panic!("{i}: no layout"));
+        let FrameModel::Interpreter {
+            calls: Some(calls), ..
+        } = layout.frame
+        else {
+            panic!("{i}: no call table");
+        };
+        for op in 0..=255u8 {
+            let got = calls.caches_after(op);
+            let expect = match calls.op(op) {
+                pyrometer_cpython::layout::CallOp::Hidden => None,
+                _ => Some(want[op as usize]),
+            };
+            assert_eq!(got, expect, "{i}: caches after opcode {op}");
+        }
+        checked.push(i.to_string());
+    }
+    println!("cache tables checked on: {}", checked.join(", "));
+    assert!(!checked.is_empty(), "no 3.11+ interpreter");
+}

@@ -937,3 +937,153 @@ fn the_code_cache_is_bounded_by_entries_and_bytes() {
         assert!(peak.0 > 0 && peak.1 > 0);
     }
 }
+
+// ---------------------------------------------------------------------------
+// A caller must be stopped on a call instruction (3.13, 3.14; 3.15's opcode
+// numbers are not confirmed, so its callers are not checked).
+
+/// The return-offset field and the call opcodes of `interp`'s version.
+fn call_fields(interp: &Interpreter) -> Option<(u64, u8, Option<u8>)> {
+    match interp.layout.frame {
+        FrameModel::Interpreter {
+            calls: Some(calls),
+            return_offset: Some(off),
+            ..
+        } => Some((off, calls.call, calls.init_check)),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_caller_off_its_call_instruction_is_torn() {
+    use pyrometer_process::Memory as _;
+    for minor in [13u8, 14, 15] {
+        let version = Version::new(3, minor, 0);
+        let (spec, expected) = scenario(version);
+        let ip_off = spec.offsets["interpreter_frame.instr_ptr"];
+        let adaptive = spec.offsets["code_object.co_code_adaptive"];
+        // The worker thread: gen_items ← Handler (pushed it inline) ← …
+        let handler_frame = |image: &Image| image.frames[0][1];
+        let fresh = || {
+            let image = build(&spec);
+            let interp = interpreter_of(&image, Some(image.code_type)).expect("layout");
+            (image, interp)
+        };
+        let (image, interp) = fresh();
+        let (threads, _) = read_filtered(&image.memory, interp.clone()).expect("read");
+        assert!(
+            !threads[0].torn,
+            "3.{minor}: the caller on its CALL was refused"
+        );
+        assert_eq!(frames_of(&threads[0]), expected[0], "3.{minor}");
+        let checked = call_fields(&interp);
+        assert_eq!(
+            checked.is_some(),
+            minor < 15,
+            "3.{minor}: which versions check"
+        );
+
+        // Handler moved to its first instruction (not a call).
+        let (mut image, interp) = fresh();
+        let frame = handler_frame(&image);
+        let start = image.codes[HANDLER] + adaptive;
+        image.memory.write(frame + ip_off, &start.to_le_bytes());
+        let (threads, _) = read_filtered(&image.memory, interp.clone()).expect("read");
+        assert_eq!(
+            threads[0].torn,
+            checked.is_some(),
+            "3.{minor}: caller off its call"
+        );
+        assert!(!threads[1].torn, "3.{minor}: the other thread is untouched");
+
+        // Before its first instruction (a frame not started yet).
+        let (mut image, interp) = fresh();
+        let frame = handler_frame(&image);
+        image
+            .memory
+            .write(frame + ip_off, &(start - 2).to_le_bytes());
+        let (threads, _) = read_filtered(&image.memory, interp.clone()).expect("read");
+        assert_eq!(
+            threads[0].torn,
+            checked.is_some(),
+            "3.{minor}: caller not started"
+        );
+
+        let Some((return_offset, _, _)) = checked else {
+            continue;
+        };
+        // On its CALL, but with the return offset of a frame that has not
+        // called yet.
+        let (mut image, interp) = fresh();
+        let frame = handler_frame(&image);
+        let mut set = [0u8; 2];
+        image
+            .memory
+            .read(frame + return_offset, &mut set)
+            .expect("readable");
+        assert_eq!(
+            u16::from_le_bytes(set),
+            4,
+            "3.{minor}: the builder's CALL set 4"
+        );
+        image.memory.write(frame + return_offset, &[0, 0]);
+        let (threads, _) = read_filtered(&image.memory, interp).expect("read");
+        assert!(threads[0].torn, "3.{minor}: caller with return offset 0");
+    }
+}
+
+/// `CALL_ALLOC_AND_ENTER_INIT` pushes `__init__` over a shim frame running
+/// `_Py_InitCleanup` (stopped on `EXIT_INIT_CHECK`, return offset 0): the
+/// shim is accepted as a caller and not shown.
+#[test]
+fn the_init_shim_is_a_caller_but_not_a_frame() {
+    for minor in [13u8, 14] {
+        let version = Version::new(3, minor, 0);
+        let mut spec = ImageSpec::new(version);
+        spec.codes = vec![
+            CodeSpec::new("Thing.__init__", "/srv/app/thing.py", 10, &[(8, 0)]),
+            CodeSpec::new("__init__", "__init__", 0, &[(3, 0)]),
+            CodeSpec::new("make", "/srv/app/thing.py", 20, &[(8, 0)]),
+        ];
+        spec.threads = vec![ThreadSpec {
+            thread_id: MAIN_TID,
+            native_id: MAIN_NATIVE,
+            frames: vec![
+                FrameSpec::py(0, 2),
+                FrameSpec::py(1, 0),
+                FrameSpec::py(2, 3),
+                FrameSpec::Shim {
+                    owner: OWNED_BY_INTERPRETER_OR_CSTACK,
+                    code: None,
+                },
+            ],
+        }];
+        spec.gil_holder = Some(0);
+        let mut image = build(&spec);
+        let interp = interpreter_of(&image, Some(image.code_type)).expect("layout");
+        let (return_offset, _, init_check) = call_fields(&interp).expect("3.13+ checks callers");
+        let init_check = init_check.expect("an EXIT_INIT_CHECK opcode");
+        // The shim's code starts with EXIT_INIT_CHECK; it set no return offset.
+        let adaptive = spec.offsets["code_object.co_code_adaptive"];
+        image
+            .memory
+            .write(image.codes[1] + adaptive, &[init_check, 0]);
+        let shim = image.frames[0][1];
+        image.memory.write(shim + return_offset, &[0, 0]);
+        let (threads, _) = read_filtered(&image.memory, interp.clone()).expect("read");
+        assert!(
+            !threads[0].torn,
+            "3.{minor}: the init shim was refused as a caller"
+        );
+        let names: Vec<String> = frames_of(&threads[0]).into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["Thing.__init__", "make"], "3.{minor}");
+        // The real caller behind the shim is still checked.
+        let caller = image.frames[0][2];
+        image.memory.write(caller + return_offset, &[0, 0]);
+        let (threads, _) = read_filtered(&image.memory, interp).expect("read");
+        assert!(
+            threads[0].torn,
+            "3.{minor}: the caller behind the shim went unchecked"
+        );
+    }
+}

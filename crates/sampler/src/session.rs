@@ -45,6 +45,8 @@ pub struct SessionStats {
     pub errors: u64,
     /// Thread samples dropped because the stack moved during the walk.
     pub torn_threads: u64,
+    /// Thread reads found torn and read again within their tick.
+    pub torn_retries: u64,
     /// Thread samples reported again unread: the thread had not been on a
     /// CPU since the last tick.
     pub reused_samples: u64,
@@ -175,10 +177,14 @@ impl Session {
         let mut i = 0;
         while i < self.targets.len() {
             let target = &mut self.targets[i];
-            let (torn_before, reused_before) =
-                (target.stats.torn_threads, target.stats.reused_samples);
+            let (torn_before, retries_before, reused_before) = (
+                target.stats.torn_threads,
+                target.stats.torn_retries,
+                target.stats.reused_samples,
+            );
             let result = target.sample(time);
             self.stats.torn_threads += target.stats.torn_threads - torn_before;
+            self.stats.torn_retries += target.stats.torn_retries - retries_before;
             self.stats.reused_samples += target.stats.reused_samples - reused_before;
             match result {
                 Ok(samples) => {

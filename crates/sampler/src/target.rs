@@ -18,9 +18,10 @@ use pyrometer_process::{
 
 /// Reads of a tick before a thread whose stack kept changing under the
 /// walk is dropped (counted as torn). On churn.py (a stack 10–60 frames
-/// deep changing every few µs) 4 left 1.4–1.5 % of samples torn, 8 left
-/// 0–0.12 %: a retry costs one snapshot, and only torn ticks pay it.
-const READ_ATTEMPTS: u32 = 8;
+/// deep, changing every few µs) torn reads come in runs: 8 attempts left
+/// 1–2.6 % of samples torn, 16 left 0.02–0.04 %. A retry costs one
+/// snapshot (under 10 µs) and a pause, and only torn ticks pay it.
+const READ_ATTEMPTS: u32 = 16;
 /// Pause before reading a torn tick again.
 const RETRY_AFTER: Duration = Duration::from_micros(20);
 /// A snapshot copy that took longer than this was likely preempted midway
@@ -178,6 +179,8 @@ pub struct TargetStats {
     pub torn: u64,
     /// Thread samples dropped because the thread's stack changed during the walk.
     pub torn_threads: u64,
+    /// Thread reads found torn and read again within their tick.
+    pub torn_retries: u64,
     /// Thread samples reported again from the last tick, unread, because
     /// the thread has not been on a CPU since (included in `samples`).
     pub reused_samples: u64,
@@ -524,6 +527,7 @@ impl Target {
                 out_from_last.push(index);
             }
             if dropped > 0 && attempt < READ_ATTEMPTS {
+                self.stats.torn_retries += dropped;
                 // A stack that changes fast is likely still in the same busy
                 // phase: on churn.py a read again at once is torn 46 % of
                 // the time (a first read 10 %), 20 µs later 39 %.

@@ -48,6 +48,11 @@ pub enum CallOp {
 pub struct CallOps {
     /// Per opcode.
     pub ops: [CallOp; 256],
+    /// Per opcode: the inline cache entries that follow it in the bytecode,
+    /// or [`UNKNOWN_LENGTH`] for one that hides its instruction. Walking a
+    /// code object instruction by instruction never takes a cache entry
+    /// for an instruction.
+    pub caches: [u8; 256],
     /// The plain `CALL` opcode (for synthetic images and tests).
     pub call: u8,
     /// 3.13+: `EXIT_INIT_CHECK`, the first instruction of `_Py_InitCleanup`,
@@ -58,6 +63,9 @@ pub struct CallOps {
     /// may span).
     pub max_units: u8,
 }
+
+/// The length of an instruction hidden by instrumentation is not known.
+pub const UNKNOWN_LENGTH: u8 = u8::MAX;
 
 /// A family of opcodes (a base instruction and its variants) that share a
 /// size and behaviour.
@@ -73,7 +81,19 @@ impl CallOps {
         init_check: Option<u8>,
         families: &[Family<'_>],
         hidden: &[u8],
+        cache_groups: &[(u8, &[u8])],
     ) -> CallOps {
+        let mut caches = [0u8; 256];
+        let mut g = 0;
+        while g < cache_groups.len() {
+            let (n, opcodes) = cache_groups[g];
+            let mut i = 0;
+            while i < opcodes.len() {
+                caches[opcodes[i] as usize] = n;
+                i += 1;
+            }
+            g += 1;
+        }
         let mut ops = [CallOp::NotCall; 256];
         let mut max_units = 1;
         let mut f = 0;
@@ -95,10 +115,12 @@ impl CallOps {
         let mut h = 0;
         while h < hidden.len() {
             ops[hidden[h] as usize] = CallOp::Hidden;
+            caches[hidden[h] as usize] = UNKNOWN_LENGTH;
             h += 1;
         }
         CallOps {
             ops,
+            caches,
             call,
             init_check,
             max_units,
@@ -108,6 +130,14 @@ impl CallOps {
     /// What `opcode` says.
     pub fn op(&self, opcode: u8) -> CallOp {
         self.ops[opcode as usize]
+    }
+
+    /// The inline cache entries after `opcode` (`None`: not known).
+    pub fn caches_after(&self, opcode: u8) -> Option<u8> {
+        match self.caches[opcode as usize] {
+            UNKNOWN_LENGTH => None,
+            n => Some(n),
+        }
     }
 }
 
@@ -132,6 +162,7 @@ pub const PY311: CallOps = CallOps::build(
         },
     ],
     &[],
+    &CACHES_311,
 );
 
 /// 3.12: `CALL` (3 caches), `BINARY_SUBSCR` (1), `LOAD_ATTR` (9: property
@@ -177,6 +208,7 @@ pub const PY312: CallOps = CallOps::build(
     ],
     // INSTRUMENTED_INSTRUCTION, INSTRUMENTED_LINE
     &[253, 254],
+    &CACHES_312,
 );
 
 /// 3.13: as 3.12, plus `CALL_KW` and `CALL_FUNCTION_EX` pushing Python
@@ -234,6 +266,7 @@ pub const PY313: CallOps = CallOps::build(
     ],
     // INSTRUMENTED_INSTRUCTION, INSTRUMENTED_LINE
     &[247, 254],
+    &CACHES_313,
 );
 
 /// 3.14: as 3.13, with subscripts moved into `BINARY_OP` (its
@@ -298,4 +331,107 @@ pub const PY314: CallOps = CallOps::build(
     ],
     // INSTRUMENTED_INSTRUCTION, INSTRUMENTED_LINE
     &[238, 254],
+    &CACHES_314,
 );
+
+/// 3.11: opcodes followed by inline caches, by count (printed by
+/// `tools/opcodes/cache_table.py`).
+const CACHES_311: [(u8, &[u8]); 5] = [
+    (
+        1,
+        &[
+            3, 4, 5, 6, 7, 8, 13, 14, 16, 60, 64, 65, 66, 67, 72, 73, 76, 77, 78, 79, 80, 81, 92,
+            113, 121, 122, 127, 141, 143, 166, 168, 169, 170, 177, 178, 179, 180,
+        ],
+    ),
+    (2, &[26, 27, 28, 29, 107]),
+    (
+        4,
+        &[
+            17, 18, 19, 20, 21, 22, 23, 24, 25, 39, 40, 41, 42, 43, 95, 106, 153, 154, 158, 159,
+            171,
+        ],
+    ),
+    (5, &[47, 48, 55, 116]),
+    (10, &[56, 57, 58, 59, 62, 63, 160]),
+];
+
+/// 3.12: opcodes followed by inline caches, by count (printed by
+/// `tools/opcodes/cache_table.py`).
+const CACHES_312: [(u8, &[u8]); 4] = [
+    (
+        1,
+        &[
+            6, 7, 8, 10, 13, 14, 16, 18, 19, 20, 21, 22, 25, 57, 58, 59, 60, 62, 63, 64, 65, 66,
+            67, 92, 93, 107, 122, 123, 141, 159, 160, 161, 166, 167, 168, 237, 248,
+        ],
+    ),
+    (
+        3,
+        &[
+            23, 24, 28, 29, 34, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 56, 171, 241,
+        ],
+    ),
+    (4, &[95, 111, 112, 113, 116, 148, 153]),
+    (9, &[70, 72, 73, 76, 77, 78, 79, 80, 81, 82, 106]),
+];
+
+/// 3.13: opcodes followed by inline caches, by count (printed by
+/// `tools/opcodes/cache_table.py`).
+const CACHES_313: [(u8, &[u8]); 4] = [
+    (
+        1,
+        &[
+            3, 5, 39, 45, 58, 59, 70, 72, 77, 93, 97, 98, 99, 100, 104, 117, 150, 151, 152, 153,
+            154, 155, 156, 157, 158, 159, 160, 161, 182, 183, 184, 185, 186, 187, 188, 189, 190,
+            205, 206, 208, 212, 213, 220, 221, 222, 242, 243, 249, 250, 251, 252, 253,
+        ],
+    ),
+    (
+        3,
+        &[
+            40, 53, 162, 163, 164, 165, 166, 167, 168, 169, 170, 171, 172, 173, 174, 175, 176, 177,
+            178, 179, 180, 181, 214, 215, 216, 217, 218, 219, 244,
+        ],
+    ),
+    (4, &[91, 108, 203, 204, 209, 210, 211]),
+    (
+        9,
+        &[
+            82, 191, 192, 193, 194, 195, 196, 197, 198, 199, 200, 201, 202,
+        ],
+    ),
+];
+
+/// 3.14: opcodes followed by inline caches, by count (printed by
+/// `tools/opcodes/cache_table.py`).
+const CACHES_314: [(u8, &[u8]); 5] = [
+    (
+        1,
+        &[
+            38, 56, 57, 70, 75, 96, 100, 101, 102, 103, 106, 119, 166, 167, 168, 169, 170, 171,
+            172, 173, 174, 175, 176, 194, 195, 197, 201, 202, 209, 210, 211, 237, 241, 242, 243,
+            244, 249, 253, 255,
+        ],
+    ),
+    (
+        3,
+        &[
+            39, 52, 55, 143, 144, 145, 146, 147, 148, 149, 150, 151, 152, 153, 154, 155, 156, 157,
+            158, 159, 160, 161, 162, 163, 164, 165, 203, 204, 205, 206, 207, 208, 250, 251,
+        ],
+    ),
+    (4, &[92, 110, 192, 193, 198, 199, 200]),
+    (
+        5,
+        &[
+            3, 44, 129, 130, 131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142,
+        ],
+    ),
+    (
+        9,
+        &[
+            80, 177, 178, 179, 180, 181, 182, 183, 184, 185, 186, 187, 188, 189,
+        ],
+    ),
+];
