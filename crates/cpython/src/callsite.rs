@@ -136,12 +136,13 @@ impl CallSites {
             sites[..end]
                 .iter()
                 .rev()
-                .take_while(|s| s.start + reach > unit)
+                .take_while(|s| s.start.saturating_add(reach) > unit)
                 .any(|s| {
+                    let end = s.start.saturating_add(u32::from(s.units));
                     if s.hidden {
-                        unit < s.start + u32::from(s.units)
+                        unit < end
                     } else {
-                        s.start + u32::from(s.units) - 1 == unit
+                        end - 1 == unit
                     }
                 })
         } else {

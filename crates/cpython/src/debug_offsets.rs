@@ -604,13 +604,16 @@ pub fn layout_from_debug_offsets(
     // FRAME_OWNED_BY_CSTACK = 4; 3.15 FRAME_OWNED_BY_INTERPRETER = 3 (the
     // C-stack owner is gone).
     // The call instructions are per minor too (see `layout::CallOps`);
-    // 3.15's opcode numbers are not confirmed, so its callers go unchecked.
+    // 3.15's opcode numbers are not confirmed, so its callers go unchecked,
+    // as are alphas' and betas' (opcodes are renumbered until the first
+    // release candidate).
     let (skip_owners, tag_mask, calls): (&'static [u8], u64, Option<&'static CallOps>) =
         match version.minor {
             13 => (&[3], 0, Some(&CALLS_313)),
             14 => (&[3, 4], 3, Some(&CALLS_314)),
             _ => (&[3], 3, None),
         };
+    let calls = calls.filter(|_| matches!(version.level, 0xC | 0xF));
     let owner = d.req("interpreter_frame.owner")?;
     let compact = d
         .get("unicode_object.compactunicodeobject_size")

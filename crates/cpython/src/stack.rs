@@ -283,6 +283,10 @@ pub struct StackReader<M: Memory> {
     /// Cached code objects served in the last epochs → the last epoch each
     /// was served in: all are checked at the start of each epoch.
     recent_codes: FxHashMap<u64, u64>,
+    /// Code objects whose call sites were read again this epoch, after a
+    /// caller of theirs was found off its call (see
+    /// [`StackReader::caller_is_torn`]).
+    resighted_codes: rustc_hash::FxHashSet<u64>,
 }
 
 impl<M: Memory> StackReader<M> {
@@ -303,6 +307,7 @@ impl<M: Memory> StackReader<M> {
             threadpool_last: Default::default(),
             unverified_codes: Vec::new(),
             recent_codes: FxHashMap::default(),
+            resighted_codes: Default::default(),
         }
     }
 
@@ -316,6 +321,7 @@ impl<M: Memory> StackReader<M> {
             return;
         }
         self.epoch = epoch;
+        self.resighted_codes.clear();
         self.recent_codes
             .retain(|_, served| epoch.saturating_sub(*served) <= RECENT_EPOCHS);
         let room = MAX_UNVERIFIED_CODES.saturating_sub(self.unverified_codes.len());
@@ -782,15 +788,23 @@ impl<M: Memory> StackReader<M> {
                                         returns,
                                     )
                                 {
+                                    self.caller_is_torn(&info, offset, returns);
                                     return Err(CpythonError::Corrupt(
                                         "a caller is not stopped on a call (torn read)",
                                     ));
                                 }
                             }
+                            // A generator's frame is also linked straight
+                            // to its caller by `gen.throw()` into a
+                            // generator it delegates to (`yield from`,
+                            // `await`), from C: only one that is running
+                            // (calling inline itself) was resumed by the
+                            // bytecode of the frame it links to.
                             pushed_by_next = match entry_flag {
                                 Some(off) => header_u8(header, off)? == 0,
                                 None => true,
-                            };
+                            } && (owner_value != FRAME_OWNED_BY_GENERATOR
+                                || called_inline);
                             // `__init__`'s shim (3.13+) is checked as a
                             // caller but not shown: it is not code anyone wrote.
                             if !info.calls.is_init_shim() {
@@ -1007,6 +1021,33 @@ impl<M: Memory> StackReader<M> {
             worker_slots,
             identity: (filename_ptr, name_ptr),
         })
+    }
+
+    /// A caller running `info` was found off its call. Usually the stack
+    /// moved under the read; but a code object freed and its address reused
+    /// by another with the same name and file (`exec` of `"<string>"`s) keeps
+    /// its cached call sites until its identity check sees otherwise, and
+    /// would drop that code's stacks every time. So, once per epoch per code
+    /// object, its bytecode is read again: if the position is a call there,
+    /// the cached entry is stale and forgotten (the next read reads it anew).
+    fn caller_is_torn(&mut self, info: &CodeInfo, offset: u64, return_offset: Option<u16>) {
+        if !self.resighted_codes.insert(info.addr) {
+            return;
+        }
+        let FrameModel::Interpreter {
+            instr_ptr_is_previous,
+            ..
+        } = self.interp.layout.frame
+        else {
+            return;
+        };
+        let fresh = self.read_call_sites(info.addr, info.code_start);
+        if offset.is_multiple_of(2)
+            && fresh.known()
+            && fresh.may_be_calling(offset / 2, instr_ptr_is_previous, return_offset)
+        {
+            self.codes.remove(&info.addr);
+        }
     }
 
     /// 3.11+: the call instructions of the code object at `addr`, whose
@@ -1299,6 +1340,8 @@ pub fn top_frame_of<M2: Memory>(
 
 /// `FRAME_OWNED_BY_THREAD` (3.11+): a frame on the thread's data stack.
 const FRAME_OWNED_BY_THREAD: u8 = 0;
+/// `FRAME_OWNED_BY_GENERATOR` (3.11+): a generator's or coroutine's frame.
+const FRAME_OWNED_BY_GENERATOR: u8 = 1;
 /// Most data stack chunks followed per thread: the first is 16 KiB and each
 /// new one at least as large, so 64 hold far deeper stacks than the depth cap.
 const MAX_STACK_CHUNKS: usize = 64;

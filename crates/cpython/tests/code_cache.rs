@@ -38,6 +38,12 @@ impl Memory for Mutable {
 }
 
 fn build() -> (Mutable, Interpreter, Vec<u64>) {
+    let (mem, interp, codes, _) = build_with_frames();
+    (mem, interp, codes)
+}
+
+/// [`build`], with the frame addresses of the one thread (innermost first).
+fn build_with_frames() -> (Mutable, Interpreter, Vec<u64>, Vec<u64>) {
     let version = Version {
         major: 3,
         minor: 13,
@@ -80,7 +86,8 @@ fn build() -> (Mutable, Interpreter, Vec<u64>) {
         batches: Cell::new(0),
         batched_ranges: Cell::new(0),
     };
-    (mem, interp, image.codes)
+    let frames = image.frames[0].clone();
+    (mem, interp, image.codes, frames)
 }
 
 fn innermost(reader: &mut StackReader<&Mutable>) -> String {
@@ -132,4 +139,54 @@ fn a_reused_code_address_is_noticed_at_the_next_epoch_in_one_batched_check() {
     let threads = reader.read_all().unwrap();
     let names: Vec<&str> = threads[0].frames.iter().map(|f| &*f.name).collect();
     assert_eq!(names, ["second", "outer"]);
+}
+
+/// A code object freed and its address reused by one with the same name and
+/// file pointers (`exec` of `"<string>"`s) passes the identity check, and
+/// its cached call sites are the old code's. A caller of the new code on a
+/// call the old one did not have is then refused once, its bytecode read
+/// again, the stale entry forgotten: the next read takes the stack.
+#[test]
+fn stale_call_sites_of_a_reused_code_address_are_read_again() {
+    use pyrometer_cpython::layout::FrameModel;
+    let (mem, interp, codes, frames) = build_with_frames();
+    let FrameModel::Interpreter {
+        instr_ptr,
+        calls: Some(calls),
+        ..
+    } = interp.layout.frame
+    else {
+        panic!("3.13 checks callers");
+    };
+    let adaptive = interp
+        .layout
+        .code_code_adaptive
+        .expect("3.13 inline bytecode");
+    let mut reader = StackReader::new(&mem, interp);
+    let read = |reader: &mut StackReader<&Mutable>| {
+        reader
+            .read_all_filtered(|_| true)
+            .expect("the image reads")
+            .remove(0)
+    };
+    let first = read(&mut reader);
+    assert!(!first.torn);
+    assert_eq!(first.frames[1].line, Some(1), "outer at unit 3");
+
+    // "outer" (codes[2]) is now other code: its CALL at unit 4, not 3, and
+    // its frame stopped there.
+    {
+        let mut image = mem.image.borrow_mut();
+        let start = codes[2] + adaptive;
+        image.write(start + 2 * 3, &[0, 0]);
+        image.write(start + 2 * 4, &[calls.call, 0]);
+        image.write(frames[1] + instr_ptr, &(start + 2 * 4).to_le_bytes());
+    }
+    let refused = read(&mut reader);
+    assert!(refused.torn, "the stale call sites were used");
+    let again = read(&mut reader);
+    assert!(!again.torn, "the code object was not read again");
+    let names: Vec<&str> = again.frames.iter().map(|f| &*f.name).collect();
+    assert_eq!(names, ["first", "outer"]);
+    assert_eq!(again.frames[1].line, Some(2), "outer at unit 4");
 }

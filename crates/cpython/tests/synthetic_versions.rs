@@ -959,10 +959,16 @@ fn a_caller_off_its_call_instruction_is_torn() {
     use pyrometer_process::Memory as _;
     for minor in [13u8, 14, 15] {
         let version = Version::new(3, minor, 0);
-        let (spec, expected) = scenario(version);
+        let (generator_spec, expected) = scenario(version);
+        // The worker thread: gen_items ← Handler (pushed it inline) ← …,
+        // gen_items a plain function's frame here (a generator's frame may
+        // also be linked from C, by `throw()`: see below).
+        let mut spec = generator_spec.clone();
+        if let FrameSpec::Python { owner, .. } = &mut spec.threads[0].frames[0] {
+            *owner = OWNED_BY_THREAD;
+        }
         let ip_off = spec.offsets["interpreter_frame.instr_ptr"];
         let adaptive = spec.offsets["code_object.co_code_adaptive"];
-        // The worker thread: gen_items ← Handler (pushed it inline) ← …
         let handler_frame = |image: &Image| image.frames[0][1];
         let fresh = || {
             let image = build(&spec);
@@ -995,6 +1001,27 @@ fn a_caller_off_its_call_instruction_is_torn() {
             "3.{minor}: caller off its call"
         );
         assert!(!threads[1].torn, "3.{minor}: the other thread is untouched");
+        if checked.is_some() {
+            // Refused for that reason, not another.
+            let strict = StackReader::new(&image.memory, interp.clone()).read_all();
+            assert!(
+                matches!(&strict, Err(CpythonError::Corrupt(why)) if why.contains("not stopped on a call")),
+                "3.{minor}: {strict:?}"
+            );
+        }
+        // Under a generator's frame that is not running (`gen.throw()` links
+        // a delegating generator to the thread's frame from C), the caller
+        // is not checked.
+        let mut image = build(&generator_spec);
+        let interp_g = interpreter_of(&image, Some(image.code_type)).expect("layout");
+        let frame = image.frames[0][1];
+        let start_g = image.codes[HANDLER] + adaptive;
+        image.memory.write(frame + ip_off, &start_g.to_le_bytes());
+        let (threads, _) = read_filtered(&image.memory, interp_g).expect("read");
+        assert!(
+            !threads[0].torn,
+            "3.{minor}: a suspended generator's caller was checked"
+        );
 
         // Before its first instruction (a frame not started yet).
         let (mut image, interp) = fresh();

@@ -1,10 +1,14 @@
 """One thread parked under each way Python code calls Python code: plain,
 keyword and star calls, methods, super(), properties, __getattribute__,
 __getitem__, __init__, generators (for, yield from, send), coroutines
-(await), calls from C (sorted's key, map), and a thread traced with
-sys.settrace (3.12+: its code is instrumented). Each path is run a few
-times first so the interpreter specializes it (3.11+ then pushes the
-callee's frame inline), then once more to park in `leaf`.
+(await), calls from C (sorted's key, map), throw() into generators and
+coroutines that delegate (their frames linked from C without an entry
+frame). Each path is run a few times first so the interpreter specializes
+it (3.11+ then pushes the callee's frame inline), then once more to park in
+`leaf`.
+
+With the argument `traced`, only a thread traced with sys.settrace (3.12+:
+every code object run after it is instrumented) and a plain one.
 
 Prints one JSON line, {"threads": {ident: {"path": name, "frames": [co_name,
 innermost first]}}}, from sys._current_frames(), then sleeps until killed.
@@ -137,6 +141,59 @@ def by_map():
     return list(map(lambda v: leaf(), [1]))
 
 
+def handling_gen():
+    try:
+        yield 1
+    except ValueError:
+        leaf()
+        yield 2
+
+
+def delegating_once():
+    yield from handling_gen()
+
+
+def delegating_twice():
+    yield from delegating_once()
+
+
+def by_throw():
+    g = delegating_once()
+    next(g)
+    return g.throw(ValueError)
+
+
+def by_nested_throw():
+    g = delegating_twice()
+    next(g)
+    return g.throw(ValueError)
+
+
+class Suspend:
+    def __await__(self):
+        yield
+
+
+async def handling_coro():
+    try:
+        await Suspend()
+    except ValueError:
+        leaf()
+
+
+async def awaiting_coro():
+    await handling_coro()
+
+
+def by_coro_throw():
+    coro = awaiting_coro()
+    coro.send(None)
+    try:
+        coro.throw(ValueError)
+    except StopIteration:
+        pass
+
+
 def tracer(frame, event, arg):
     return tracer
 
@@ -153,8 +210,10 @@ def by_traced():
 PATHS = [
     plain, by_keyword, by_star, by_method, by_property, by_getitem,
     by_getattribute, by_init, by_for, by_yield_from, by_await,
-    by_c_callback, by_map, by_traced,
+    by_c_callback, by_map, by_throw, by_nested_throw, by_coro_throw,
 ]
+if sys.argv[1:] == ["traced"]:
+    PATHS = [plain, by_traced]
 
 
 def run(path):
