@@ -107,6 +107,17 @@ impl CallSites {
         self.init_shim
     }
 
+    /// [`CallSites::may_be_calling`] for an instruction pointer `offset`
+    /// bytes past the first code unit: an odd offset is no instruction.
+    pub fn may_be_calling_at(
+        &self,
+        offset: u64,
+        at_last_unit: bool,
+        return_offset: Option<u16>,
+    ) -> bool {
+        offset.is_multiple_of(2) && self.may_be_calling(offset / 2, at_last_unit, return_offset)
+    }
+
     /// Whether a frame of this code whose instruction pointer is at code
     /// unit `unit` can be stopped in a call it made inline. `at_last_unit`:
     /// the pointer is left on the call's last unit (3.11/3.12 `prev_instr`),
@@ -240,6 +251,14 @@ mod tests {
         assert!(!sites.may_be_calling(0, false, Some(4)));
         let sites = CallSites::scan(&CALLS_313, &[]);
         assert!(!sites.may_be_calling(0, false, Some(4)));
+    }
+
+    #[test]
+    fn byte_offsets_are_units_and_odd_ones_no_instruction() {
+        let sites = CallSites::scan(&CALLS_313, &code(&[85, 53, 0, 0, 0, 36]));
+        assert!(sites.may_be_calling_at(2, false, Some(4)));
+        assert!(!sites.may_be_calling_at(3, false, Some(4)));
+        assert!(!sites.may_be_calling_at(0, false, Some(4)));
     }
 
     #[test]

@@ -777,18 +777,20 @@ impl<M: Memory> StackReader<M> {
                                 // Before the first instruction (a frame not
                                 // started yet) is no call either.
                                 let offset = ip.checked_sub(info.code_start).unwrap_or(u64::MAX);
-                                let returns = match return_offset {
-                                    Some(off) => Some(header_u16(header, off)?),
-                                    None => None,
-                                };
-                                if offset % 2 != 0
-                                    || !info.calls.may_be_calling(
-                                        offset / 2,
+                                let returns = return_offset
+                                    .map(|off| header_u16(header, off))
+                                    .transpose()?;
+                                if !info.calls.may_be_calling_at(
+                                    offset,
+                                    instr_ptr_is_previous,
+                                    returns,
+                                ) {
+                                    self.caller_is_torn(
+                                        &info,
+                                        offset,
                                         instr_ptr_is_previous,
                                         returns,
-                                    )
-                                {
-                                    self.caller_is_torn(&info, offset, returns);
+                                    );
                                     return Err(CpythonError::Corrupt(
                                         "a caller is not stopped on a call (torn read)",
                                     ));
@@ -1030,22 +1032,18 @@ impl<M: Memory> StackReader<M> {
     /// would drop that code's stacks every time. So, once per epoch per code
     /// object, its bytecode is read again: if the position is a call there,
     /// the cached entry is stale and forgotten (the next read reads it anew).
-    fn caller_is_torn(&mut self, info: &CodeInfo, offset: u64, return_offset: Option<u16>) {
+    fn caller_is_torn(
+        &mut self,
+        info: &CodeInfo,
+        offset: u64,
+        at_last_unit: bool,
+        return_offset: Option<u16>,
+    ) {
         if !self.resighted_codes.insert(info.addr) {
             return;
         }
-        let FrameModel::Interpreter {
-            instr_ptr_is_previous,
-            ..
-        } = self.interp.layout.frame
-        else {
-            return;
-        };
         let fresh = self.read_call_sites(info.addr, info.code_start);
-        if offset.is_multiple_of(2)
-            && fresh.known()
-            && fresh.may_be_calling(offset / 2, instr_ptr_is_previous, return_offset)
-        {
+        if fresh.known() && fresh.may_be_calling_at(offset, at_last_unit, return_offset) {
             self.codes.remove(&info.addr);
         }
     }

@@ -223,26 +223,39 @@ fn every_kind_of_call_keeps_its_whole_stack() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The cache counts of `layout/calls.rs` are what `tools/opcodes/cache_table.py`
-/// prints from each installed interpreter's `dis`/`opcode` modules: the
-/// walk over a code object's instructions steps over the right units.
-#[test]
-fn cache_tables_match_each_interpreters_opcode_module() {
-    let interps = require_all();
+/// Runs `tools/opcodes/cache_table.py ARGS` in `i` and returns its lines.
+fn cache_table(i: &Interp, args: &[&str]) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/opcodes/cache_table.py");
+    let out = std::process::Command::new(&i.path)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{i}: {e}"));
+    assert!(
+        out.status.success(),
+        "{i}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The tables of `layout/calls.rs` are what `tools/opcodes/cache_table.py`
+/// prints from each installed interpreter's `dis`/`opcode` modules: the
+/// cache counts (the walk over a code object's instructions steps over the
+/// right units) and the call instructions (every specialized and
+/// instrumented form of each family that pushes frames inline, with its
+/// length).
+#[test]
+fn cache_and_call_tables_match_each_interpreters_opcode_module() {
+    use pyrometer_cpython::layout::CallOp;
+    let interps = require_all();
     let mut checked = Vec::new();
     for i in interps.iter().filter(|i| i.minor() >= (3, 11)) {
-        let out = std::process::Command::new(&i.path)
-            .arg(&script)
-            .output()
-            .unwrap_or_else(|e| panic!("{i}: {e}"));
-        assert!(
-            out.status.success(),
-            "{i}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let mut want = [0u8; 256];
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for line in cache_table(i, &[]) {
             // `    (N, &[a, b, c]),`
             let line = line.trim().trim_start_matches('(').trim_end_matches("]),");
             let (n, ops) = line
@@ -252,6 +265,20 @@ fn cache_tables_match_each_interpreters_opcode_module() {
             for op in ops.split(", ") {
                 want[op.parse::<usize>().expect("an opcode")] = n;
             }
+        }
+        let mut want_calls = [CallOp::NotCall; 256];
+        for line in cache_table(i, &["--calls"]) {
+            // `OPCODE UNITS SETS_RETURN_OFFSET` or `OPCODE hidden`
+            let fields: Vec<&str> = line.split(' ').collect();
+            let op: usize = fields[0].parse().expect("an opcode");
+            want_calls[op] = match fields[1..] {
+                ["hidden"] => CallOp::Hidden,
+                [units, sets] => CallOp::Call {
+                    units: units.parse().expect("units"),
+                    sets_return_offset: sets == "1",
+                },
+                _ => panic!("{i}: {line}"),
+            };
         }
         let (major, minor) = i.minor();
         let layout = pyrometer_cpython::layout::known_layout(pyrometer_cpython::Version::new(
@@ -267,13 +294,18 @@ fn cache_tables_match_each_interpreters_opcode_module() {
         for op in 0..=255u8 {
             let got = calls.caches_after(op);
             let expect = match calls.op(op) {
-                pyrometer_cpython::layout::CallOp::Hidden => None,
+                CallOp::Hidden => None,
                 _ => Some(want[op as usize]),
             };
             assert_eq!(got, expect, "{i}: caches after opcode {op}");
+            assert_eq!(
+                calls.op(op),
+                want_calls[op as usize],
+                "{i}: call opcode {op}"
+            );
         }
         checked.push(i.to_string());
     }
-    println!("cache tables checked on: {}", checked.join(", "));
+    println!("cache and call tables checked on: {}", checked.join(", "));
     assert!(!checked.is_empty(), "no 3.11+ interpreter");
 }

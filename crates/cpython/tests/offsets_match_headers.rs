@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pyrometer_cpython::layout::{
-    CallOp, DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout,
-    LineTableFormat, LongModel, Version,
+    DictKeysModel, FrameModel, FrameRoot, HeapModel, InstanceDictModel, Layout, LineTableFormat,
+    LongModel, Version,
 };
 
 const DEFAULT_EXPECTED: &str = "3.8,3.9,3.10,3.11,3.12,3.13,/usr/bin/python3.11";
@@ -332,7 +332,6 @@ fn models(l: &Layout) -> Vec<(&'static str, String)> {
             instr_ptr_is_previous,
             skip_owners,
             executable_tag_mask,
-            calls,
             ..
         } => {
             v.push(("frame_model", "\"Interpreter\"".to_string()));
@@ -340,17 +339,6 @@ fn models(l: &Layout) -> Vec<(&'static str, String)> {
             let owners: Vec<String> = skip_owners.iter().map(u8::to_string).collect();
             v.push(("skip_owners", format!("[{}]", owners.join(","))));
             v.push(("executable_tag_mask", executable_tag_mask.to_string()));
-            let ops: Vec<String> = (0..=255u8)
-                .filter_map(|op| match calls.map_or(CallOp::NotCall, |c| c.op(op)) {
-                    CallOp::NotCall => None,
-                    CallOp::Call {
-                        units,
-                        sets_return_offset,
-                    } => Some(format!("[{op}, {units}, {}]", u8::from(sets_return_offset))),
-                    CallOp::Hidden => Some(format!("[{op}, 0, 0]")),
-                })
-                .collect();
-            v.push(("call_ops", format!("[{}]", ops.join(", "))));
         }
     }
     let root = match l.frame_root {
@@ -637,33 +625,6 @@ if interp_frames:
         check('frame.return_offset of a caller', flags['return_offset'], 4 if sys.version_info >= (3, 13) else 0)
     if 'frame.entry_flag' in L:
         check('frame.entry_flag (only the module frame is entered from C)', flags['entry'], [0] * (len(chain) - 1) + [1])
-    # The call instructions: every opcode of each family that pushes frames
-    # inline (specialized and instrumented forms too), with its length.
-    import opcode
-    if hasattr(dis, '_all_opmap'):
-        allmap, deopt = dis._all_opmap, dis.deoptmap
-    else:
-        import _opcode_metadata as meta
-        allmap = dict(opcode.opmap); allmap.update(meta._specialized_opmap)
-        deopt = {s: b for b, f in meta._specializations.items() for s in f}
-    ce = opcode._inline_cache_entries
-    caches = (lambda b: ce[allmap[b]]) if isinstance(ce, list) else (lambda b: ce.get(b, 0))
-    bases = {(3, 11): ['CALL', 'BINARY_SUBSCR'],
-             (3, 12): ['CALL', 'CALL_FUNCTION_EX', 'BINARY_SUBSCR', 'LOAD_ATTR', 'FOR_ITER', 'SEND'],
-             (3, 13): ['CALL', 'CALL_KW', 'CALL_FUNCTION_EX', 'BINARY_SUBSCR', 'LOAD_ATTR', 'FOR_ITER', 'SEND', 'EXIT_INIT_CHECK']}[sys.version_info[:2]]
-    hidden = ['INSTRUMENTED_LINE', 'INSTRUMENTED_INSTRUCTION']
-    sets = sys.version_info >= (3, 13)
-    want = []
-    for name, num in allmap.items():
-        base = deopt.get(name, name)
-        if name in hidden:
-            want.append([num, 0, 0])
-            continue
-        if base.startswith('INSTRUMENTED_'):
-            base = base[len('INSTRUMENTED_'):]
-        if base in bases:
-            want.append([num, 1 + caches(base), int(sets and base != 'EXIT_INIT_CHECK')])
-    check('call instructions', sorted(L['call_ops']), sorted(want))
 else:
     check('frame.lasti * lasti_unit == f_lasti', raw_lasti * L['lasti_unit'], caller_lasti)
     check('frame address is the frame object', chain[1][0], id(outer_frame))

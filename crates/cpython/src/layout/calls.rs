@@ -21,8 +21,9 @@
 //! come from each version's `dis`/`opcode` modules (`_all_opmap`,
 //! `deoptmap`, `_specializations`, `_inline_cache_entries`); which families
 //! push frames inline, from `Python/ceval.c` (3.11) and `Python/bytecodes.c`
-//! (3.12+). `tests/offsets_match_headers.rs` checks the numbers against the
-//! installed interpreters.
+//! (3.12+). `tools/opcodes/cache_table.py` prints both tables from an
+//! interpreter; `tests/call_kinds_live.rs` compares them with every
+//! installed one.
 
 /// What an opcode says about a frame stopped on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
